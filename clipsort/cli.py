@@ -1,0 +1,366 @@
+"""The ``clipsort`` command: parses options, calls the library, renders. No logic lives here.
+
+torch and open_clip are imported only by commands that need a model, so
+``clipsort --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from clipsort import __version__
+from clipsort.errors import ClipsortError, ExitCode
+
+app = typer.Typer(
+    name="clipsort",
+    help=(
+        "Tag and sort photos with CLIP.\n\n"
+        "Examples:\n\n"
+        "  clipsort tag ~/Photos --labels labels.txt\n\n"
+        "  clipsort sort ~/Inbox --labels labels.txt --dest ~/Sorted --dry-run\n\n"
+        "  clipsort labels check labels.txt\n\n"
+        "Exit codes: 0 done, 1 error, 2 usage or label-file error, 3 finished but some files failed."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+labels_app = typer.Typer(help="Work with label files.", no_args_is_help=True)
+app.add_typer(labels_app, name="labels")
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class SidecarFormat(str, Enum):
+    xmp = "xmp"
+    json = "json"
+
+
+class XmpName(str, Enum):
+    full = "full"
+    stem = "stem"
+
+
+class Mode(str, Enum):
+    move = "move"
+    copy = "copy"
+    link = "link"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"clipsort {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    pass
+
+
+# Options shared by tag and sort.
+PathsArg = Annotated[
+    list[Path], typer.Argument(help="Photos and folders (walked recursively).", show_default=False, metavar="PATH...")
+]
+LabelsOpt = Annotated[
+    Path, typer.Option("--labels", "-l", help="Label file: one label per line (see 'clipsort labels check').")
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="open_clip architecture (ViT-B-32), hf-hub:ORG/REPO, local-dir:FOLDER or a model folder. "
+        "[env CLIPSORT_MODEL; default ViT-B-32]",
+        show_default=False,
+    ),
+]
+PretrainedOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pretrained",
+        help="Pretrained tag or checkpoint file for an architecture; 'none' for random weights. "
+        "[env CLIPSORT_PRETRAINED; default laion2b_s34b_b79k for ViT-B-32]",
+        show_default=False,
+    ),
+]
+DeviceOpt = Annotated[
+    Device | None,
+    typer.Option(
+        "--device", help="Compute device; auto prefers cuda, then mps, then cpu. [default auto]", show_default=False
+    ),
+]
+BatchOpt = Annotated[
+    int | None, typer.Option("--batch-size", min=1, help="Images per model call. [default 32]", show_default=False)
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", min=1, help="Decode threads. [default: from the CPU count]", show_default=False),
+]
+ThresholdOpt = Annotated[
+    float,
+    typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Keep a label only if its probability is at least this."),
+]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", "-n", help="Print the plan on stdout; change nothing.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per photo on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")]
+
+
+def _setup_quiet_libraries() -> None:
+    # open_clip logs through the root logger and torch warns freely; users see our messages only.
+    logging.getLogger().addHandler(logging.NullHandler())
+    warnings.filterwarnings("ignore")
+
+
+def _prepare(model, pretrained, device, batch_size, labels_file, ui):  # noqa: ANN001, ANN202
+    from clipsort import settings
+    from clipsort.labels import load_labels
+    from clipsort.model import load_model, parse_spec
+
+    choice = settings.resolve_model_choice(model, pretrained, device.value if device else None, batch_size)
+    labels = load_labels(labels_file)
+    spec = parse_spec(choice.model, choice.pretrained)
+    _setup_quiet_libraries()
+    with ui.status(f"loading model {spec.display}..."):
+        clip = load_model(spec, choice.device)
+    ui.info(f"model {clip.name} on {clip.device} ({clip.precision}), {len(labels)} labels")
+    if clip.spec.pretrained == "none":
+        ui.warn("random weights (--pretrained none): the labels will be meaningless")
+    return choice, labels, clip
+
+
+@app.command()
+def tag(
+    paths: PathsArg,
+    labels: LabelsOpt,
+    threshold: ThresholdOpt = 0.3,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Keep at most this many labels per photo.")] = 3,
+    sidecar: Annotated[
+        SidecarFormat,
+        typer.Option(
+            "--sidecar", help="xmp: keywords for photo managers; json: photo.jpg.clipsort.json with every score."
+        ),
+    ] = SidecarFormat.xmp,
+    xmp_name: Annotated[
+        XmpName,
+        typer.Option("--xmp-name", help="full: photo.jpg.xmp (digiKam, darktable); stem: photo.xmp (Lightroom)."),
+    ] = XmpName.full,
+    tag_root: Annotated[
+        str, typer.Option("--tag-root", help="Parent of hierarchical keywords (clipsort|animals|dog); '' for none.")
+    ] = "clipsort",
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchOpt = None,
+    workers: WorkersOpt = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Write the labels that fit each photo to its XMP (or JSON) sidecar.
+
+    Sidecars are merged: keywords of other tools are kept, and a re-run replaces
+    only clipsort's own keywords.
+
+    Examples:
+
+      clipsort tag ~/Photos --labels labels.txt
+
+      clipsort tag photo.jpg -l labels.txt --top-k 1 --json
+
+      clipsort tag ~/Raw -l labels.txt --xmp-name stem --tag-root auto
+    """
+    from clipsort.console import Ui
+    from clipsort.pipeline import RunOptions, TagOptions, run_tag
+
+    ui = Ui(quiet=quiet, json_lines=json_out)
+    choice, label_set, clip = _prepare(model, pretrained, device, batch_size, labels, ui)
+    options = TagOptions(
+        threshold=threshold,
+        top_k=top_k,
+        sidecar=sidecar.value,
+        xmp_name=xmp_name.value,
+        tag_root=tag_root.strip().strip("|/"),
+        dry_run=dry_run,
+    )
+    try:
+        report = run_tag(paths, label_set, clip, options, RunOptions(choice.batch_size, workers), ui)
+    finally:
+        ui.stop()
+    ui.summary(report)
+    return int(report.exit_code)
+
+
+@app.command()
+def sort(
+    paths: PathsArg,
+    labels: LabelsOpt,
+    dest: Annotated[
+        Path | None,
+        typer.Option("--dest", "-d", help="Where label folders go. [default: the folder sorted]", show_default=False),
+    ] = None,
+    threshold: ThresholdOpt = 0.3,
+    mode: Annotated[Mode, typer.Option("--mode", help="move, copy, or hard-link photos into place.")] = Mode.move,
+    unsorted_name: Annotated[
+        str, typer.Option("--unsorted-name", help="Folder for photos with no label above the threshold.")
+    ] = "_unsorted",
+    leave_unsorted: Annotated[
+        bool, typer.Option("--leave-unsorted", help="Leave photos with no label where they are.")
+    ] = False,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchOpt = None,
+    workers: WorkersOpt = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Move each photo into DEST/<its best label>/, sidecars with it.
+
+    Never overwrites: a name clash gets a numbered suffix (photo_1.jpg). A photo
+    whose best label is below --threshold goes to DEST/_unsorted/ (or stays put
+    with --leave-unsorted). Photos already in their label folder are not touched.
+
+    Examples:
+
+      clipsort sort ~/Inbox --labels labels.txt --dest ~/Sorted --dry-run
+
+      clipsort sort ~/Inbox -l labels.txt -d ~/Sorted --mode copy --threshold 0.6
+    """
+    from clipsort.console import Ui
+    from clipsort.pipeline import RunOptions, SortOptions, run_sort
+
+    ui = Ui(quiet=quiet, json_lines=json_out)
+    choice, label_set, clip = _prepare(model, pretrained, device, batch_size, labels, ui)
+    options = SortOptions(
+        dest=dest,
+        threshold=threshold,
+        mode=mode.value,
+        unsorted=unsorted_name,
+        leave_unsorted=leave_unsorted,
+        dry_run=dry_run,
+    )
+    try:
+        report = run_sort(paths, label_set, clip, options, RunOptions(choice.batch_size, workers), ui)
+    finally:
+        ui.stop()
+    ui.summary(report)
+    return int(report.exit_code)
+
+
+@app.command()
+def models(
+    cached: Annotated[bool, typer.Option("--cached", help="Only models whose weights are cached here.")] = False,
+) -> int:
+    """List open_clip architectures with their pretrained tags; cached ones are marked '*'.
+
+    Examples:
+
+      clipsort models
+
+      clipsort models --cached
+    """
+    from clipsort.model import cached_folders, list_models
+
+    _setup_quiet_libraries()
+    rows = list_models()
+    width = max(len(r.architecture) for r in rows)
+    for row in rows:
+        if cached and not row.cached_tags:
+            continue
+        tags = [t + ("*" if t in row.cached_tags else "") for t in row.tags if not cached or t in row.cached_tags]
+        typer.echo(f"{row.architecture.ljust(width)}  {', '.join(tags) if tags else '(no pretrained tags)'}")
+    folders = cached_folders()
+    if folders:
+        typer.echo("\ncached model folders:")
+        for folder in folders:
+            typer.echo(f"  {folder}")
+    return 0
+
+
+@app.command()
+def paths() -> int:
+    """Print where clipsort keeps its cache, model folders and config file."""
+    from clipsort import settings
+
+    config = settings.config_file()
+    rows = [
+        ("cache", settings.cache_dir(), "[CLIPSORT_CACHE_DIR]"),
+        ("models", settings.models_dir(), "model folders in the local-dir layout, found by name (offline use)"),
+        ("downloads", settings.hf_cache_dir(), "weights downloaded by open_clip / Hugging Face"),
+        ("config", config, "[CLIPSORT_CONFIG_DIR]" + ("" if config.is_file() else " (not present)")),
+    ]
+    for name, path, note in rows:
+        typer.echo(f"{name:<10} {path}  {note}")
+    return 0
+
+
+@labels_app.command("check")
+def labels_check(file: Annotated[Path, typer.Argument(help="The label file to check.")]) -> int:
+    """Validate a label file and show each label's folder, keywords and prompts.
+
+    Example:
+
+      clipsort labels check labels.txt
+    """
+    from clipsort.labels import load_labels
+
+    label_set = load_labels(file)
+    for label in label_set.labels:
+        source = "own prompts" if label.custom_prompts else "templates"
+        typer.echo(f"{label.name}  (line {label.line}; folder {label.name}/; keyword {label.leaf}; {source})")
+        for prompt in label.prompts:
+            typer.echo(f"    {prompt}")
+    typer.echo(f"{len(label_set)} labels OK", err=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the app, maps errors to one-line messages and exit codes."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="clipsort", standalone_mode=False)
+        code = int(result) if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        code = ExitCode.INTERRUPTED
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted", err=True)
+        code = ExitCode.INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except ClipsortError as exc:
+        click.echo(f"error: {exc}", err=True)
+        code = exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - last resort: a message, not a traceback
+        if os.environ.get("CLIPSORT_DEBUG"):
+            raise
+        click.echo(
+            f"error: internal error: {type(exc).__name__}: {exc} (set CLIPSORT_DEBUG=1 for the traceback)", err=True
+        )
+        code = ExitCode.ERROR
+    sys.exit(code)

@@ -1,0 +1,153 @@
+"""Everything clipsort shows a person, on stderr: progress, warnings, errors, the summary.
+
+stdout is kept for results (``--json`` lines, dry-run plans, listings), so that
+scripts can pipe it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from clipsort.errors import FileFailure
+from clipsort.report import PhotoResult, Report
+
+_SUMMARY_ORDER = ("tagged", "untagged", "moved", "copied", "linked", "unsorted", "left", "in-place", "duplicate")
+_DRY_VERBS = {
+    "tagged": "would tag",
+    "untagged": "no label",
+    "moved": "would move",
+    "copied": "would copy",
+    "linked": "would link",
+    "unsorted": "would unsort",
+    "left": "would leave",
+    "in-place": "in place",
+    "duplicate": "duplicate",
+}
+
+
+class Ui:
+    """The CLI's renderer of pipeline events. Implements :class:`clipsort.pipeline.Events`."""
+
+    def __init__(self, quiet: bool = False, json_lines: bool = False, stdout: TextIO | None = None) -> None:
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.quiet = quiet
+        self.json_lines = json_lines
+        self.stdout = stdout or sys.stdout
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    # -- messages ---------------------------------------------------------------------------
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(Text(message))
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(Text.assemble(("warning: ", "yellow"), message))
+
+    def error(self, message: str) -> None:
+        self.err.print(Text.assemble(("error: ", "bold red"), message))
+
+    def status(self, message: str):  # noqa: ANN201 - a rich Status or a no-op context manager
+        if self.quiet or not self.err.is_terminal:
+            return _Null()
+        return self.err.status(message)
+
+    # -- pipeline events --------------------------------------------------------------------
+    def discovering(self, count: int) -> None:
+        if self._progress is None and self.err.is_terminal and not self.quiet:
+            self.err.print(Text(f"found {count} photos so far..."), end="\r")
+
+    def started(self, total: int) -> None:
+        if self.quiet or not self.err.is_terminal:
+            return
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.err,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("photos", total=total, rate="")
+
+    def advanced(self, count: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, count)
+            speed = self._progress.tasks[0].speed
+            if speed:
+                self._progress.update(self._task, rate=f"{speed:.1f} img/s")
+
+    def photo(self, result: PhotoResult) -> None:
+        if self.json_lines:
+            self.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+            self.stdout.flush()
+        elif result.dry_run:
+            self.stdout.write(_plan_line(result) + "\n")
+
+    def failed(self, failure: FileFailure) -> None:
+        self.error(f"{failure.path}: {failure.reason}")
+
+    def warned(self, message: str) -> None:
+        self.warn(message)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    # -- summary ----------------------------------------------------------------------------
+    def summary(self, report: Report) -> None:
+        self.stop()
+        if self.quiet:
+            return
+        self.err.print(Text(summary_line(report)))
+        if report.dry_run:
+            self.err.print(Text("dry run: nothing was changed"))
+
+
+def _plan_line(result: PhotoResult) -> str:
+    verb = _DRY_VERBS.get(result.action, result.action)
+    labels = ", ".join(result.labels) if result.labels else "-"
+    if result.destination is not None and result.destination != result.path:
+        return f"{verb}: {result.path} -> {result.destination}"
+    if result.sidecar is not None:
+        return f"{verb}: {result.path} [{labels}] -> {result.sidecar}"
+    return f"{verb}: {result.path} [{labels}]"
+
+
+def summary_line(report: Report) -> str:
+    """e.g. ``tagged 98, untagged 1, failed 2 | 101 photos in 12.3 s, 8.2 images/s``."""
+    names = _DRY_VERBS if report.dry_run else {}
+    parts = [f"{names.get(a, a)} {report.actions[a]}" for a in _SUMMARY_ORDER if report.actions.get(a)]
+    parts += [f"{a} {n}" for a, n in sorted(report.actions.items()) if a not in _SUMMARY_ORDER and n]
+    if report.failures:
+        parts.append(f"failed {len(report.failures)}")
+    counts = ", ".join(parts) if parts else "nothing to do"
+    return f"{counts} | {report.found} photos in {report.elapsed:.1f} s, {report.rate:.1f} images/s"
+
+
+class _Null:
+    def __enter__(self) -> _Null:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None

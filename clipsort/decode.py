@@ -1,0 +1,139 @@
+"""Image files -> upright RGB pictures, ready for a model's preprocessing.
+
+* EXIF orientation is applied, so scores never depend on how a camera stored the
+  pixels (rclip skips this when indexing).
+* JPEGs are decoded at reduced size in the DCT (Pillow's draft mode) when the
+  model needs fewer pixels than the file has; other formats are reduced with an
+  exact box filter. The short side always stays at or above ``min_side``.
+* Every Pillow mode becomes RGB: transparency is composited onto white, 16-bit
+  and float images are scaled to 8 bits, animations give their first frame.
+
+Failures raise :class:`clipsort.errors.DecodeError` with a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from clipsort.errors import DecodeError
+
+_ORIENTATION_TAG = 0x0112
+#: EXIF orientation -> the transpose that makes the picture upright.
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_WHITE = (255, 255, 255)
+
+
+def exif_orientation(image: Image.Image, path: Path) -> int:
+    """The EXIF orientation (1-8), 1 when absent or unreadable.
+
+    Pillow reads it for almost every file; for EXIF blocks Pillow rejects, exifread
+    (more forgiving with broken maker notes) gets a second try.
+    """
+    try:
+        value = image.getexif().get(_ORIENTATION_TAG)
+        if isinstance(value, int) and 1 <= value <= 8:
+            return value
+        if value is None:
+            return 1
+    except Exception:  # noqa: BLE001 - any broken EXIF means "unknown", never a failed photo
+        pass
+    return _exifread_orientation(path)
+
+
+def _exifread_orientation(path: Path) -> int:
+    try:
+        import exifread
+
+        with open(path, "rb") as handle:
+            tags = exifread.process_file(handle, details=False, stop_tag="Orientation")
+        tag = tags.get("Image Orientation")
+        value = int(tag.values[0]) if tag is not None and tag.values else 1
+    except Exception:  # noqa: BLE001
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparent pixels become white."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, _WHITE)
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if mode.startswith("I") or mode == "F":
+        return _high_depth_to_rgb(image)
+    return image.convert("RGB")
+
+
+def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
+    values = np.asarray(image).astype(np.float64)
+    if image.mode.startswith("I;16"):
+        scaled = values / 257.0
+    else:
+        top = float(values.max()) if values.size else 0.0
+        if image.mode == "F" and top <= 1.0:
+            scaled = values * 255.0
+        elif top <= 255.0:
+            scaled = values
+        elif top <= 65535.0:
+            scaled = values / 257.0
+        else:
+            scaled = values * (255.0 / top)
+    grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, mode="L").convert("RGB")
+
+
+def load_image(path: Path | str, min_side: int | None = None) -> Image.Image:
+    """Decode ``path`` to an upright RGB picture whose short side is at least ``min_side``.
+
+    ``min_side=None`` decodes at full size.
+    """
+    path = Path(path)
+    try:
+        if os.stat(path).st_size == 0:
+            raise DecodeError(path, "empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # EXIF and ICC warnings are not the user's problem
+            with Image.open(path) as image:
+                orientation = exif_orientation(image, path)
+                if min_side and image.format == "JPEG":
+                    image.draft("RGB", (min_side, min_side))
+                image.load()
+                picture = to_rgb(image)
+    except DecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise DecodeError(path, "not an image, or a format Pillow cannot read") from None
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(path, f"too many pixels to decode safely ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        if "truncated" in reason:
+            reason = "truncated image file"
+        raise DecodeError(path, f"cannot decode: {reason}") from None
+    except MemoryError:
+        raise DecodeError(path, "not enough memory to decode") from None
+    if min_side:
+        factor = min(picture.size) // min_side
+        if factor >= 2:
+            picture = picture.reduce(factor)
+    transpose = _TRANSPOSE.get(orientation)
+    if transpose is not None:
+        picture = picture.transpose(transpose)
+    return picture

@@ -1,0 +1,120 @@
+"""Find the photos under the paths a user gives.
+
+Walks folders recursively in a deterministic order (files of a folder sorted by
+name, then its sub-folders sorted by name), skips hidden files and folders and
+well-known junk folders, follows symlinked folders but never walks one folder
+twice (so symlink loops end), and yields each image file once.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+#: File extensions (lower case) treated as images.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
+
+#: Folders that hold thumbnails or trash of NAS boxes and operating systems.
+JUNK_DIRS = frozenset({"@eaDir", "#recycle", "#snapshot", "$RECYCLE.BIN", "__MACOSX", "System Volume Information"})
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image file found on disk, with the identity of the version seen."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name in JUNK_DIRS
+
+
+#: Called with (path, reason) for a path that cannot be walked or read.
+OnError = Callable[[Path, str], None]
+
+
+def _ignore(path: Path, reason: str) -> None:
+    return None
+
+
+def discover(roots: Iterable[Path | str], on_error: OnError = _ignore) -> Iterator[ImageRef]:
+    """Yield every image under ``roots`` once, in a deterministic order.
+
+    A root may be a file (taken if it has an image extension, reported through
+    ``on_error`` otherwise) or a folder. Roots named explicitly are walked even
+    when hidden. Unreadable folders are reported through ``on_error`` and skipped.
+    """
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    for root in roots:
+        root = Path(root)
+        try:
+            st = root.stat()
+        except FileNotFoundError:
+            on_error(root, "no such file or folder")
+            continue
+        except OSError as exc:
+            on_error(root, exc.strerror or str(exc))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            yield from _walk(root, st, seen_dirs, seen_files, on_error)
+        elif not is_image_name(root.name):
+            on_error(root, f"not an image file name (known extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        elif _first_sight(st, seen_files):
+            yield ImageRef(root, st.st_size, st.st_mtime_ns)
+
+
+def _first_sight(st: os.stat_result, seen: set[tuple[int, int]]) -> bool:
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
+def _walk(
+    folder: Path,
+    folder_stat: os.stat_result,
+    seen_dirs: set[tuple[int, int]],
+    seen_files: set[tuple[int, int]],
+    on_error: OnError,
+) -> Iterator[ImageRef]:
+    # An explicit stack instead of recursion: deep trees cannot hit the recursion limit.
+    stack: list[tuple[Path, os.stat_result]] = [(folder, folder_stat)]
+    while stack:
+        current, current_stat = stack.pop()
+        if not _first_sight(current_stat, seen_dirs):
+            continue  # reached again through a symlink: walked already (or a loop)
+        try:
+            with os.scandir(current) as entries:
+                listing = sorted(entries, key=lambda e: e.name)
+        except OSError as exc:
+            on_error(current, f"cannot read folder: {exc.strerror or exc}")
+            continue
+        subfolders: list[tuple[Path, os.stat_result]] = []
+        for entry in listing:
+            if _hidden(entry.name):
+                continue
+            path = Path(entry.path)
+            try:
+                st = entry.stat()  # follows symlinks
+            except OSError as exc:
+                if entry.is_symlink():
+                    on_error(path, "broken symbolic link")
+                else:
+                    on_error(path, exc.strerror or str(exc))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                subfolders.append((path, st))
+            elif stat.S_ISREG(st.st_mode) and is_image_name(entry.name) and _first_sight(st, seen_files):
+                yield ImageRef(path, st.st_size, st.st_mtime_ns)
+        stack.extend(reversed(subfolders))

@@ -1,0 +1,177 @@
+"""Label files: the user's vocabulary, turned into prompts for the text encoder.
+
+Format (UTF-8, one label per line)::
+
+    # a comment
+    dog
+    animals/cat                       # hierarchical: folder animals/cat, keyword animals|cat
+    beach: a sandy beach | people swimming in the sea
+
+A label without its own prompts is embedded with every template of
+:data:`DEFAULT_TEMPLATES` and the normalised embeddings are averaged, as in the
+CLIP paper's prompt ensembling (Radford et al. 2021, section 3.1.4).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from clipsort.errors import LabelFileError
+
+#: Photo prompt templates ensembled for labels without prompts of their own.
+#: A subset of the CLIP paper's ImageNet templates that suits personal photos.
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "a photo of the {}.",
+    "a close-up photo of a {}.",
+    "a bright photo of a {}.",
+    "a dark photo of a {}.",
+    "a cropped photo of a {}.",
+    "a good photo of a {}.",
+    "a blurry photo of a {}.",
+    "a low resolution photo of a {}.",
+    "a photo of a small {}.",
+    "a photo of a large {}.",
+    "a picture of a {}.",
+)
+
+#: Characters a label segment may not contain: path separators, the keyword
+#: separators of XMP hierarchies, and characters that Windows or macOS forbid in
+#: folder names (labels become folder names in ``clipsort sort``).
+_FORBIDDEN = set('\\|<>:"?*')
+_MAX_SEGMENT = 100
+
+
+@dataclass(frozen=True)
+class Label:
+    """One label: a path of one or more segments and the prompts that describe it."""
+
+    path: tuple[str, ...]
+    prompts: tuple[str, ...]
+    #: True when the label file gave the prompts; False when they come from templates.
+    custom_prompts: bool
+    line: int
+
+    @property
+    def name(self) -> str:
+        """The label as written, segments joined by ``/`` (``animals/dog``)."""
+        return "/".join(self.path)
+
+    @property
+    def leaf(self) -> str:
+        """The last segment (``dog``): the flat keyword."""
+        return self.path[-1]
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """The labels of one label file, in file order."""
+
+    labels: tuple[Label, ...]
+    source: Path
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def names(self) -> list[str]:
+        return [label.name for label in self.labels]
+
+    def find(self, name: str) -> Label | None:
+        """The label called ``name`` (case-insensitive), if any."""
+        key = _fold(name)
+        return next((lab for lab in self.labels if _fold(lab.name) == key), None)
+
+
+def _fold(name: str) -> str:
+    # Labels become folder names, and folders that differ only in case or Unicode
+    # normalisation collide on macOS and Windows: treat them as the same label.
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def prompts_for(leaf: str, templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> tuple[str, ...]:
+    """The ensemble of prompts used for a label that has none of its own."""
+    return tuple(template.format(leaf) for template in templates)
+
+
+def _parse_label_path(raw: str, source: Path, line_no: int) -> tuple[str, ...]:
+    if not raw:
+        raise LabelFileError(source, "empty label name before ':'", line_no)
+    segments = tuple(segment.strip() for segment in raw.split("/"))
+    for segment in segments:
+        if not segment:
+            raise LabelFileError(source, f"label {raw!r} has an empty part (leading, trailing or double '/')", line_no)
+        if segment in (".", ".."):
+            raise LabelFileError(source, f"label {raw!r}: '{segment}' cannot be a label or folder name", line_no)
+        bad = sorted({ch for ch in segment if ch in _FORBIDDEN or unicodedata.category(ch).startswith("C")})
+        if bad:
+            shown = " ".join(repr(ch) for ch in bad)
+            raise LabelFileError(source, f"label {raw!r} contains characters not allowed in labels: {shown}", line_no)
+        if len(segment) > _MAX_SEGMENT:
+            raise LabelFileError(
+                source, f"label part {segment[:20]!r}... is longer than {_MAX_SEGMENT} characters", line_no
+            )
+    return segments
+
+
+_SPACES = re.compile(r"\s+")
+#: A comment starts at a '#' that begins the line or follows whitespace, so a
+#: label such as ``C#`` stays intact.
+_COMMENT = re.compile(r"(?:^|\s)#.*$")
+
+
+def parse_labels(text: str, source: Path | str = "<labels>") -> LabelSet:
+    """Parse label-file text. Raises :class:`LabelFileError` naming the offending line."""
+    source = Path(source)
+    labels: list[Label] = []
+    seen: dict[str, int] = {}
+    for line_no, raw_line in enumerate(text.splitlines(), start=1):
+        line = _COMMENT.sub("", raw_line).strip()
+        if not line:
+            continue
+        if ":" in line:
+            raw_name, _, raw_prompts = line.partition(":")
+            prompts = tuple(_SPACES.sub(" ", p.strip()) for p in raw_prompts.split("|"))
+            if not any(prompts):
+                raise LabelFileError(source, f"label {raw_name.strip()!r} has ':' but no prompts after it", line_no)
+            if not all(prompts):
+                raise LabelFileError(source, f"label {raw_name.strip()!r} has an empty prompt between '|'", line_no)
+            custom = True
+        else:
+            raw_name, prompts, custom = line, (), False
+        if "|" in raw_name:
+            raise LabelFileError(source, f"{line!r}: '|' separates prompts and needs a 'label:' before them", line_no)
+        path = _parse_label_path(_SPACES.sub(" ", raw_name.strip()), source, line_no)
+        if not custom:
+            prompts = prompts_for(path[-1])
+        label = Label(path=path, prompts=prompts, custom_prompts=custom, line=line_no)
+        key = _fold(label.name)
+        if key in seen:
+            raise LabelFileError(source, f"duplicate label {label.name!r} (first on line {seen[key]})", line_no)
+        seen[key] = line_no
+        labels.append(label)
+    if not labels:
+        raise LabelFileError(source, "no labels: the file is empty or holds only comments")
+    return LabelSet(labels=tuple(labels), source=source)
+
+
+def load_labels(path: Path | str) -> LabelSet:
+    """Read and parse a label file (UTF-8, a BOM is accepted)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise LabelFileError(path, "label file not found") from None
+    except IsADirectoryError:
+        raise LabelFileError(path, "is a folder, not a label file") from None
+    except OSError as exc:
+        raise LabelFileError(path, f"cannot read label file: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise LabelFileError(path, f"not valid UTF-8 (byte {exc.start}); save the file as UTF-8", line) from None
+    return parse_labels(text, path)

@@ -1,0 +1,400 @@
+"""The CLIP model: the only module that imports torch and open_clip.
+
+Model specifiers, as open_clip takes them:
+
+* ``ViT-B-32`` with a pretrained tag (``laion2b_s34b_b79k``) or a checkpoint file;
+* ``hf-hub:org/repo``;
+* ``local-dir:PATH`` or a plain folder in that layout (``open_clip_config.json``
+  holding ``model_cfg``, plus the weights, e.g. ``open_clip_model.safetensors``).
+
+Weights are cached under :func:`clipsort.settings.hf_cache_dir`. Loading looks in
+the cache *before* touching the network, so a cached model loads offline at once,
+and a missing one fails fast with a message saying where to put it
+(:class:`~clipsort.errors.ModelUnavailableError`) instead of retrying for a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from clipsort import settings
+from clipsort.errors import DeviceError, ModelError, ModelUnavailableError, UsageError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+HF_PREFIX = "hf-hub:"
+LOCAL_PREFIX = "local-dir:"
+CONFIG_NAME = "open_clip_config.json"
+HF_HOST = "huggingface.co"
+#: ``--pretrained none``: random weights, for speed measurements only.
+RANDOM = "none"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the user asked for, parsed. ``kind`` is ``builtin``, ``hf-hub`` or ``local-dir``."""
+
+    kind: str
+    name: str
+    pretrained: str | None = None
+
+    @property
+    def display(self) -> str:
+        if self.kind == "builtin":
+            return f"{self.name} ({'random weights' if self.pretrained == RANDOM else self.pretrained})"
+        if self.kind == "hf-hub":
+            return HF_PREFIX + self.name
+        return LOCAL_PREFIX + self.name
+
+    @property
+    def folder_name(self) -> str:
+        """Name of the folder under :func:`settings.models_dir` that holds this model for offline use."""
+        if self.kind == "builtin":
+            return f"{self.name}__{Path(self.pretrained or RANDOM).name}"
+        return self.name.replace("/", "__")
+
+
+def parse_spec(model: str, pretrained: str | None = None) -> ModelSpec:
+    """Parse a ``--model`` value (and ``--pretrained``) without importing torch."""
+    model = model.strip()
+    if not model:
+        raise UsageError("--model is empty")
+    if model.startswith(HF_PREFIX):
+        repo = model[len(HF_PREFIX) :].strip("/")
+        if repo.count("/") != 1:
+            raise UsageError(f"{model!r}: expected hf-hub:ORG/REPO")
+        return ModelSpec("hf-hub", repo)
+    if model.startswith(LOCAL_PREFIX):
+        folder = Path(model[len(LOCAL_PREFIX) :]).expanduser()
+        return ModelSpec("local-dir", str(folder.resolve()))
+    candidate = Path(model).expanduser()
+    if candidate.is_dir():
+        return ModelSpec("local-dir", str(candidate.resolve()))
+    if pretrained and pretrained.lower() == RANDOM:
+        pretrained = RANDOM
+    elif pretrained and ("/" in pretrained or os.sep in pretrained or Path(pretrained).suffix):
+        pretrained = str(Path(pretrained).expanduser().resolve())
+    return ModelSpec("builtin", model.replace("/", "-"), pretrained)
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Arguments for open_clip.create_model_and_transforms."""
+
+    model_name: str
+    pretrained: str | None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Describes where the weights come from (shown to the user).
+    origin: str = ""
+
+
+def _check_local_dir(folder: Path) -> None:
+    if not folder.is_dir():
+        raise ModelError(f"model folder {folder} does not exist")
+    config = folder / CONFIG_NAME
+    if not config.is_file():
+        raise ModelError(
+            f"{folder} is not an open_clip model folder: {CONFIG_NAME} is missing "
+            "(it needs open_clip_config.json with 'model_cfg', and the weights, e.g. open_clip_model.safetensors)"
+        )
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{config}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or "model_cfg" not in data:
+        raise ModelError(f"{config}: no 'model_cfg' entry")
+    weights = [p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pth", ".pt")]
+    if not weights:
+        raise ModelError(f"{folder}: no weights file (expected open_clip_model.safetensors)")
+
+
+def _reachable(url: str, timeout: float = 4.0) -> bool:
+    """Whether the host of ``url`` answers on 443: a quick test before a download that would retry for a minute."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    host = urlparse(url).hostname or HF_HOST
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _hf_cached(repo: str, filenames: Sequence[str]) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in filenames:
+        found = try_to_load_from_cache(repo, filename, cache_dir=str(settings.hf_cache_dir()))
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def _unavailable(spec: ModelSpec, url: str, looked: Sequence[Path]) -> ModelUnavailableError:
+    folder = settings.models_dir() / spec.folder_name
+    places = " and ".join(str(p) for p in looked)
+    return ModelUnavailableError(
+        f"model {spec.display} is not cached and cannot be downloaded (no connection to {urlparse(url).hostname}). "
+        f"Looked in {places}. For offline use, download {url} (open_clip_config.json and the weights file) on a "
+        f"connected machine and copy that folder to {folder}, or pass --model local-dir:FOLDER."
+    )
+
+
+def _source_for(spec: ModelSpec) -> _Source:
+    import open_clip
+
+    hf_dir = settings.hf_cache_dir()
+    offline_folder = settings.models_dir() / spec.folder_name
+    if spec.kind == "local-dir":
+        folder = Path(spec.name)
+        _check_local_dir(folder)
+        return _Source(LOCAL_PREFIX + str(folder), None, origin=str(folder))
+
+    if spec.kind == "hf-hub":
+        config = _hf_cached(spec.name, [CONFIG_NAME])
+        if config is not None:
+            snapshot = Path(config).parent
+            if any(
+                (snapshot / name).exists() for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+            ):
+                return _Source(LOCAL_PREFIX + str(snapshot), None, origin=f"cache {snapshot}")
+        if (offline_folder / CONFIG_NAME).is_file():
+            _check_local_dir(offline_folder)
+            return _Source(LOCAL_PREFIX + str(offline_folder), None, origin=str(offline_folder))
+        url = f"https://{HF_HOST}/{spec.name}"
+        if not _reachable(url):
+            raise _unavailable(spec, url, [hf_dir, offline_folder])
+        return _Source(HF_PREFIX + spec.name, None, origin=f"download from {url}")
+
+    # built-in architecture
+    if spec.name not in open_clip.list_models():
+        raise ModelError(
+            f"unknown model {spec.name!r}: run 'clipsort models' for the architectures and tags open_clip knows, "
+            "or pass hf-hub:ORG/REPO or local-dir:FOLDER"
+        )
+    if spec.pretrained is None:
+        raise UsageError(
+            f"model {spec.name} needs --pretrained: a tag ({_tags(spec.name)}), a checkpoint file, "
+            "or 'none' for random weights"
+        )
+    if spec.pretrained == RANDOM:
+        return _Source(spec.name, None, origin="random weights")
+    if os.path.isfile(spec.pretrained):
+        return _Source(spec.name, spec.pretrained, origin=spec.pretrained)
+    tag_cfg = open_clip.get_pretrained_cfg(spec.name, spec.pretrained)
+    if not tag_cfg:
+        if os.sep in spec.pretrained or Path(spec.pretrained).suffix:
+            raise ModelError(f"checkpoint file {spec.pretrained} does not exist")
+        raise ModelError(f"unknown pretrained tag {spec.pretrained!r} for {spec.name} (known: {_tags(spec.name)})")
+    if (offline_folder / CONFIG_NAME).is_file():
+        _check_local_dir(offline_folder)
+        return _Source(LOCAL_PREFIX + str(offline_folder), None, origin=str(offline_folder))
+    cached, url = _cached_tag_weights(tag_cfg)
+    if cached is not None:
+        # Load the cached file directly: open_clip would otherwise ask the Hub first.
+        return _Source(spec.name, cached, {"force_preprocess_cfg": dict(tag_cfg)}, origin=f"cache {cached}")
+    if not _reachable(url):
+        raise _unavailable(spec, url, [hf_dir, offline_folder])
+    return _Source(spec.name, spec.pretrained, origin=f"download from {url}")
+
+
+def _tags(arch: str) -> str:
+    import open_clip
+
+    tags = open_clip.list_pretrained_tags_by_model(arch)
+    return ", ".join(tags) if tags else "none published"
+
+
+def _cached_tag_weights(tag_cfg: dict[str, Any]) -> tuple[str | None, str]:
+    """(path of the cached weights or None, where they would be downloaded from)."""
+    from open_clip.pretrained import HF_WEIGHTS_NAME, _get_safe_alternatives
+
+    hub = tag_cfg.get("hf_hub") or ""
+    if hub:
+        repo, filename = os.path.split(hub)  # "org/repo/" means the default file name
+        filename = filename or HF_WEIGHTS_NAME
+        names = [*_get_safe_alternatives(filename), filename]
+        return _hf_cached(repo, names), f"https://{HF_HOST}/{repo}"
+    url = tag_cfg.get("url") or ""
+    if url:
+        target = settings.hf_cache_dir() / os.path.basename(urlparse(url).path)
+        return (str(target) if target.is_file() else None), url
+    return None, f"https://{HF_HOST}"
+
+
+# ----------------------------------------------------------------------------- device
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` -> cuda, then mps, then cpu. An explicit device that is missing is an error."""
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps is not None and mps.is_available())
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if mps_ok else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"--device {requested}: CUDA is not available (torch {torch.__version__}, "
+                f"built for CUDA {torch.version.cuda or 'none'}); use --device cpu or auto"
+            )
+        return requested
+    if requested == "mps" and not mps_ok:
+        raise DeviceError("--device mps: Apple Metal (MPS) is not available on this machine; use --device cpu or auto")
+    return requested
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class ClipModel:
+    """A loaded CLIP model: preprocessing, image and text encoders, all on one device.
+
+    Encoders return L2-normalised float32 numpy arrays, whatever the device and precision.
+    """
+
+    def __init__(
+        self, spec: ModelSpec, model: Any, preprocess: Callable, tokenizer: Callable, device: str, origin: str
+    ):
+        import torch
+
+        self.spec = spec
+        self.device = device
+        self.origin = origin
+        self._model = model
+        self._preprocess = preprocess
+        self._tokenizer = tokenizer
+        self.dtype = next(model.parameters()).dtype
+        self.precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.dtype, "fp32")
+        self.logit_scale = float(model.logit_scale.detach().float().exp().item())
+        size = model.visual.image_size
+        self.image_size: int = int(max(size) if isinstance(size, (tuple, list)) else size)
+        #: Fewest pixels on the short side a decoded picture needs for this model's preprocessing.
+        self.min_side = self.image_size
+        #: Counts of work done, for reports and tests.
+        self.images_encoded = 0
+        self.texts_encoded = 0
+
+    @property
+    def name(self) -> str:
+        return self.spec.display
+
+    def prepare(self, picture: Image.Image) -> torch.Tensor:
+        """The model's own preprocessing (resize, crop, normalise) of an RGB picture. Thread-safe."""
+        return self._preprocess(picture)
+
+    def encode_prepared(self, batch: Sequence[torch.Tensor]) -> np.ndarray:
+        """Embed prepared pictures; returns (N, D) normalised float32."""
+        import torch
+
+        with torch.inference_mode():
+            pixels = torch.stack(list(batch)).to(self.device, dtype=self.dtype, non_blocking=True)
+            features = self._model.encode_image(pixels)
+            features = torch.nn.functional.normalize(features.float(), dim=-1)
+        self.images_encoded += len(batch)
+        return features.cpu().numpy()
+
+    def encode_images(self, pictures: Sequence[Image.Image]) -> np.ndarray:
+        return self.encode_prepared([self.prepare(p) for p in pictures])
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Embed texts; returns (N, D) normalised float32."""
+        import torch
+
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                tokens = self._tokenizer(list(texts[start : start + batch_size])).to(self.device)
+                features = self._model.encode_text(tokens)
+                chunks.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())
+        self.texts_encoded += len(texts)
+        return np.concatenate(chunks, axis=0)
+
+
+def load_model(spec: ModelSpec, device: str = "auto") -> ClipModel:
+    """Load ``spec`` on ``device`` (fp16 on cuda/mps, fp32 on cpu).
+
+    Raises :class:`ModelUnavailableError` when the weights are neither cached nor downloadable,
+    :class:`ModelError` for anything else that stops the model from loading.
+    """
+    resolved = resolve_device(device)
+    source = _source_for(spec)
+    import open_clip
+
+    precision = "fp16" if resolved.startswith(("cuda", "mps")) else "fp32"
+    cache = str(settings.hf_cache_dir())
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            source.model_name,
+            pretrained=source.pretrained,
+            precision=precision,
+            device=resolved,
+            cache_dir=cache,
+            require_pretrained=spec.pretrained != RANDOM,
+            **source.kwargs,
+        )
+        tokenizer = open_clip.get_tokenizer(source.model_name, cache_dir=cache)
+    except (ModelError, UsageError):
+        raise
+    except Exception as exc:  # open_clip raises RuntimeError, ValueError, OSError, KeyError...
+        raise ModelError(f"cannot load model {spec.display}: {exc}") from exc
+    model.eval()
+    return ClipModel(spec, model, preprocess, tokenizer, resolved, source.origin)
+
+
+# ----------------------------------------------------------------------------- listing
+
+
+@dataclass(frozen=True)
+class ModelListing:
+    architecture: str
+    tags: tuple[str, ...]
+    cached_tags: tuple[str, ...]
+
+
+def list_models() -> list[ModelListing]:
+    """Every architecture open_clip knows, its pretrained tags, and which are cached here."""
+    import open_clip
+
+    rows = []
+    for arch in open_clip.list_models():
+        tags = tuple(open_clip.list_pretrained_tags_by_model(arch))
+        cached = []
+        for tag in tags:
+            if (settings.models_dir() / f"{arch}__{tag}" / CONFIG_NAME).is_file():
+                cached.append(tag)
+                continue
+            path, _ = _cached_tag_weights(open_clip.get_pretrained_cfg(arch, tag))
+            if path is not None:
+                cached.append(tag)
+        rows.append(ModelListing(arch, tags, tuple(cached)))
+    return rows
+
+
+def cached_folders() -> list[Path]:
+    """Model folders placed under :func:`settings.models_dir` and Hub repos in the download cache."""
+    found = []
+    models = settings.models_dir()
+    if models.is_dir():
+        found += sorted(p for p in models.iterdir() if (p / CONFIG_NAME).is_file())
+    hub = settings.hf_cache_dir()
+    if hub.is_dir():
+        found += sorted(p for p in hub.iterdir() if p.name.startswith("models--"))
+    return found

@@ -1,0 +1,318 @@
+"""Runs the stages: discover -> decode (thread pool, ahead of the model) -> embed -> score -> act.
+
+The pipeline never prints: it reports through an :class:`Events` object (the CLI
+renders those as progress, warnings and JSON lines) and fills a :class:`Report`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from clipsort import score
+from clipsort.decode import load_image
+from clipsort.discover import ImageRef, discover
+from clipsort.errors import FileFailure, UsageError
+from clipsort.labels import Label, LabelSet
+from clipsort.mover import Mover
+from clipsort.report import PhotoResult, Report
+from clipsort.sidecar import keywords_for, write_json, write_xmp
+
+if TYPE_CHECKING:
+    from clipsort.model import ClipModel
+
+
+class Events(Protocol):
+    """What the pipeline tells its caller while it runs."""
+
+    def discovering(self, count: int) -> None: ...
+    def started(self, total: int) -> None: ...
+    def advanced(self, count: int) -> None: ...
+    def photo(self, result: PhotoResult) -> None: ...
+    def failed(self, failure: FileFailure) -> None: ...
+    def warned(self, message: str) -> None: ...
+
+
+class SilentEvents:
+    """Events that go nowhere (library use, tests)."""
+
+    def discovering(self, count: int) -> None:
+        pass
+
+    def started(self, total: int) -> None:
+        pass
+
+    def advanced(self, count: int) -> None:
+        pass
+
+    def photo(self, result: PhotoResult) -> None:
+        pass
+
+    def failed(self, failure: FileFailure) -> None:
+        pass
+
+    def warned(self, message: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class TagOptions:
+    threshold: float = 0.3
+    top_k: int = 3
+    sidecar: str = "xmp"  #: xmp or json
+    xmp_name: str = "full"  #: full (photo.jpg.xmp) or stem (photo.xmp)
+    tag_root: str = "clipsort"
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class SortOptions:
+    dest: Path | None = None
+    threshold: float = 0.3
+    mode: str = "move"
+    unsorted: str = "_unsorted"
+    leave_unsorted: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    batch_size: int = 32
+    #: Decode threads; None chooses from the number of cores.
+    workers: int | None = None
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def find_photos(roots: Sequence[Path], report: Report, events: Events) -> list[ImageRef]:
+    """Discover every photo first: sorting must not meet the files it has just moved."""
+    missing = [str(r) for r in roots if not os.path.lexists(r)]
+    if missing:
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    refs: list[ImageRef] = []
+
+    def on_error(path: Path, reason: str) -> None:
+        failure = FileFailure(path, reason)
+        report.fail(failure)
+        events.failed(failure)
+
+    for ref in discover(roots, on_error=on_error):
+        refs.append(ref)
+        if len(refs) % 1000 == 0:
+            events.discovering(len(refs))
+    report.found = len(refs)
+    return refs
+
+
+def label_matrix(model: ClipModel, labels: LabelSet) -> np.ndarray:
+    """(labels x D) zero-shot classifier: each label's prompts embedded, averaged, normalised."""
+    prompts = [prompt for label in labels.labels for prompt in label.prompts]
+    embedded = model.encode_texts(prompts)
+    rows, start = [], 0
+    for label in labels.labels:
+        rows.append(score.label_embedding(embedded[start : start + len(label.prompts)]))
+        start += len(label.prompts)
+    return np.stack(rows)
+
+
+def scored_photos(
+    refs: Sequence[ImageRef],
+    model: ClipModel,
+    classifier: np.ndarray,
+    run: RunOptions,
+    report: Report,
+    events: Events,
+) -> Iterator[tuple[ImageRef, np.ndarray]]:
+    """Yield (photo, probabilities over the labels), in discovery order.
+
+    A pool of threads decodes and preprocesses ahead of the model (Pillow releases
+    the GIL), keeping at most two batches in flight so memory stays bounded. Files
+    that fail to decode are reported and skipped.
+    """
+    batch_size = run.batch_size
+    ahead = batch_size * 2
+    workers = run.workers or default_workers()
+
+    def prepare(ref: ImageRef) -> Any:
+        return model.prepare(load_image(ref.path, min_side=model.min_side))
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clipsort-decode") as pool:
+        pending: deque[tuple[ImageRef, Future[Any]]] = deque()
+        refs_iter = iter(refs)
+        batch_refs: list[ImageRef] = []
+        batch: list[Any] = []
+        try:
+            while True:
+                while len(pending) < ahead:
+                    ref = next(refs_iter, None)
+                    if ref is None:
+                        break
+                    pending.append((ref, pool.submit(prepare, ref)))
+                if not pending:
+                    break
+                ref, future = pending.popleft()
+                try:
+                    batch.append(future.result())
+                    batch_refs.append(ref)
+                except FileFailure as failure:
+                    report.fail(failure)
+                    events.failed(failure)
+                    events.advanced(1)
+                except Exception as exc:  # noqa: BLE001 - one bad file never stops the run
+                    unexpected = FileFailure(ref.path, f"cannot decode: {exc}")
+                    report.fail(unexpected)
+                    events.failed(unexpected)
+                    events.advanced(1)
+                if len(batch) >= batch_size or (not pending and batch):
+                    probabilities = score.probabilities(model.encode_prepared(batch), classifier, model.logit_scale)
+                    report.embedded += len(batch)
+                    yield from zip(batch_refs, probabilities, strict=True)
+                    batch_refs, batch = [], []
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def _scores(labels: LabelSet, row: np.ndarray) -> dict[str, float]:
+    return {label.name: float(p) for label, p in zip(labels.labels, row, strict=True)}
+
+
+def run_tag(
+    roots: Sequence[Path],
+    labels: LabelSet,
+    model: ClipModel,
+    options: TagOptions,
+    run: RunOptions = RunOptions(),
+    events: Events | None = None,
+) -> Report:
+    """Score every photo under ``roots`` and write the kept labels to its sidecar."""
+    events = events or SilentEvents()
+    report = Report("tag", dry_run=options.dry_run)
+    refs = find_photos(roots, report, events)
+    events.started(len(refs))
+    classifier = label_matrix(model, labels)
+    for ref, row in scored_photos(refs, model, classifier, run, report, events):
+        kept_idx = score.select(row, options.threshold, options.top_k)
+        kept: list[Label] = [labels.labels[i] for i in kept_idx]
+        names = tuple(label.name for label in kept)
+        try:
+            sidecar = _write_tags(ref.path, kept, row, labels, model, options)
+        except FileFailure as failure:
+            report.fail(failure)
+            events.failed(failure)
+        else:
+            action = "tagged" if kept else "untagged"
+            _record(
+                report,
+                events,
+                PhotoResult(ref.path, _scores(labels, row), names, action, sidecar=sidecar, dry_run=options.dry_run),
+            )
+        events.advanced(1)
+    report.finish()
+    return report
+
+
+def _write_tags(
+    photo: Path, kept: Sequence[Label], row: np.ndarray, labels: LabelSet, model: ClipModel, options: TagOptions
+) -> Path | None:
+    from clipsort.sidecar import json_path, xmp_path
+
+    if options.sidecar == "json":
+        if options.dry_run:
+            return json_path(photo)
+        return write_json(photo, model.name, _scores(labels, row), [label.name for label in kept])
+    path = xmp_path(photo, options.xmp_name)
+    if not kept and not path.exists():
+        return None  # nothing to write, and no earlier clipsort keywords to remove
+    if options.dry_run:
+        return path
+    return write_xmp(photo, keywords_for(kept, options.tag_root), options.tag_root, model.name, options.xmp_name)
+
+
+def sort_destination(roots: Sequence[Path], dest: Path | None) -> Path:
+    """``--dest``, or the folder being sorted when there is exactly one."""
+    if dest is not None:
+        return dest
+    if len(roots) == 1 and Path(roots[0]).is_dir():
+        return Path(roots[0])
+    raise UsageError("--dest is needed when sorting several paths or a single file")
+
+
+def check_unsorted_name(labels: LabelSet, name: str) -> None:
+    if not name or "/" in name or name in (".", ".."):
+        raise UsageError(f"--unsorted-name {name!r} must be a plain folder name")
+    for label in labels.labels:
+        if label.path[0].casefold() == name.casefold():
+            raise UsageError(f"--unsorted-name {name!r} is also a label (line {label.line}); choose another name")
+
+
+def run_sort(
+    roots: Sequence[Path],
+    labels: LabelSet,
+    model: ClipModel,
+    options: SortOptions,
+    run: RunOptions = RunOptions(),
+    events: Events | None = None,
+) -> Report:
+    """Move (copy, link) every photo under ``roots`` into ``DEST/<label>/`` by its top label."""
+    events = events or SilentEvents()
+    dest = sort_destination(roots, options.dest)
+    check_unsorted_name(labels, options.unsorted)
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"--dest {dest} is a file, not a folder")
+    report = Report("sort", dry_run=options.dry_run)
+    refs = find_photos(roots, report, events)
+    events.started(len(refs))
+    classifier = label_matrix(model, labels)
+    mover = Mover(options.mode)
+    past = {"move": "moved", "copy": "copied", "link": "linked"}
+    for ref, row in scored_photos(refs, model, classifier, run, report, events):
+        best = score.select(row, options.threshold, 1)
+        label = labels.labels[best[0]] if best else None
+        names = (label.name,) if label else ()
+        if label is None and options.leave_unsorted:
+            _record(report, events, PhotoResult(ref.path, _scores(labels, row), names, "left", dry_run=options.dry_run))
+            events.advanced(1)
+            continue
+        folder = dest.joinpath(*label.path) if label else dest / options.unsorted
+        try:
+            plan = mover.plan(ref.path, folder)
+            if plan.action in ("in-place", "duplicate"):
+                action = plan.action
+            else:
+                action = past[plan.action] if label else "unsorted"
+                if not options.dry_run:
+                    for warning in mover.execute(plan):
+                        report.warnings.append(warning)
+                        events.warned(warning)
+        except FileFailure as failure:
+            report.fail(failure)
+            events.failed(failure)
+        else:
+            result = PhotoResult(
+                ref.path, _scores(labels, row), names, action, destination=plan.target, dry_run=options.dry_run
+            )
+            _record(report, events, result)
+        events.advanced(1)
+    report.finish()
+    return report
+
+
+def _record(report: Report, events: Events, result: PhotoResult) -> None:
+    report.record(result)
+    events.photo(result)

@@ -1,0 +1,82 @@
+"""What a run did: counts per outcome, the files that failed, and the exit code."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clipsort.errors import ExitCode, FileFailure
+
+
+@dataclass(frozen=True)
+class PhotoResult:
+    """The outcome for one photo, as ``--json`` prints it."""
+
+    path: Path
+    scores: dict[str, float]
+    labels: tuple[str, ...]
+    #: tagged, untagged (no label kept), moved, copied, linked, in-place, duplicate,
+    #: unsorted (to the unsorted folder), left (below threshold, --leave-unsorted).
+    #: In a dry run it is what would happen.
+    action: str
+    destination: Path | None = None
+    sidecar: Path | None = None
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        record: dict[str, object] = {
+            "path": str(self.path),
+            "scores": {name: round(float(p), 6) for name, p in self.scores.items()},
+            "labels": list(self.labels),
+            "action": self.action,
+        }
+        if self.destination is not None:
+            record["destination"] = str(self.destination)
+        if self.sidecar is not None:
+            record["sidecar"] = str(self.sidecar)
+        if self.dry_run:
+            record["dry_run"] = True
+        return record
+
+
+@dataclass
+class Report:
+    """Counts of a run. Filled by the pipeline, rendered by the CLI."""
+
+    command: str
+    dry_run: bool = False
+    found: int = 0
+    actions: Counter[str] = field(default_factory=Counter)
+    failures: list[FileFailure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    #: Photos that went through the model (the rate in the summary counts these).
+    embedded: int = 0
+
+    def record(self, result: PhotoResult) -> None:
+        self.actions[result.action] += 1
+
+    def fail(self, failure: FileFailure) -> None:
+        self.failures.append(failure)
+
+    def finish(self) -> None:
+        self.finished = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def processed(self) -> int:
+        return sum(self.actions.values())
+
+    @property
+    def rate(self) -> float:
+        return self.embedded / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.PARTIAL if self.failures else ExitCode.OK

@@ -1,0 +1,114 @@
+"""Where clipsort keeps things, and the one precedence rule for settings.
+
+Precedence: command-line flag > ``CLIPSORT_*`` environment variable > config file
+(``config.toml`` in the config dir) > built-in default.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clipsort.errors import UsageError
+
+APP_NAME = "clipsort"
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+DEFAULT_BATCH_SIZE = 32
+
+#: Settings a config file may hold, with their types.
+CONFIG_KEYS: dict[str, type] = {"model": str, "pretrained": str, "device": str, "batch_size": int}
+
+
+def cache_dir() -> Path:
+    """Root of clipsort's cache: ``CLIPSORT_CACHE_DIR`` or the platform's user cache dir."""
+    override = os.environ.get("CLIPSORT_CACHE_DIR")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
+def config_dir() -> Path:
+    """Where ``config.toml`` lives: ``CLIPSORT_CONFIG_DIR`` or the platform's user config dir."""
+    override = os.environ.get("CLIPSORT_CONFIG_DIR")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def config_file() -> Path:
+    return config_dir() / "config.toml"
+
+
+def models_dir() -> Path:
+    """Folders in the ``local-dir`` layout that clipsort finds by model name (for offline use)."""
+    return cache_dir() / "models"
+
+
+def hf_cache_dir() -> Path:
+    """Downloads of open_clip / Hugging Face weights (passed to open_clip as ``cache_dir``)."""
+    return cache_dir() / "hf"
+
+
+def load_config(path: Path | None = None) -> dict[str, Any]:
+    """The config file's settings, or {} when there is none. Bad files are usage errors."""
+    path = path or config_file()
+    if not path.is_file():
+        return {}
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read config file: {exc}") from None
+    for key, value in data.items():
+        expected = CONFIG_KEYS.get(key)
+        if expected is None:
+            known = ", ".join(sorted(CONFIG_KEYS))
+            raise UsageError(f"{path}: unknown setting {key!r} (known: {known})")
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise UsageError(f"{path}: {key} must be a {expected.__name__}")
+    return data
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model to load, after applying the precedence rule."""
+
+    model: str
+    pretrained: str | None
+    device: str
+    batch_size: int
+
+
+def resolve_model_choice(
+    model: str | None = None,
+    pretrained: str | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    config: dict[str, Any] | None = None,
+) -> ModelChoice:
+    """Apply flag > env > config file > default to the model settings."""
+    config = load_config() if config is None else config
+    env = os.environ
+    chosen_model = model or env.get("CLIPSORT_MODEL") or config.get("model") or DEFAULT_MODEL
+    if pretrained is None:
+        pretrained = env.get("CLIPSORT_PRETRAINED") or config.get("pretrained")
+    if pretrained is None and chosen_model == DEFAULT_MODEL:
+        pretrained = DEFAULT_PRETRAINED
+    chosen_device = device or env.get("CLIPSORT_DEVICE") or config.get("device") or "auto"
+    if chosen_device not in ("auto", "cpu", "cuda", "mps") and not chosen_device.startswith("cuda:"):
+        raise UsageError(f"unknown device {chosen_device!r}: use auto, cpu, cuda, cuda:N or mps")
+    size = batch_size or config.get("batch_size") or DEFAULT_BATCH_SIZE
+    if size < 1:
+        raise UsageError("batch size must be at least 1")
+    return ModelChoice(model=chosen_model, pretrained=pretrained or None, device=chosen_device, batch_size=size)
