@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ _NEW_XMP = (
     "</x:xmpmeta>\n"
     '<?xpacket end="w"?>\n'
 )
+
+
+_XML_DECLARATION = re.compile(r"\s*(<\?xml\s[^>]*\?>)")
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,8 @@ def sidecar_paths(photo: Path) -> list[Path]:
 
 def merge_xmp(existing: str | None, keywords: Keywords, root: str, model_name: str) -> str:
     """The sidecar text after writing ``keywords`` into ``existing`` (None: a new sidecar)."""
-    document = minidom.parseString((existing or _NEW_XMP).encode("utf-8"))
+    text = existing or _NEW_XMP
+    document = minidom.parseString(text.encode("utf-8"))
     descriptions = _elements(document, NS_RDF, "Description")
     if not descriptions:
         raise ValueError("no rdf:Description element")
@@ -159,7 +164,8 @@ def merge_xmp(existing: str | None, keywords: Keywords, root: str, model_name: s
             if added_by_field[field.record]:
                 _append_list(target, NS_CLIPSORT, field.record, "Bag", added_by_field[field.record])
         _append_text(target, NS_CLIPSORT, "model", model_name)
-    return _serialise(document)
+    declaration = _XML_DECLARATION.match(text)  # the DOM drops it; keep the file's own
+    return (declaration.group(1) + "\n" if declaration else "") + _serialise(document)
 
 
 def write_xmp(photo: Path, keywords: Keywords, root: str, model_name: str, style: str = "full") -> Path:

@@ -1,0 +1,93 @@
+"""Finding photos: recursion, filters, order, symlinks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from clipsort.discover import discover
+
+
+def touch(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def found(roots, errors=None):
+    on_error = (lambda p, r: errors.append((p, r))) if errors is not None else (lambda p, r: None)
+    return [ref.path for ref in discover(roots, on_error=on_error)]
+
+
+def test_walks_recursively_in_a_stable_order_and_filters_extensions(tmp_path: Path):
+    for name in ["b.JPG", "a.png", "c.txt", "sub/z.webp", "sub/deeper/y.TIFF", "sub/x.gif", "d.jpeg", "e.bmp", "f.tif"]:
+        touch(tmp_path / name)
+    paths = found([tmp_path])
+    rel = [str(p.relative_to(tmp_path)) for p in paths]
+    assert rel == ["a.png", "b.JPG", "d.jpeg", "e.bmp", "f.tif", "sub/x.gif", "sub/z.webp", "sub/deeper/y.TIFF"]
+    assert found([tmp_path]) == paths  # deterministic
+
+
+def test_records_size_and_mtime(tmp_path: Path):
+    photo = touch(tmp_path / "p.jpg", b"12345")
+    (ref,) = discover([tmp_path])
+    assert ref.size == 5 and ref.mtime_ns == photo.stat().st_mtime_ns
+
+
+def test_hidden_and_junk_folders_are_skipped(tmp_path: Path):
+    touch(tmp_path / ".hidden.jpg")
+    touch(tmp_path / ".git/p.jpg")
+    touch(tmp_path / "@eaDir/thumb.jpg")
+    keep = touch(tmp_path / "ok/p.jpg")
+    assert found([tmp_path]) == [keep]
+
+
+def test_explicit_hidden_root_is_walked(tmp_path: Path):
+    photo = touch(tmp_path / ".trip/p.jpg")
+    assert found([tmp_path / ".trip"]) == [photo]
+
+
+def test_symlink_loops_end_and_linked_folders_are_walked_once(tmp_path: Path):
+    photo = touch(tmp_path / "real/p.jpg")
+    os.symlink(tmp_path / "real", tmp_path / "alias")
+    os.symlink(tmp_path, tmp_path / "real/loop")
+    paths = found([tmp_path])
+    assert len(paths) == 1 and paths[0].resolve() == photo.resolve()
+
+
+def test_same_file_through_two_roots_is_yielded_once(tmp_path: Path):
+    photo = touch(tmp_path / "p.jpg")
+    assert found([tmp_path, photo, tmp_path]) == [photo]
+
+
+def test_file_roots_and_errors(tmp_path: Path):
+    photo = touch(tmp_path / "p.png")
+    text = touch(tmp_path / "notes.txt")
+    errors: list = []
+    assert found([photo, text, tmp_path / "missing"], errors) == [photo]
+    reasons = dict(errors)
+    assert "not an image file name" in reasons[text]
+    assert reasons[tmp_path / "missing"] == "no such file or folder"
+
+
+def test_broken_symlink_is_reported(tmp_path: Path):
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "link.jpg")
+    errors: list = []
+    assert found([tmp_path], errors) == []
+    assert errors == [(tmp_path / "link.jpg", "broken symbolic link")]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
+def test_unreadable_folder_is_reported_and_the_walk_goes_on(tmp_path: Path):
+    locked = tmp_path / "locked"
+    touch(locked / "p.jpg")
+    keep = touch(tmp_path / "z.jpg")
+    locked.chmod(0)
+    try:
+        errors: list = []
+        assert found([tmp_path], errors) == [keep]
+        assert errors and errors[0][0] == locked
+    finally:
+        locked.chmod(0o755)

@@ -1,0 +1,146 @@
+"""Model loading: every specifier open_clip takes, the offline cache, devices, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import COLOUR_MODEL, copy_model, write_random_model
+
+from clipsort import settings
+from clipsort.errors import DeviceError, ModelError, ModelUnavailableError, UsageError
+from clipsort.model import list_models, load_model, parse_spec
+
+
+def test_parse_spec_forms(tmp_path: Path):
+    assert parse_spec("ViT-B-32", "laion2b_s34b_b79k").kind == "builtin"
+    assert parse_spec("ViT-B/32", "openai").name == "ViT-B-32"
+    assert parse_spec("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K").name == "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
+    assert parse_spec(f"local-dir:{tmp_path}") == parse_spec(str(tmp_path))
+    assert parse_spec("ViT-B-32", "NONE").pretrained == "none"
+    with pytest.raises(UsageError):
+        parse_spec("hf-hub:no-slash")
+
+
+def test_local_dir_model_loads_and_embeds(colour_model):
+    assert colour_model.device == "cpu" and colour_model.precision == "fp32"
+    assert colour_model.image_size == 48 and colour_model.min_side == 48
+    assert 10 < colour_model.logit_scale < 101
+    texts = colour_model.encode_texts(["a photo of a red.", "a photo of a blue."])
+    assert texts.shape == (2, 32) and texts.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, rtol=1e-5)
+
+
+def test_plain_folder_and_random_weights_folder(tmp_path: Path):
+    folder = write_random_model(tmp_path / "random")
+    model = load_model(parse_spec(str(folder)), "cpu")
+    assert model.name == f"local-dir:{folder}"
+
+
+def test_architecture_with_a_checkpoint_file(tmp_path: Path):
+    import open_clip
+
+    config = json.loads((COLOUR_MODEL / "open_clip_config.json").read_text())
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "TinyColourArch.json").write_text(json.dumps(config["model_cfg"]))
+    open_clip.add_model_config(configs)
+    checkpoint = tmp_path / "weights.safetensors"
+    shutil.copy(COLOUR_MODEL / "open_clip_model.safetensors", checkpoint)
+    model = load_model(parse_spec("TinyColourArch", str(checkpoint)), "cpu")
+    reference = load_model(parse_spec(str(COLOUR_MODEL)), "cpu")
+    prompts = ["a photo of a green."]
+    np.testing.assert_allclose(model.encode_texts(prompts), reference.encode_texts(prompts), atol=1e-5)
+
+
+def test_missing_weights_fail_fast_with_an_offline_recipe():
+    start = time.monotonic()
+    with pytest.raises(ModelUnavailableError) as info:
+        load_model(parse_spec("ViT-B-32", "laion2b_s34b_b79k"), "cpu")
+    message = str(info.value)
+    assert time.monotonic() - start < 30  # no minute of download retries (generous bound, not a benchmark)
+    assert "ViT-B-32 (laion2b_s34b_b79k)" in message
+    assert str(settings.hf_cache_dir()) in message
+    assert str(settings.models_dir() / "ViT-B-32__laion2b_s34b_b79k") in message
+    assert "huggingface.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in message and "local-dir:" in message
+
+
+def test_model_folder_placed_in_the_cache_is_found_by_name():
+    copy_model(settings.models_dir() / "ViT-B-32__laion2b_s34b_b79k")
+    model = load_model(parse_spec("ViT-B-32", "laion2b_s34b_b79k"), "cpu")
+    assert model.image_size == 48  # the tiny model stands in for the real one
+    listed = {row.architecture: row for row in list_models()}
+    assert "laion2b_s34b_b79k" in listed["ViT-B-32"].cached_tags
+    assert "openai" in listed["ViT-B-32"].tags and "openai" not in listed["ViT-B-32"].cached_tags
+
+
+def _fake_hub_download(repo: str) -> Path:
+    """Lay the model out as huggingface_hub's cache does after a download."""
+    base = settings.hf_cache_dir() / ("models--" + repo.replace("/", "--"))
+    snapshot = base / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(COLOUR_MODEL, snapshot)
+    (base / "refs").mkdir(parents=True)
+    (base / "refs" / "main").write_text(snapshot.name)
+    return snapshot
+
+
+def test_hf_hub_model_loads_offline_from_the_download_cache():
+    _fake_hub_download("someone/tiny-colours")
+    model = load_model(parse_spec("hf-hub:someone/tiny-colours"), "cpu")
+    assert model.image_size == 48 and model.name == "hf-hub:someone/tiny-colours"
+
+
+def test_hf_hub_model_not_cached_is_unavailable():
+    with pytest.raises(ModelUnavailableError, match="someone/missing"):
+        load_model(parse_spec("hf-hub:someone/missing"), "cpu")
+
+
+@pytest.mark.parametrize(
+    ("model", "pretrained", "words"),
+    [
+        ("NoSuchArch", "x", "unknown model 'NoSuchArch'"),
+        ("ViT-B-32", "no_such_tag", "unknown pretrained tag 'no_such_tag'"),
+        ("ViT-B-32", "/nowhere/weights.pt", "does not exist"),
+        ("local-dir:/nowhere/model", None, "does not exist"),
+    ],
+)
+def test_bad_specifiers_are_model_errors(model, pretrained, words):
+    with pytest.raises(ModelError, match=words):
+        load_model(parse_spec(model, pretrained), "cpu")
+
+
+def test_architecture_without_pretrained_is_a_usage_error():
+    with pytest.raises(UsageError, match="needs --pretrained"):
+        load_model(parse_spec("RN50", None), "cpu")
+
+
+def test_folder_without_config_is_explained(tmp_path: Path):
+    (tmp_path / "weights.safetensors").write_bytes(b"")
+    with pytest.raises(ModelError, match="open_clip_config.json is missing"):
+        load_model(parse_spec(f"local-dir:{tmp_path}"), "cpu")
+
+
+def test_unavailable_device_is_an_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        load_model(parse_spec(str(COLOUR_MODEL)), "cuda")
+
+
+@pytest.mark.gpu
+def test_cuda_half_precision_agrees_with_cpu(colour_model):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    gpu = load_model(parse_spec(str(COLOUR_MODEL)), "auto")
+    assert gpu.device == "cuda" and gpu.precision == "fp16"
+    prompts = ["a photo of a red.", "a photo of a blue."]
+    cos = (gpu.encode_texts(prompts) * colour_model.encode_texts(prompts)).sum(axis=1)
+    assert (cos > 0.99).all()

@@ -1,0 +1,117 @@
+"""Placing photos: never overwrite, sidecars travel, duplicates, in-place, modes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from clipsort.errors import MoveError
+from clipsort.mover import Mover, companions_of
+
+
+def put(path: Path, data: bytes = b"photo") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_move_takes_sidecars_along(tmp_path: Path):
+    photo = put(tmp_path / "in/p.jpg", b"pixels")
+    put(tmp_path / "in/p.jpg.xmp", b"xmp")
+    put(tmp_path / "in/p.xmp", b"lightroom")
+    put(tmp_path / "in/p.jpg.clipsort.json", b"{}")
+    mover = Mover("move")
+    plan = mover.plan(photo, tmp_path / "out/red")
+    mover.execute(plan)
+    out = tmp_path / "out/red"
+    assert sorted(p.name for p in out.iterdir()) == ["p.jpg", "p.jpg.clipsort.json", "p.jpg.xmp", "p.xmp"]
+    assert (out / "p.jpg").read_bytes() == b"pixels" and (out / "p.xmp").read_bytes() == b"lightroom"
+    assert list((tmp_path / "in").iterdir()) == []
+
+
+def test_stem_sidecar_stays_when_another_file_shares_the_stem(tmp_path: Path):
+    photo = put(tmp_path / "IMG_1.jpg")
+    put(tmp_path / "IMG_1.CR2")
+    put(tmp_path / "IMG_1.xmp")
+    assert companions_of(photo) == []
+    put(tmp_path / "IMG_1.jpg.xmp")
+    assert companions_of(photo) == [tmp_path / "IMG_1.jpg.xmp"]
+
+
+def test_never_overwrites_and_numbers_the_whole_unit(tmp_path: Path):
+    existing = put(tmp_path / "out/p.jpg", b"someone else's photo")
+    put(tmp_path / "out/p_1.jpg.xmp", b"orphan sidecar")  # makes _1 unusable for the unit
+    photo = put(tmp_path / "in/p.jpg", b"mine")
+    put(tmp_path / "in/p.jpg.xmp", b"my tags")
+    mover = Mover("move")
+    plan = mover.plan(photo, tmp_path / "out")
+    assert plan.target == tmp_path / "out/p_2.jpg"
+    mover.execute(plan)
+    assert existing.read_bytes() == b"someone else's photo"
+    assert (tmp_path / "out/p_2.jpg").read_bytes() == b"mine"
+    assert (tmp_path / "out/p_2.jpg.xmp").read_bytes() == b"my tags"
+    assert (tmp_path / "out/p_1.jpg.xmp").read_bytes() == b"orphan sidecar"
+
+
+def test_names_given_out_in_a_run_are_reserved_for_dry_runs(tmp_path: Path):
+    a = put(tmp_path / "a/p.jpg", b"1")
+    b = put(tmp_path / "b/p.jpg", b"2")
+    mover = Mover("move")
+    targets = [mover.plan(a, tmp_path / "out").target, mover.plan(b, tmp_path / "out").target]
+    assert targets == [tmp_path / "out/p.jpg", tmp_path / "out/p_1.jpg"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_identical_file_at_destination_is_a_duplicate_and_stays(tmp_path: Path):
+    put(tmp_path / "out/p.jpg", b"same")
+    photo = put(tmp_path / "in/p.jpg", b"same")
+    mover = Mover("move")
+    plan = mover.plan(photo, tmp_path / "out")
+    assert plan.action == "duplicate"
+    mover.execute(plan)
+    assert photo.exists()
+
+
+def test_photo_already_in_its_folder_is_in_place(tmp_path: Path):
+    photo = put(tmp_path / "red/p.jpg")
+    plan = Mover("move").plan(photo, tmp_path / "red")
+    assert plan.action == "in-place"
+
+
+@pytest.mark.parametrize("mode", ["copy", "link"])
+def test_copy_and_link_keep_the_source(tmp_path: Path, mode: str):
+    photo = put(tmp_path / "in/p.jpg", b"data")
+    put(tmp_path / "in/p.jpg.xmp", b"x")
+    mover = Mover(mode)
+    mover.execute(mover.plan(photo, tmp_path / "out"))
+    assert photo.read_bytes() == b"data" and (tmp_path / "in/p.jpg.xmp").exists()
+    target = tmp_path / "out/p.jpg"
+    assert target.read_bytes() == b"data" and (tmp_path / "out/p.jpg.xmp").exists()
+    assert (os.stat(target).st_ino == os.stat(photo).st_ino) == (mode == "link")
+
+
+def test_failure_leaves_the_unit_where_it_was(tmp_path: Path):
+    photo = put(tmp_path / "in/p.jpg", b"data")
+    put(tmp_path / "in/p.jpg.xmp", b"x")
+    blocker = put(tmp_path / "out", b"a file where the folder should be")
+    mover = Mover("move")
+    with pytest.raises(MoveError):
+        mover.execute(mover.plan(photo, blocker / "red"))
+    assert photo.read_bytes() == b"data" and (tmp_path / "in/p.jpg.xmp").read_bytes() == b"x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
+def test_read_only_destination_fails_cleanly(tmp_path: Path):
+    photo = put(tmp_path / "in/p.jpg", b"data")
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        mover = Mover("move")
+        with pytest.raises(MoveError, match="Permission denied"):
+            mover.execute(mover.plan(photo, out))
+        assert photo.read_bytes() == b"data"
+    finally:
+        out.chmod(0o755)

@@ -1,0 +1,205 @@
+"""XMP and JSON sidecars: the three keyword fields, merging, idempotency, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from clipsort.errors import SidecarError
+from clipsort.labels import parse_labels
+from clipsort.sidecar import Keywords, keywords_for, merge_xmp, write_json, write_xmp, xmp_path
+
+EXIFTOOL = shutil.which("exiftool")
+needs_exiftool = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not installed")
+
+DARKTABLE = """<?xml version="1.0" encoding="UTF-8"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:xmp="http://ns.adobe.com/xap/1.0/"
+    xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/"
+    xmlns:dc="http://purl.org/dc/elements/1.1/"
+    xmlns:lr="http://ns.adobe.com/lightroom/1.0/"
+    xmlns:darktable="http://darktable.sf.net/"
+   xmp:Rating="4"
+   xmpMM:DerivedFrom="IMG_0001.jpg"
+   darktable:xmp_version="5"
+   darktable:history_end="2">
+   <dc:subject>
+    <rdf:Bag>
+     <rdf:li>vacation</rdf:li>
+     <rdf:li>red</rdf:li>
+    </rdf:Bag>
+   </dc:subject>
+   <lr:hierarchicalSubject>
+    <rdf:Bag>
+     <rdf:li>places|Italy|Rome</rdf:li>
+    </rdf:Bag>
+   </lr:hierarchicalSubject>
+   <darktable:history>
+    <rdf:Seq>
+     <rdf:li darktable:operation="exposure" darktable:enabled="1" darktable:params="0000000000"/>
+     <rdf:li darktable:operation="colorin" darktable:enabled="1" darktable:params="gz48eJzjZBgFowABAA=="/>
+    </rdf:Seq>
+   </darktable:history>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+"""
+
+
+def kw(*names: str, root: str = "clipsort"):
+    labels = parse_labels("\n".join(names) + "\n")
+    return keywords_for(labels.labels, root)
+
+
+def exiftool(path: Path) -> dict:
+    out = subprocess.run(
+        [EXIFTOOL, "-json", "-struct", "-XMP:all", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out)[0]
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_keywords_for_hierarchical_labels():
+    keywords = kw("animals/dog", "sunset", root="clipsort")
+    assert keywords.subjects == ("dog", "sunset")
+    assert keywords.hierarchical == ("clipsort|animals|dog", "clipsort|sunset")
+    assert keywords.tags_list == ("clipsort/animals/dog", "clipsort/sunset")
+    assert kw("animals/dog", root="").hierarchical == ("animals|dog",)
+
+
+@needs_exiftool
+def test_exiftool_reads_the_three_fields_of_a_new_sidecar(tmp_path: Path):
+    photo = tmp_path / "p.jpg"
+    sidecar = write_xmp(photo, kw("animals/dog", "beach"), "clipsort", "tiny")
+    assert sidecar == tmp_path / "p.jpg.xmp"
+    tags = exiftool(sidecar)
+    assert as_list(tags["Subject"]) == ["dog", "beach"]
+    assert as_list(tags["HierarchicalSubject"]) == ["clipsort|animals|dog", "clipsort|beach"]
+    assert as_list(tags["TagsList"]) == ["clipsort/animals/dog", "clipsort/beach"]
+
+
+@needs_exiftool
+def test_merge_keeps_other_tools_data(tmp_path: Path):
+    photo = tmp_path / "IMG_0001.jpg"
+    sidecar = xmp_path(photo)
+    sidecar.write_text(DARKTABLE, encoding="utf-8")
+    before = exiftool(sidecar)
+    write_xmp(photo, kw("red", "animals/dog"), "clipsort", "tiny")
+    after = exiftool(sidecar)
+    assert as_list(after["Subject"]) == ["vacation", "red", "dog"]
+    assert as_list(after["HierarchicalSubject"]) == ["places|Italy|Rome", "clipsort|red", "clipsort|animals|dog"]
+    assert as_list(after["TagsList"]) == ["clipsort/red", "clipsort/animals/dog"]
+    for key in ("Rating", "DerivedFrom", "Xmp_version", "History_end", "History"):
+        assert after[key] == before[key], key
+    text = sidecar.read_text(encoding="utf-8")
+    assert 'darktable:params="gz48eJzjZBgFowABAA=="' in text
+    assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>')
+
+
+def test_rerun_replaces_only_clipsorts_own_keywords():
+    first = merge_xmp(DARKTABLE, kw("red", "blue"), "clipsort", "m")
+    second = merge_xmp(first, kw("green"), "clipsort", "m")
+    again = merge_xmp(second, kw("green"), "clipsort", "m")
+    assert again == second  # byte-identical for the same input
+    assert "<rdf:li>vacation</rdf:li>" in second
+    assert "<rdf:li>red</rdf:li>" in second  # the user had 'red' before clipsort: it stays
+    assert "<rdf:li>blue</rdf:li>" not in second
+    assert "clipsort|red" not in second and "clipsort|blue" not in second
+    assert "<rdf:li>green</rdf:li>" in second and "clipsort/green" in second
+    assert "places|Italy|Rome" in second
+
+
+def test_no_labels_removes_clipsort_keywords_and_leaves_the_rest():
+    tagged = merge_xmp(DARKTABLE, kw("blue"), "clipsort", "m")
+    cleared = merge_xmp(tagged, Keywords((), (), ()), "clipsort", "m")
+    assert "blue" not in cleared and "clipsort|" not in cleared and "<clipsort:" not in cleared
+    assert "vacation" in cleared and "places|Italy|Rome" in cleared and "darktable:history" in cleared
+
+
+def test_new_sidecar_is_byte_identical_on_rerun_and_round_trips_through_the_parser():
+    first = merge_xmp(None, kw("animals/dog"), "clipsort", "m")
+    assert merge_xmp(first, kw("animals/dog"), "clipsort", "m") == first
+    assert first.startswith("<?xpacket begin=")
+    assert first.rstrip().endswith('<?xpacket end="w"?>')
+
+
+def test_keywords_under_the_tag_root_belong_to_clipsort():
+    # digiKam's rule for its auto-tags: a run replaces everything under its own parent.
+    existing = DARKTABLE.replace("places|Italy|Rome", "auto|old")  # no clipsort record in this file
+    updated = merge_xmp(existing, kw("new", root="auto"), "auto", "m")
+    assert "auto|old" not in updated
+    assert "auto|new" in updated and "<rdf:li>vacation</rdf:li>" in updated
+
+
+def test_invalid_existing_sidecar_is_left_untouched(tmp_path: Path):
+    photo = tmp_path / "p.jpg"
+    sidecar = xmp_path(photo)
+    sidecar.write_text("<x:xmpmeta>broken", encoding="utf-8")
+    with pytest.raises(SidecarError, match="not valid XMP"):
+        write_xmp(photo, kw("red"), "clipsort", "m")
+    assert sidecar.read_text(encoding="utf-8") == "<x:xmpmeta>broken"
+
+
+def test_stem_style_and_atomic_write_leave_no_temp_files(tmp_path: Path):
+    photo = tmp_path / "IMG_1.CR2.jpg"
+    path = write_xmp(photo, kw("red"), "clipsort", "m", style="stem")
+    assert path == tmp_path / "IMG_1.CR2.xmp"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["IMG_1.CR2.xmp"]
+
+
+def test_existing_sidecar_permissions_are_kept(tmp_path: Path):
+    photo = tmp_path / "p.jpg"
+    sidecar = xmp_path(photo)
+    sidecar.write_text(DARKTABLE, encoding="utf-8")
+    sidecar.chmod(0o640)
+    write_xmp(photo, kw("red"), "clipsort", "m")
+    assert sidecar.stat().st_mode & 0o777 == 0o640
+
+
+def test_json_sidecar(tmp_path: Path):
+    photo = tmp_path / "p.jpg"
+    path = write_json(photo, "tiny", {"red": 0.9, "blue": 0.1}, ["red"])
+    assert path.name == "p.jpg.clipsort.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data == {"photo": "p.jpg", "model": "tiny", "labels": ["red"], "scores": {"red": 0.9, "blue": 0.1}}
+    mtime = path.stat().st_mtime_ns
+    write_json(photo, "tiny", {"red": 0.9, "blue": 0.1}, ["red"])
+    assert path.stat().st_mtime_ns == mtime  # unchanged content is not rewritten
+
+
+@needs_exiftool
+def test_sidecar_written_by_exiftool_is_merged(tmp_path: Path):
+    from PIL import Image
+
+    photo = tmp_path / "p.jpg"
+    Image.new("RGB", (32, 32), "red").save(photo)
+    sidecar = xmp_path(photo)
+    subprocess.run(
+        [
+            EXIFTOOL,
+            "-q",
+            "-o",
+            str(sidecar),
+            "-XMP-dc:Subject=family",
+            "-XMP-dc:Title=Holiday",
+            "-XMP-xmp:Rating=3",
+            "-XMP-digiKam:TagsList=People/Anna",
+            str(photo),
+        ],
+        check=True,
+    )
+    write_xmp(photo, kw("red"), "clipsort", "m")
+    write_xmp(photo, kw("red"), "clipsort", "m")
+    tags = exiftool(sidecar)
+    assert as_list(tags["Subject"]) == ["family", "red"]
+    assert as_list(tags["TagsList"]) == ["People/Anna", "clipsort/red"]
+    assert tags["Title"] == "Holiday" and tags["Rating"] == 3
