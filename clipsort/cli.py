@@ -14,7 +14,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from clipsort import __version__
@@ -80,7 +79,7 @@ def _root(
 
 # Options shared by tag and sort.
 PathsArg = Annotated[
-    list[Path], typer.Argument(help="Photos and folders (walked recursively).", show_default=False, metavar="PATH...")
+    list[Path], typer.Argument(help="Photos and folders (walked recursively).", show_default=False, metavar="PATH")
 ]
 LabelsOpt = Annotated[
     Path, typer.Option("--labels", "-l", help="Label file: one label per line (see 'clipsort labels check').")
@@ -132,13 +131,18 @@ def _setup_quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
 
 
-def _prepare(model, pretrained, device, batch_size, labels_file, ui):  # noqa: ANN001, ANN202
+def _prepare(model, pretrained, device, batch_size, labels_file, paths, ui, check=None):  # noqa: ANN001, ANN202
+    """Settings, labels and cheap checks first (they fail in milliseconds), then the model (seconds)."""
     from clipsort import settings
     from clipsort.labels import load_labels
     from clipsort.model import load_model, parse_spec
+    from clipsort.pipeline import check_roots
 
     choice = settings.resolve_model_choice(model, pretrained, device.value if device else None, batch_size)
     labels = load_labels(labels_file)
+    check_roots(paths)
+    if check is not None:
+        check(labels)
     spec = parse_spec(choice.model, choice.pretrained)
     _setup_quiet_libraries()
     with ui.status(f"loading model {spec.display}..."):
@@ -176,7 +180,7 @@ def tag(
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
-) -> int:
+) -> None:
     """Write the labels that fit each photo to its XMP (or JSON) sidecar.
 
     Sidecars are merged: keywords of other tools are kept, and a re-run replaces
@@ -194,7 +198,7 @@ def tag(
     from clipsort.pipeline import RunOptions, TagOptions, run_tag
 
     ui = Ui(quiet=quiet, json_lines=json_out)
-    choice, label_set, clip = _prepare(model, pretrained, device, batch_size, labels, ui)
+    choice, label_set, clip = _prepare(model, pretrained, device, batch_size, labels, paths, ui)
     options = TagOptions(
         threshold=threshold,
         top_k=top_k,
@@ -205,10 +209,14 @@ def tag(
     )
     try:
         report = run_tag(paths, label_set, clip, options, RunOptions(choice.batch_size, workers), ui)
+    except KeyboardInterrupt:
+        ui.stop()
+        ui.error("interrupted; files already written or moved stay as they are")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     finally:
         ui.stop()
     ui.summary(report)
-    return int(report.exit_code)
+    _finish(report)
 
 
 @app.command()
@@ -235,7 +243,7 @@ def sort(
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
-) -> int:
+) -> None:
     """Move each photo into DEST/<its best label>/, sidecars with it.
 
     Never overwrites: a name clash gets a numbered suffix (photo_1.jpg). A photo
@@ -249,10 +257,9 @@ def sort(
       clipsort sort ~/Inbox -l labels.txt -d ~/Sorted --mode copy --threshold 0.6
     """
     from clipsort.console import Ui
-    from clipsort.pipeline import RunOptions, SortOptions, run_sort
+    from clipsort.pipeline import RunOptions, SortOptions, check_sort_options, run_sort
 
     ui = Ui(quiet=quiet, json_lines=json_out)
-    choice, label_set, clip = _prepare(model, pretrained, device, batch_size, labels, ui)
     options = SortOptions(
         dest=dest,
         threshold=threshold,
@@ -261,18 +268,27 @@ def sort(
         leave_unsorted=leave_unsorted,
         dry_run=dry_run,
     )
+
+    def check(label_set):  # noqa: ANN001, ANN202
+        check_sort_options(paths, label_set, options)
+
+    choice, label_set, clip = _prepare(model, pretrained, device, batch_size, labels, paths, ui, check)
     try:
         report = run_sort(paths, label_set, clip, options, RunOptions(choice.batch_size, workers), ui)
+    except KeyboardInterrupt:
+        ui.stop()
+        ui.error("interrupted; files already written or moved stay as they are")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     finally:
         ui.stop()
     ui.summary(report)
-    return int(report.exit_code)
+    _finish(report)
 
 
 @app.command()
 def models(
     cached: Annotated[bool, typer.Option("--cached", help="Only models whose weights are cached here.")] = False,
-) -> int:
+) -> None:
     """List open_clip architectures with their pretrained tags; cached ones are marked '*'.
 
     Examples:
@@ -296,11 +312,10 @@ def models(
         typer.echo("\ncached model folders:")
         for folder in folders:
             typer.echo(f"  {folder}")
-    return 0
 
 
 @app.command()
-def paths() -> int:
+def paths() -> None:
     """Print where clipsort keeps its cache, model folders and config file."""
     from clipsort import settings
 
@@ -313,11 +328,10 @@ def paths() -> int:
     ]
     for name, path, note in rows:
         typer.echo(f"{name:<10} {path}  {note}")
-    return 0
 
 
 @labels_app.command("check")
-def labels_check(file: Annotated[Path, typer.Argument(help="The label file to check.")]) -> int:
+def labels_check(file: Annotated[Path, typer.Argument(help="The label file to check.")]) -> None:
     """Validate a label file and show each label's folder, keywords and prompts.
 
     Example:
@@ -333,34 +347,30 @@ def labels_check(file: Annotated[Path, typer.Argument(help="The label file to ch
         for prompt in label.prompts:
             typer.echo(f"    {prompt}")
     typer.echo(f"{len(label_set)} labels OK", err=True)
-    return 0
+
+
+def _finish(report) -> None:  # noqa: ANN001
+    if report.exit_code:
+        raise typer.Exit(int(report.exit_code))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: runs the app, maps errors to one-line messages and exit codes."""
-    command = typer.main.get_command(app)
+    """Entry point: runs the app, maps clipsort errors to one-line messages and exit codes.
+
+    Usage errors of the command line itself are Typer's (exit 2).
+    """
     try:
-        result = command.main(args=argv, prog_name="clipsort", standalone_mode=False)
-        code = int(result) if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        code = ExitCode.INTERRUPTED
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted", err=True)
-        code = ExitCode.INTERRUPTED
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
+        app(args=argv, prog_name="clipsort")
     except ClipsortError as exc:
-        click.echo(f"error: {exc}", err=True)
-        code = exc.exit_code
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted", err=True)
+        sys.exit(int(ExitCode.INTERRUPTED))
     except Exception as exc:  # noqa: BLE001 - last resort: a message, not a traceback
         if os.environ.get("CLIPSORT_DEBUG"):
             raise
-        click.echo(
+        typer.echo(
             f"error: internal error: {type(exc).__name__}: {exc} (set CLIPSORT_DEBUG=1 for the traceback)", err=True
         )
-        code = ExitCode.ERROR
-    sys.exit(code)
+        sys.exit(int(ExitCode.ERROR))

@@ -96,11 +96,16 @@ def default_workers() -> int:
 # ----------------------------------------------------------------------------- stages
 
 
-def find_photos(roots: Sequence[Path], report: Report, events: Events) -> list[ImageRef]:
-    """Discover every photo first: sorting must not meet the files it has just moved."""
+def check_roots(roots: Sequence[Path]) -> None:
+    """Every path given must exist (a typo should not look like an empty library)."""
     missing = [str(r) for r in roots if not os.path.lexists(r)]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
+
+
+def find_photos(roots: Sequence[Path], report: Report, events: Events) -> list[ImageRef]:
+    """Discover every photo first: sorting must not meet the files it has just moved."""
+    check_roots(roots)
     refs: list[ImageRef] = []
 
     def on_error(path: Path, reason: str) -> None:
@@ -261,6 +266,15 @@ def check_unsorted_name(labels: LabelSet, name: str) -> None:
             raise UsageError(f"--unsorted-name {name!r} is also a label (line {label.line}); choose another name")
 
 
+def check_sort_options(roots: Sequence[Path], labels: LabelSet, options: SortOptions) -> Path:
+    """Validate what can be validated before any work; returns the destination folder."""
+    dest = sort_destination(roots, options.dest)
+    check_unsorted_name(labels, options.unsorted)
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"--dest {dest} is a file, not a folder")
+    return dest
+
+
 def run_sort(
     roots: Sequence[Path],
     labels: LabelSet,
@@ -271,10 +285,7 @@ def run_sort(
 ) -> Report:
     """Move (copy, link) every photo under ``roots`` into ``DEST/<label>/`` by its top label."""
     events = events or SilentEvents()
-    dest = sort_destination(roots, options.dest)
-    check_unsorted_name(labels, options.unsorted)
-    if dest.exists() and not dest.is_dir():
-        raise UsageError(f"--dest {dest} is a file, not a folder")
+    dest = check_sort_options(roots, labels, options)
     report = Report("sort", dry_run=options.dry_run)
     refs = find_photos(roots, report, events)
     events.started(len(refs))

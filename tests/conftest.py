@@ -86,7 +86,7 @@ def save_photo(image: Image.Image, path: Path, orientation: int = 1, quality: in
         exif[ORIENTATION_TAG] = orientation
         stored.save(path, "JPEG", quality=quality, exif=exif.tobytes())
     else:
-        stored.save(path)
+        stored.save(path, compress_level=1)
     return path
 
 

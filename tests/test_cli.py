@@ -1,0 +1,187 @@
+"""The command line: help, exit codes, stdout for results and stderr for people."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import COLOUR_MODEL, make_colour_photos
+
+from clipsort.cli import app, main
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+MODEL = ["--model", f"local-dir:{COLOUR_MODEL}"]
+SMALL = {"min_px": 200, "max_px": 500}
+
+
+def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def commands() -> list[list[str]]:
+    import typer
+
+    group = typer.main.get_command(app)
+    found = []
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        subcommands = getattr(command, "commands", None)
+        if subcommands:
+            found += [[name, sub] for sub in subcommands]
+        else:
+            found.append([name])
+    return found
+
+
+def test_every_command_has_help_with_text_and_is_documented(capsys):
+    cli_doc = (DOCS / "cli.md").read_text(encoding="utf-8")
+    assert len(commands()) >= 5
+    for command in commands():
+        code, out, _ = run(capsys, *command, "--help")
+        assert code == 0 and "Usage: clipsort " + " ".join(command) in out
+        assert f"clipsort {' '.join(command)}" in cli_doc, f"docs/cli.md does not document {command}"
+
+
+def test_help_and_version_do_not_import_torch():
+    script = (
+        "import sys\n"
+        "from clipsort.cli import main\n"
+        "for args in (['--help'], ['tag', '--help'], ['sort', '--help'], ['--version'], ['paths']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch' in sys.modules, 'open_clip' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False False"
+
+
+def test_version(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and re.fullmatch(r"clipsort \d+\.\d+\.\d+\n", out)
+
+
+def test_no_arguments_shows_help(capsys):
+    code, out, err = run(capsys)
+    assert code in (0, 2) and "Usage: clipsort" in out + err
+
+
+def test_labels_check(capsys, tmp_path: Path):
+    good = tmp_path / "labels.txt"
+    good.write_text("animals/dog\nbeach: a sandy beach | the sea\n", encoding="utf-8")
+    code, out, err = run(capsys, "labels", "check", str(good))
+    assert code == 0
+    assert "animals/dog" in out and "a photo of a dog." in out and "a sandy beach" in out
+    assert "2 labels OK" in err
+    bad = tmp_path / "bad.txt"
+    bad.write_text("dog\ndog\n", encoding="utf-8")
+    code, out, err = run(capsys, "labels", "check", str(bad))
+    assert code == 2 and err.strip() == f"error: {bad}:2: duplicate label 'dog' (first on line 1)"
+    assert "Traceback" not in err
+
+
+def test_tag_json_lines_on_stdout_summary_on_stderr(capsys, tmp_path: Path, labels_file: Path):
+    photos = make_colour_photos(tmp_path / "p", ["red", "blue"], 4, **SMALL)
+    code, out, err = run(capsys, "tag", str(tmp_path / "p"), "--labels", str(labels_file), *MODEL, "--json")
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert {Path(r["path"]) for r in records} == set(photos)
+    for record in records:
+        assert set(record["scores"]) == {"red", "green", "blue"}
+        assert record["labels"] == [photos[Path(record["path"])]] and record["action"] == "tagged"
+        assert record["sidecar"].endswith(".xmp")
+    assert "model local-dir:" in err and "on cpu (fp32)" in err
+    assert "tagged 4 | 4 photos in" in err and "images/s" in err
+
+
+def test_quiet_prints_nothing_on_success(capsys, tmp_path: Path, labels_file: Path):
+    make_colour_photos(tmp_path / "p", ["green"], 1, **SMALL)
+    code, out, err = run(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file), *MODEL, "--quiet")
+    assert (code, out, err) == (0, "", "")
+
+
+def test_sort_dry_run_prints_the_plan(capsys, tmp_path: Path, labels_file: Path):
+    photos = make_colour_photos(tmp_path / "in", ["red", "green"], 2, **SMALL)
+    code, out, err = run(
+        capsys, "sort", str(tmp_path / "in"), "-l", str(labels_file), *MODEL, "-d", str(tmp_path / "out"), "--dry-run"
+    )
+    assert code == 0
+    lines = sorted(out.splitlines())
+    expected = sorted(f"would move: {p} -> {tmp_path / 'out' / c / p.name}" for p, c in photos.items())
+    assert lines == expected
+    assert "dry run: nothing was changed" in err and "would move 2" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_files_are_named_and_exit_code_is_3(capsys, tmp_path: Path, labels_file: Path):
+    make_colour_photos(tmp_path, ["red"], 2, **SMALL)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    code, _, err = run(capsys, "tag", str(tmp_path), "-l", str(labels_file), *MODEL)
+    assert code == 3
+    assert f"error: {tmp_path / 'empty.jpg'}: empty file (0 bytes)" in err
+    assert "tagged 2, failed 1" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (["tag", "{tmp}/missing", "-l", "{labels}"], 2, "no such file or folder"),
+        (["tag", "{tmp}", "-l", "{tmp}/nolabels.txt"], 2, "label file not found"),
+        (["tag", "{tmp}", "-l", "{labels}", "--threshold", "2"], 2, "Invalid value"),
+        (["tag", "{tmp}", "-l", "{labels}", "--model", "local-dir:{tmp}/nomodel"], 1, "does not exist"),
+        (["tag", "{tmp}", "-l", "{labels}", "--model", "ViT-B-32"], 1, "is not cached and cannot be downloaded"),
+        (["sort", "{tmp}", "-l", "{labels}", *MODEL, "--unsorted-name", "red"], 2, "also a label"),
+        (["tag", "{tmp}", "-l", "{labels}", "--bogus"], 2, "No such option"),
+    ],
+)
+def test_errors_are_one_line_with_the_documented_exit_code(
+    capsys, tmp_path: Path, labels_file: Path, args, code, words
+):
+    args = [a.format(tmp=tmp_path, labels=labels_file) for a in args]
+    got, out, err = run(capsys, *args)
+    assert got == code, err
+    assert words in err and "Traceback" not in err
+    assert out == ""
+
+
+def test_missing_model_message_is_one_line(capsys, tmp_path: Path, labels_file: Path):
+    code, _, err = run(capsys, "tag", str(tmp_path), "-l", str(labels_file))
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: model ViT-B-32 (laion2b_s34b_b79k)")
+
+
+def test_environment_chooses_the_model(capsys, tmp_path: Path, labels_file: Path, monkeypatch):
+    make_colour_photos(tmp_path / "p", ["blue"], 1, **SMALL)
+    monkeypatch.setenv("CLIPSORT_MODEL", f"local-dir:{COLOUR_MODEL}")
+    code, out, _ = run(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file), "--json")
+    assert code == 0 and json.loads(out)["labels"] == ["blue"]
+
+
+def test_paths_and_models(capsys, isolated_env: Path):
+    code, out, _ = run(capsys, "paths")
+    assert code == 0 and str(isolated_env / "cache") in out and str(isolated_env / "config" / "config.toml") in out
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and re.search(r"^ViT-B-32\s+.*laion2b_s34b_b79k", out, re.M)
+    code, out, _ = run(capsys, "models", "--cached")
+    assert code == 0 and "ViT-B-32 " not in out
+
+
+def test_config_file_sets_defaults_and_flags_win(capsys, tmp_path: Path, labels_file: Path, isolated_env: Path):
+    config = isolated_env / "config"
+    config.mkdir()
+    (config / "config.toml").write_text(f'model = "local-dir:{COLOUR_MODEL}"\nbatch_size = 2\n', encoding="utf-8")
+    make_colour_photos(tmp_path / "p", ["red"], 1, **SMALL)
+    code, out, _ = run(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file), "--json")
+    assert code == 0 and json.loads(out)["labels"] == ["red"]
+    code, _, err = run(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file), "--model", "local-dir:/nowhere")
+    assert code == 1 and "/nowhere" in err
+    (config / "config.toml").write_text("colour = 1\n", encoding="utf-8")
+    code, _, err = run(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file))
+    assert code == 2 and "unknown setting 'colour'" in err
