@@ -98,10 +98,25 @@ class Ui:
 
     def photo(self, result: PhotoResult) -> None:
         if self.json_lines:
-            self.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
-            self.stdout.flush()
+            record = result.to_json()
+            try:
+                self._out(json.dumps(record, ensure_ascii=False) + "\n")
+            except UnicodeEncodeError:  # a file name that is not valid UTF-8: JSON escapes it
+                self._out(json.dumps(record) + "\n")
         elif result.dry_run:
-            self.stdout.write(_plan_line(result) + "\n")
+            self._out(_plan_line(result) + "\n")
+
+    def _out(self, text: str) -> None:
+        try:
+            self.stdout.write(text)
+        except UnicodeEncodeError:
+            buffer = getattr(self.stdout, "buffer", None)
+            if buffer is None or self.json_lines:
+                raise
+            # Plan lines carry file names: give scripts the names' real bytes.
+            self.stdout.flush()
+            buffer.write(text.encode("utf-8", "surrogateescape"))
+        self.stdout.flush()
 
     def failed(self, failure: FileFailure) -> None:
         self.error(f"{failure.path}: {failure.reason}")

@@ -343,11 +343,15 @@ def write_json(photo: Path, model_name: str, scores: dict[str, float], kept: Seq
     path = json_path(photo)
     text = json_text(photo, model_name, scores, kept)
     try:
-        if path.exists() and path.read_text(encoding="utf-8") == text:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a file name that is not valid UTF-8: let JSON escape it
+        data = json.dumps(json.loads(text), indent=2).encode("ascii") + b"\n"
+    try:
+        if path.exists() and path.read_bytes() == data:
             return path
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         pass
-    atomic_write(path, text.encode("utf-8"))
+    atomic_write(path, data)
     return path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -185,3 +186,20 @@ def test_config_file_sets_defaults_and_flags_win(capsys, tmp_path: Path, labels_
     (config / "config.toml").write_text("colour = 1\n", encoding="utf-8")
     code, _, err = run(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file))
     assert code == 2 and "unknown setting 'colour'" in err
+
+
+def test_file_names_that_are_not_utf8(tmp_path: Path, labels_file: Path):
+    from PIL import Image
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    name = os.fsdecode(b"caf\xe9-\xff.png")  # Latin-1 bytes, as old cameras and SMB shares write them
+    Image.new("RGB", (64, 64), "red").save(folder / name)
+    for extra in (["--json"], ["--dry-run"], ["--sidecar", "json"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "clipsort", "tag", str(folder), "-l", str(labels_file), *MODEL, *extra],
+            capture_output=True,
+        )
+        assert result.returncode == 0, result.stderr
+        assert b"Traceback" not in result.stderr
+    assert json.loads((folder / (name + ".clipsort.json")).read_text(encoding="ascii"))["labels"] == ["red"]
