@@ -207,16 +207,7 @@ def tag(
         tag_root=tag_root.strip().strip("|/"),
         dry_run=dry_run,
     )
-    try:
-        report = run_tag(paths, label_set, clip, options, RunOptions(choice.batch_size, workers), ui)
-    except KeyboardInterrupt:
-        ui.stop()
-        ui.error("interrupted; files already written or moved stay as they are")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    finally:
-        ui.stop()
-    ui.summary(report)
-    _finish(report)
+    _run_and_report(ui, lambda: run_tag(paths, label_set, clip, options, RunOptions(choice.batch_size, workers), ui))
 
 
 @app.command()
@@ -273,16 +264,7 @@ def sort(
         check_sort_options(paths, label_set, options)
 
     choice, label_set, clip = _prepare(model, pretrained, device, batch_size, labels, paths, ui, check)
-    try:
-        report = run_sort(paths, label_set, clip, options, RunOptions(choice.batch_size, workers), ui)
-    except KeyboardInterrupt:
-        ui.stop()
-        ui.error("interrupted; files already written or moved stay as they are")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    finally:
-        ui.stop()
-    ui.summary(report)
-    _finish(report)
+    _run_and_report(ui, lambda: run_sort(paths, label_set, clip, options, RunOptions(choice.batch_size, workers), ui))
 
 
 @app.command()
@@ -349,7 +331,17 @@ def labels_check(file: Annotated[Path, typer.Argument(help="The label file to ch
     typer.echo(f"{len(label_set)} labels OK", err=True)
 
 
-def _finish(report) -> None:  # noqa: ANN001
+def _run_and_report(ui, run) -> None:  # noqa: ANN001
+    """Run a pipeline command, show its summary, and exit with the report's code."""
+    try:
+        report = run()
+    except KeyboardInterrupt:
+        ui.stop()
+        ui.error("interrupted; files already written or moved stay as they are")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    finally:
+        ui.stop()
+    ui.summary(report)
     if report.exit_code:
         raise typer.Exit(int(report.exit_code))
 

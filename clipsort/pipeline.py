@@ -193,6 +193,14 @@ def scored_photos(
 # ----------------------------------------------------------------------------- commands
 
 
+def _score_all(
+    roots: Sequence[Path], labels: LabelSet, model: ClipModel, run: RunOptions, report: Report, events: Events
+) -> Iterator[tuple[ImageRef, np.ndarray]]:
+    refs = find_photos(roots, report, events)
+    events.started(len(refs))
+    yield from scored_photos(refs, model, label_matrix(model, labels), run, report, events)
+
+
 def _scores(labels: LabelSet, row: np.ndarray) -> dict[str, float]:
     return {label.name: float(p) for label, p in zip(labels.labels, row, strict=True)}
 
@@ -208,10 +216,7 @@ def run_tag(
     """Score every photo under ``roots`` and write the kept labels to its sidecar."""
     events = events or SilentEvents()
     report = Report("tag", dry_run=options.dry_run)
-    refs = find_photos(roots, report, events)
-    events.started(len(refs))
-    classifier = label_matrix(model, labels)
-    for ref, row in scored_photos(refs, model, classifier, run, report, events):
+    for ref, row in _score_all(roots, labels, model, run, report, events):
         kept_idx = score.select(row, options.threshold, options.top_k)
         kept: list[Label] = [labels.labels[i] for i in kept_idx]
         names = tuple(label.name for label in kept)
@@ -287,12 +292,9 @@ def run_sort(
     events = events or SilentEvents()
     dest = check_sort_options(roots, labels, options)
     report = Report("sort", dry_run=options.dry_run)
-    refs = find_photos(roots, report, events)
-    events.started(len(refs))
-    classifier = label_matrix(model, labels)
     mover = Mover(options.mode)
     past = {"move": "moved", "copy": "copied", "link": "linked"}
-    for ref, row in scored_photos(refs, model, classifier, run, report, events):
+    for ref, row in _score_all(roots, labels, model, run, report, events):
         best = score.select(row, options.threshold, 1)
         label = labels.labels[best[0]] if best else None
         names = (label.name,) if label else ()
