@@ -6,18 +6,26 @@ torch and open_clip are imported only by commands that need a model, so
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from clipsort import __version__
 from clipsort.errors import ClipsortError, ExitCode
+
+if TYPE_CHECKING:
+    from clipsort.labels import LabelSet
+    from clipsort.report import Report
 
 app = typer.Typer(
     name="clipsort",
@@ -37,6 +45,8 @@ app = typer.Typer(
 )
 labels_app = typer.Typer(help="Work with label files.", no_args_is_help=True)
 app.add_typer(labels_app, name="labels")
+cache_app = typer.Typer(help="Inspect and tidy the embedding cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
 
 
 class Device(str, Enum):
@@ -125,32 +135,105 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per photo
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")]
 
 
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache",
+        help="Embedding cache file. [env CLIPSORT_CACHE; default: embeddings.sqlite3 in the cache dir]",
+        show_default=False,
+    ),
+]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the embedding cache.")]
+NoWaitOpt = Annotated[
+    bool, typer.Option("--no-wait", help="If another run is using the cache, exit with code 75 instead of waiting.")
+]
+LogOpt = Annotated[Path | None, typer.Option("--log", help="Append a plain-text log of the run to this file.")]
+
+
 def _setup_quiet_libraries() -> None:
     # open_clip logs through the root logger and torch warns freely; users see our messages only.
     logging.getLogger().addHandler(logging.NullHandler())
     warnings.filterwarnings("ignore")
 
 
-def _prepare(model, pretrained, device, batch_size, labels_file, paths, ui, check=None):  # noqa: ANN001, ANN202
-    """Settings, labels and cheap checks first (they fail in milliseconds), then the model (seconds)."""
-    from clipsort import settings
-    from clipsort.labels import load_labels
-    from clipsort.model import load_model, parse_spec
-    from clipsort.pipeline import check_roots
+@dataclass
+class _RunSettings:
+    """The options tag, sort and index share."""
 
-    choice = settings.resolve_model_choice(model, pretrained, device.value if device else None, batch_size)
-    labels = load_labels(labels_file)
-    check_roots(paths)
-    if check is not None:
-        check(labels)
-    spec = parse_spec(choice.model, choice.pretrained)
-    _setup_quiet_libraries()
-    with ui.status(f"loading model {spec.display}..."):
-        clip = load_model(spec, choice.device)
-    ui.info(f"model {clip.name} on {clip.device} ({clip.precision}), {len(labels)} labels")
-    if clip.spec.pretrained == "none":
-        ui.warn("random weights (--pretrained none): the labels will be meaningless")
-    return choice, labels, clip
+    model: str | None
+    pretrained: str | None
+    device: Device | None
+    batch_size: int | None
+    workers: int | None
+    cache: Path | None
+    no_cache: bool
+    no_wait: bool
+    log: Path | None
+    json_out: bool
+    quiet: bool
+
+
+def _run(
+    command: str,
+    common: _RunSettings,
+    paths: list[Path],
+    labels_file: Path | None,
+    work: Callable[..., Report],
+    check: Callable[[LabelSet], object] | None = None,
+) -> None:
+    """Cheap checks first (they fail in milliseconds), then the cache lock, then the run.
+
+    The model loads only if something must be embedded.
+    """
+    from clipsort import settings
+    from clipsort.cache import CacheLock, EmbeddingCache
+    from clipsort.console import Ui
+    from clipsort.embed import Embedder
+    from clipsort.labels import load_labels
+    from clipsort.model import RANDOM, load_model, parse_spec
+    from clipsort.pipeline import RunOptions, check_roots
+
+    ui = Ui(quiet=common.quiet, json_lines=common.json_out)
+    with contextlib.ExitStack() as stack:
+        if common.log is not None:
+            stack.enter_context(ui.logging_to(common.log, ["clipsort", command, *map(str, paths)]))
+        choice = settings.resolve_model_choice(
+            common.model, common.pretrained, common.device.value if common.device else None, common.batch_size
+        )
+        label_set = load_labels(labels_file) if labels_file is not None else None
+        check_roots(paths)
+        if check is not None and label_set is not None:
+            check(label_set)
+        spec = parse_spec(choice.model, choice.pretrained)
+        cache = None
+        if not common.no_cache:
+            cache_path = settings.cache_file(common.cache)
+            stack.enter_context(CacheLock(cache_path, wait=not common.no_wait, on_wait=ui.warn))
+            cache = stack.enter_context(EmbeddingCache(cache_path, warn=ui.warn))
+        _setup_quiet_libraries()
+
+        def loader(spec, device):  # noqa: ANN001, ANN202
+            with ui.status(f"loading model {spec.display}..."):
+                return load_model(spec, device)
+
+        def loaded(model) -> None:  # noqa: ANN001
+            ui.info(f"model {model.name} on {model.device} ({model.precision})")
+
+        embedder = Embedder(spec, choice.device, cache, on_load=loaded, loader=loader)
+        if spec.pretrained == RANDOM:
+            ui.warn("random weights (--pretrained none): the labels will be meaningless")
+        run_options = RunOptions(choice.batch_size, common.workers)
+        try:
+            report = work(paths, label_set, embedder, run_options, ui)
+        except KeyboardInterrupt:
+            ui.stop()
+            ui.error("interrupted; files already written or moved stay as they are")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        finally:
+            ui.stop()
+        ui.summary(report)
+    if report.exit_code:
+        raise typer.Exit(int(report.exit_code))
 
 
 @app.command()
@@ -177,6 +260,10 @@ def tag(
     device: DeviceOpt = None,
     batch_size: BatchOpt = None,
     workers: WorkersOpt = None,
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    no_wait: NoWaitOpt = False,
+    log: LogOpt = None,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -184,7 +271,8 @@ def tag(
     """Write the labels that fit each photo to its XMP (or JSON) sidecar.
 
     Sidecars are merged: keywords of other tools are kept, and a re-run replaces
-    only clipsort's own keywords.
+    only clipsort's own keywords. Vectors are cached: a re-run over unchanged
+    photos, or with a new label file, decodes nothing.
 
     Examples:
 
@@ -194,11 +282,11 @@ def tag(
 
       clipsort tag ~/Raw -l labels.txt --xmp-name stem --tag-root auto
     """
-    from clipsort.console import Ui
-    from clipsort.pipeline import RunOptions, TagOptions, run_tag
+    from clipsort.pipeline import TagOptions, run_tag
 
-    ui = Ui(quiet=quiet, json_lines=json_out)
-    choice, label_set, clip = _prepare(model, pretrained, device, batch_size, labels, paths, ui)
+    common = _RunSettings(
+        model, pretrained, device, batch_size, workers, cache, no_cache, no_wait, log, json_out, quiet
+    )
     options = TagOptions(
         threshold=threshold,
         top_k=top_k,
@@ -207,7 +295,13 @@ def tag(
         tag_root=tag_root.strip().strip("|/"),
         dry_run=dry_run,
     )
-    _run_and_report(ui, lambda: run_tag(paths, label_set, clip, options, RunOptions(choice.batch_size, workers), ui))
+    _run(
+        "tag",
+        common,
+        paths,
+        labels,
+        lambda paths, label_set, embedder, run, ui: run_tag(paths, label_set, embedder, options, run, ui),
+    )
 
 
 @app.command()
@@ -231,6 +325,10 @@ def sort(
     device: DeviceOpt = None,
     batch_size: BatchOpt = None,
     workers: WorkersOpt = None,
+    cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    no_wait: NoWaitOpt = False,
+    log: LogOpt = None,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -247,10 +345,11 @@ def sort(
 
       clipsort sort ~/Inbox -l labels.txt -d ~/Sorted --mode copy --threshold 0.6
     """
-    from clipsort.console import Ui
-    from clipsort.pipeline import RunOptions, SortOptions, check_sort_options, run_sort
+    from clipsort.pipeline import SortOptions, check_sort_options, run_sort
 
-    ui = Ui(quiet=quiet, json_lines=json_out)
+    common = _RunSettings(
+        model, pretrained, device, batch_size, workers, cache, no_cache, no_wait, log, json_out, quiet
+    )
     options = SortOptions(
         dest=dest,
         threshold=threshold,
@@ -259,12 +358,121 @@ def sort(
         leave_unsorted=leave_unsorted,
         dry_run=dry_run,
     )
+    _run(
+        "sort",
+        common,
+        paths,
+        labels,
+        lambda paths, label_set, embedder, run, ui: run_sort(paths, label_set, embedder, options, run, ui),
+        check=lambda label_set: check_sort_options(paths, label_set, options),
+    )
 
-    def check(label_set):  # noqa: ANN001, ANN202
-        check_sort_options(paths, label_set, options)
 
-    choice, label_set, clip = _prepare(model, pretrained, device, batch_size, labels, paths, ui, check)
-    _run_and_report(ui, lambda: run_sort(paths, label_set, clip, options, RunOptions(choice.batch_size, workers), ui))
+@app.command()
+def index(
+    paths: PathsArg,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchOpt = None,
+    workers: WorkersOpt = None,
+    cache: CacheOpt = None,
+    no_wait: NoWaitOpt = False,
+    log: LogOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fill the embedding cache for the photos under PATH, without tagging or moving anything.
+
+    Later tag and sort runs (with any label file) then decode nothing.
+
+    Examples:
+
+      clipsort index ~/Photos
+
+      clipsort index ~/Photos --cache ~/Photos/.clipsort.sqlite3 --quiet
+    """
+    from clipsort.pipeline import run_index
+
+    common = _RunSettings(model, pretrained, device, batch_size, workers, cache, False, no_wait, log, json_out, quiet)
+    _run("index", common, paths, None, lambda paths, _labels, embedder, run, ui: run_index(paths, embedder, run, ui))
+
+
+@cache_app.command("info")
+def cache_info(cache: CacheOpt = None) -> None:
+    """Show where the embedding cache is, its size, and the models and vectors it holds.
+
+    Example:
+
+      clipsort cache info
+    """
+    from clipsort import settings
+    from clipsort.cache import EmbeddingCache
+
+    path = settings.cache_file(cache)
+    typer.echo(f"cache   {path}")
+    if not path.exists():
+        typer.echo("(empty: no run has used it yet)")
+        return
+    with EmbeddingCache(path, warn=lambda m: typer.echo(f"warning: {m}", err=True)) as db:
+        typer.echo(f"size    {_human(db.size_on_disk())}")
+        for info in db.models():
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.used_ns / 1e9))
+            typer.echo(f"model   {info.name}: {info.images} photos, {info.texts} prompts, last used {when}")
+            typer.echo(f"        identity {info.identity}")
+
+
+@cache_app.command("prune")
+def cache_prune(cache: CacheOpt = None, no_wait: NoWaitOpt = False) -> None:
+    """Drop the cached vectors of files that no longer exist.
+
+    Example:
+
+      clipsort cache prune
+    """
+    from clipsort import settings
+    from clipsort.cache import CacheLock, EmbeddingCache
+
+    path = settings.cache_file(cache)
+    warn = lambda m: typer.echo(f"warning: {m}", err=True)  # noqa: E731
+    with CacheLock(path, wait=not no_wait, on_wait=warn), EmbeddingCache(path, warn=warn) as db:
+        dropped = db.prune()
+        typer.echo(f"dropped {dropped} entries of missing files; {db.image_count()} left", err=True)
+
+
+@cache_app.command("clear")
+def cache_clear(
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Only the models whose name or identity contains this.")
+    ] = None,
+    cache: CacheOpt = None,
+    no_wait: NoWaitOpt = False,
+) -> None:
+    """Drop cached vectors: all of them, or those of one model.
+
+    Examples:
+
+      clipsort cache clear
+
+      clipsort cache clear --model ViT-L-14
+    """
+    from clipsort import settings
+    from clipsort.cache import CacheLock, EmbeddingCache
+
+    path = settings.cache_file(cache)
+    warn = lambda m: typer.echo(f"warning: {m}", err=True)  # noqa: E731
+    with CacheLock(path, wait=not no_wait, on_wait=warn), EmbeddingCache(path, warn=warn) as db:
+        dropped = db.clear(model)
+        typer.echo(f"dropped the vectors of {dropped} model(s)", err=True)
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
 
 
 @app.command()
@@ -329,21 +537,6 @@ def labels_check(file: Annotated[Path, typer.Argument(help="The label file to ch
         for prompt in label.prompts:
             typer.echo(f"    {prompt}")
     typer.echo(f"{len(label_set)} labels OK", err=True)
-
-
-def _run_and_report(ui, run) -> None:  # noqa: ANN001
-    """Run a pipeline command, show its summary, and exit with the report's code."""
-    try:
-        report = run()
-    except KeyboardInterrupt:
-        ui.stop()
-        ui.error("interrupted; files already written or moved stay as they are")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    finally:
-        ui.stop()
-    ui.summary(report)
-    if report.exit_code:
-        raise typer.Exit(int(report.exit_code))
 
 
 def main(argv: list[str] | None = None) -> None:

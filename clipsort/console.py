@@ -6,8 +6,13 @@ scripts can pipe it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
@@ -25,7 +30,18 @@ from rich.text import Text
 from clipsort.errors import FileFailure
 from clipsort.report import PhotoResult, Report
 
-_SUMMARY_ORDER = ("tagged", "untagged", "moved", "copied", "linked", "unsorted", "left", "in-place", "duplicate")
+_SUMMARY_ORDER = (
+    "indexed",
+    "tagged",
+    "untagged",
+    "moved",
+    "copied",
+    "linked",
+    "unsorted",
+    "left",
+    "in-place",
+    "duplicate",
+)
 _DRY_VERBS = {
     "tagged": "would tag",
     "untagged": "no label",
@@ -49,22 +65,50 @@ class Ui:
         self.stdout = stdout or sys.stdout
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._log: TextIO | None = None
+
+    # -- plain-text log (--log) -------------------------------------------------------------
+    @contextlib.contextmanager
+    def logging_to(self, path: Path, argv: Sequence[str]) -> Iterator[None]:
+        """Append what this run says (errors, warnings, the summary) to ``path``, one line each."""
+        try:
+            self._log = open(path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)  # noqa: SIM115
+        except OSError as exc:
+            from clipsort.errors import UsageError
+
+            raise UsageError(f"--log {path}: {exc.strerror or exc}") from None
+        self._write_log(f"start (pid {os.getpid()}): {' '.join(argv)}")
+        try:
+            yield
+        except BaseException as exc:
+            self._write_log(f"stopped: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self._log.close()
+            self._log = None
+
+    def _write_log(self, line: str) -> None:
+        if self._log is not None:
+            self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
     # -- messages ---------------------------------------------------------------------------
     def info(self, message: str) -> None:
+        self._write_log(message)
         if not self.quiet:
             self.err.print(Text(message))
 
     def warn(self, message: str) -> None:
+        self._write_log("warning: " + message)
         if not self.quiet:
             self.err.print(Text.assemble(("warning: ", "yellow"), message))
 
     def error(self, message: str) -> None:
+        self._write_log("error: " + message)
         self.err.print(Text.assemble(("error: ", "bold red"), message))
 
     def status(self, message: str):  # noqa: ANN201 - a rich Status or a no-op context manager
-        if self.quiet or not self.err.is_terminal:
-            return _Null()
+        if self.quiet or not self.err.is_terminal or self._progress is not None:
+            return _Null()  # rich shows one live display at a time: the progress bar wins
         return self.err.status(message)
 
     # -- pipeline events --------------------------------------------------------------------
@@ -132,9 +176,11 @@ class Ui:
     # -- summary ----------------------------------------------------------------------------
     def summary(self, report: Report) -> None:
         self.stop()
+        line = summary_line(report)
+        self._write_log("done: " + line + f" (exit {int(report.exit_code)})")
         if self.quiet:
             return
-        self.err.print(Text(summary_line(report)))
+        self.err.print(Text(line))
         if report.dry_run:
             self.err.print(Text("dry run: nothing was changed"))
 
@@ -157,7 +203,10 @@ def summary_line(report: Report) -> str:
     if report.failures:
         parts.append(f"failed {len(report.failures)}")
     counts = ", ".join(parts) if parts else "nothing to do"
-    return f"{counts} | {report.found} photos in {report.elapsed:.1f} s, {report.rate:.1f} images/s"
+    return (
+        f"{counts} | {report.found} photos in {report.elapsed:.1f} s, {report.rate:.1f} images/s"
+        f" | embedded {report.embedded}, from cache {report.cached}"
+    )
 
 
 class _Null:

@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     ERROR = 1  #: the run could not be done (model missing, destination unwritable, ...)
     USAGE = 2  #: bad command line or bad label file
     PARTIAL = 3  #: the run finished, but some files failed (they are named on stderr)
+    BUSY = 75  #: another run holds the cache and --no-wait was given (EX_TEMPFAIL: try again later)
     INTERRUPTED = 130  #: stopped by Ctrl-C
 
 
@@ -53,6 +54,12 @@ class ModelUnavailableError(ModelError):
 
 class DeviceError(ClipsortError):
     """The requested compute device does not exist on this machine."""
+
+
+class CacheBusyError(ClipsortError):
+    """Another clipsort run is using the cache, and the user asked not to wait."""
+
+    exit_code = ExitCode.BUSY
 
 
 class FileFailure(ClipsortError):

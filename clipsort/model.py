@@ -236,6 +236,44 @@ def _cached_tag_weights(tag_cfg: dict[str, Any]) -> tuple[str | None, str]:
     return None, f"https://{HF_HOST}"
 
 
+# ----------------------------------------------------------------------------- identity
+
+
+def model_identity(spec: ModelSpec, decode_version: str) -> str | None:
+    """What makes this model's vectors this model's, without importing torch.
+
+    Architecture + pretrained tag; or a hash of the weights file (and of the config,
+    which holds the preprocessing) for checkpoint files, local folders and Hub
+    repos in the download cache. None when the model must be downloaded first.
+    """
+    from clipsort.cache import sample_hash
+
+    if spec.kind == "builtin":
+        if spec.pretrained and os.path.isfile(spec.pretrained):
+            return f"{spec.name}|file:{sample_hash(Path(spec.pretrained))}|{decode_version}"
+        return f"{spec.name}|{spec.pretrained}|{decode_version}"
+    if spec.kind == "hf-hub":
+        config = _hf_cached(spec.name, [CONFIG_NAME])
+        if config is None:
+            offline = settings.models_dir() / spec.folder_name
+            return _folder_identity(offline, decode_version) if (offline / CONFIG_NAME).is_file() else None
+        return _folder_identity(Path(config).parent, decode_version)
+    return _folder_identity(Path(spec.name), decode_version)
+
+
+def _folder_identity(folder: Path, decode_version: str) -> str | None:
+    import hashlib
+
+    config = folder / CONFIG_NAME
+    weights = sorted(p for p in folder.glob("*") if p.suffix in (".safetensors", ".bin", ".pth", ".pt"))
+    if not config.is_file() or not weights:
+        return None
+    from clipsort.cache import sample_hash
+
+    config_hash = hashlib.blake2b(config.read_bytes(), digest_size=8).hexdigest()
+    return f"folder|config:{config_hash}|weights:{sample_hash(weights[0])}|{decode_version}"
+
+
 # ----------------------------------------------------------------------------- device
 
 
@@ -340,6 +378,10 @@ def load_model(spec: ModelSpec, device: str = "auto") -> ClipModel:
 
     precision = "fp16" if resolved.startswith(("cuda", "mps")) else "fp32"
     cache = str(settings.hf_cache_dir())
+    if spec.pretrained == RANDOM:
+        import torch
+
+        torch.manual_seed(0)  # the same "random" weights every run, so cached vectors stay valid
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             source.model_name,

@@ -12,21 +12,18 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from clipsort import score
-from clipsort.decode import load_image
 from clipsort.discover import ImageRef, discover
-from clipsort.errors import FileFailure, UsageError
+from clipsort.embed import Embedder, Resolved
+from clipsort.errors import ClipsortError, FileFailure, UsageError
 from clipsort.labels import Label, LabelSet
 from clipsort.mover import Mover
 from clipsort.report import PhotoResult, Report
-from clipsort.sidecar import keywords_for, write_json, write_xmp
-
-if TYPE_CHECKING:
-    from clipsort.model import ClipModel
+from clipsort.sidecar import json_path, keywords_for, write_json, write_xmp, xmp_path
 
 
 class Events(Protocol):
@@ -121,10 +118,10 @@ def find_photos(roots: Sequence[Path], report: Report, events: Events) -> list[I
     return refs
 
 
-def label_matrix(model: ClipModel, labels: LabelSet) -> np.ndarray:
+def label_matrix(embedder: Embedder, labels: LabelSet) -> np.ndarray:
     """(labels x D) zero-shot classifier: each label's prompts embedded, averaged, normalised."""
     prompts = [prompt for label in labels.labels for prompt in label.prompts]
-    embedded = model.encode_texts(prompts)
+    embedded = embedder.text_vectors(prompts)
     rows, start = [], 0
     for label in labels.labels:
         rows.append(score.label_embedding(embedded[start : start + len(label.prompts)]))
@@ -132,73 +129,80 @@ def label_matrix(model: ClipModel, labels: LabelSet) -> np.ndarray:
     return np.stack(rows)
 
 
-def scored_photos(
+def embedded_photos(
     refs: Sequence[ImageRef],
-    model: ClipModel,
-    classifier: np.ndarray,
+    embedder: Embedder,
     run: RunOptions,
     report: Report,
     events: Events,
-) -> Iterator[tuple[ImageRef, np.ndarray]]:
-    """Yield (photo, probabilities over the labels), in discovery order.
+) -> Iterator[list[tuple[ImageRef, np.ndarray]]]:
+    """Yield chunks of (photo, vector), in discovery order.
 
-    A pool of threads decodes and preprocesses ahead of the model (Pillow releases
-    the GIL), keeping at most two batches in flight so memory stays bounded. Files
-    that fail to decode are reported and skipped.
+    A pool of threads looks each photo up in the cache, or decodes and preprocesses
+    it, ahead of the model (Pillow releases the GIL); at most two batches are in
+    flight, so memory stays bounded. Vectors are committed to the cache batch by
+    batch. Files that fail are reported and skipped.
     """
     batch_size = run.batch_size
     ahead = batch_size * 2
     workers = run.workers or default_workers()
-
-    def prepare(ref: ImageRef) -> Any:
-        return model.prepare(load_image(ref.path, min_side=model.min_side))
-
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clipsort-decode") as pool:
-        pending: deque[tuple[ImageRef, Future[Any]]] = deque()
+        pending: deque[tuple[ImageRef, Future[Resolved]]] = deque()
         refs_iter = iter(refs)
-        batch_refs: list[ImageRef] = []
-        batch: list[Any] = []
+        chunk: list[Resolved] = []
+        to_embed = 0
         try:
             while True:
                 while len(pending) < ahead:
                     ref = next(refs_iter, None)
                     if ref is None:
                         break
-                    pending.append((ref, pool.submit(prepare, ref)))
-                if not pending:
+                    pending.append((ref, pool.submit(embedder.resolve, ref)))
+                if not pending and not chunk:
                     break
-                ref, future = pending.popleft()
-                try:
-                    batch.append(future.result())
-                    batch_refs.append(ref)
-                except FileFailure as failure:
-                    report.fail(failure)
-                    events.failed(failure)
-                    events.advanced(1)
-                except Exception as exc:  # noqa: BLE001 - one bad file never stops the run
-                    unexpected = FileFailure(ref.path, f"cannot decode: {exc}")
-                    report.fail(unexpected)
-                    events.failed(unexpected)
-                    events.advanced(1)
-                if len(batch) >= batch_size or (not pending and batch):
-                    probabilities = score.probabilities(model.encode_prepared(batch), classifier, model.logit_scale)
-                    report.embedded += len(batch)
-                    yield from zip(batch_refs, probabilities, strict=True)
-                    batch_refs, batch = [], []
+                if pending:
+                    ref, future = pending.popleft()
+                    try:
+                        resolved = future.result()
+                    except FileFailure as failure:
+                        _fail(report, events, failure)
+                    except (ClipsortError, KeyboardInterrupt):
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - one bad file never stops the run
+                        _fail(report, events, FileFailure(ref.path, f"cannot decode: {exc}"))
+                    else:
+                        chunk.append(resolved)
+                        to_embed += resolved.vector is None
+                if to_embed >= batch_size or len(chunk) >= ahead * 2 or (not pending and chunk):
+                    vectors = embedder.finish(chunk)
+                    yield [(r.ref, v) for r, v in zip(chunk, vectors, strict=True)]
+                    chunk, to_embed = [], 0
         finally:
             for _, future in pending:
                 future.cancel()
+            report.embedded = embedder.embedded
+            report.cached = embedder.from_cache
+
+
+def _fail(report: Report, events: Events, failure: FileFailure) -> None:
+    report.fail(failure)
+    events.failed(failure)
+    events.advanced(1)
 
 
 # ----------------------------------------------------------------------------- commands
 
 
 def _score_all(
-    roots: Sequence[Path], labels: LabelSet, model: ClipModel, run: RunOptions, report: Report, events: Events
+    roots: Sequence[Path], labels: LabelSet, embedder: Embedder, run: RunOptions, report: Report, events: Events
 ) -> Iterator[tuple[ImageRef, np.ndarray]]:
     refs = find_photos(roots, report, events)
     events.started(len(refs))
-    yield from scored_photos(refs, model, label_matrix(model, labels), run, report, events)
+    classifier = label_matrix(embedder, labels)
+    logit_scale = embedder.logit_scale()
+    for chunk in embedded_photos(refs, embedder, run, report, events):
+        probabilities = score.probabilities(np.stack([v for _, v in chunk]), classifier, logit_scale)
+        yield from zip((ref for ref, _ in chunk), probabilities, strict=True)
 
 
 def _scores(labels: LabelSet, row: np.ndarray) -> dict[str, float]:
@@ -208,7 +212,7 @@ def _scores(labels: LabelSet, row: np.ndarray) -> dict[str, float]:
 def run_tag(
     roots: Sequence[Path],
     labels: LabelSet,
-    model: ClipModel,
+    embedder: Embedder,
     options: TagOptions,
     run: RunOptions = RunOptions(),
     events: Events | None = None,
@@ -216,12 +220,12 @@ def run_tag(
     """Score every photo under ``roots`` and write the kept labels to its sidecar."""
     events = events or SilentEvents()
     report = Report("tag", dry_run=options.dry_run)
-    for ref, row in _score_all(roots, labels, model, run, report, events):
+    for ref, row in _score_all(roots, labels, embedder, run, report, events):
         kept_idx = score.select(row, options.threshold, options.top_k)
         kept: list[Label] = [labels.labels[i] for i in kept_idx]
         names = tuple(label.name for label in kept)
         try:
-            sidecar = _write_tags(ref.path, kept, row, labels, model, options)
+            sidecar = _write_tags(ref.path, kept, row, labels, embedder.name, options)
         except FileFailure as failure:
             report.fail(failure)
             events.failed(failure)
@@ -238,20 +242,37 @@ def run_tag(
 
 
 def _write_tags(
-    photo: Path, kept: Sequence[Label], row: np.ndarray, labels: LabelSet, model: ClipModel, options: TagOptions
+    photo: Path, kept: Sequence[Label], row: np.ndarray, labels: LabelSet, model_name: str, options: TagOptions
 ) -> Path | None:
-    from clipsort.sidecar import json_path, xmp_path
-
     if options.sidecar == "json":
         if options.dry_run:
             return json_path(photo)
-        return write_json(photo, model.name, _scores(labels, row), [label.name for label in kept])
+        return write_json(photo, model_name, _scores(labels, row), [label.name for label in kept])
     path = xmp_path(photo, options.xmp_name)
     if not kept and not path.exists():
         return None  # nothing to write, and no earlier clipsort keywords to remove
     if options.dry_run:
         return path
-    return write_xmp(photo, keywords_for(kept, options.tag_root), options.tag_root, model.name, options.xmp_name)
+    return write_xmp(photo, keywords_for(kept, options.tag_root), options.tag_root, model_name, options.xmp_name)
+
+
+def run_index(
+    roots: Sequence[Path],
+    embedder: Embedder,
+    run: RunOptions = RunOptions(),
+    events: Events | None = None,
+) -> Report:
+    """Fill the cache with the vectors of every photo under ``roots``; tag and move nothing."""
+    events = events or SilentEvents()
+    report = Report("index")
+    refs = find_photos(roots, report, events)
+    events.started(len(refs))
+    for chunk in embedded_photos(refs, embedder, run, report, events):
+        for ref, _ in chunk:
+            _record(report, events, PhotoResult(ref.path, {}, (), "indexed"))
+            events.advanced(1)
+    report.finish()
+    return report
 
 
 def sort_destination(roots: Sequence[Path], dest: Path | None) -> Path:
@@ -283,7 +304,7 @@ def check_sort_options(roots: Sequence[Path], labels: LabelSet, options: SortOpt
 def run_sort(
     roots: Sequence[Path],
     labels: LabelSet,
-    model: ClipModel,
+    embedder: Embedder,
     options: SortOptions,
     run: RunOptions = RunOptions(),
     events: Events | None = None,
@@ -294,7 +315,7 @@ def run_sort(
     report = Report("sort", dry_run=options.dry_run)
     mover = Mover(options.mode)
     past = {"move": "moved", "copy": "copied", "link": "linked"}
-    for ref, row in _score_all(roots, labels, model, run, report, events):
+    for ref, row in _score_all(roots, labels, embedder, run, report, events):
         best = score.select(row, options.threshold, 1)
         label = labels.labels[best[0]] if best else None
         names = (label.name,) if label else ()

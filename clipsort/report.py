@@ -53,8 +53,9 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
-    #: Photos that went through the model (the rate in the summary counts these).
+    #: Photos that went through the model, and photos whose vectors came from the cache.
     embedded: int = 0
+    cached: int = 0
 
     def record(self, result: PhotoResult) -> None:
         self.actions[result.action] += 1
@@ -74,8 +75,13 @@ class Report:
         return sum(self.actions.values())
 
     @property
+    def scored(self) -> int:
+        return self.embedded + self.cached
+
+    @property
     def rate(self) -> float:
-        return self.embedded / self.elapsed if self.elapsed > 0 else 0.0
+        """Photos scored per second."""
+        return self.scored / self.elapsed if self.elapsed > 0 else 0.0
 
     @property
     def exit_code(self) -> ExitCode:

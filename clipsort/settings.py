@@ -57,6 +57,16 @@ def hf_cache_dir() -> Path:
     return cache_dir() / "hf"
 
 
+def cache_file(flag: Path | None = None) -> Path:
+    """The embedding cache: ``--cache`` > ``CLIPSORT_CACHE`` > ``embeddings.sqlite3`` in the cache dir."""
+    if flag is not None:
+        return Path(flag).expanduser()
+    override = os.environ.get("CLIPSORT_CACHE")
+    if override:
+        return Path(override).expanduser()
+    return cache_dir() / "embeddings.sqlite3"
+
+
 def load_config(path: Path | None = None) -> dict[str, Any]:
     """The config file's settings, or {} when there is none. Bad files are usage errors."""
     path = path or config_file()

@@ -63,6 +63,14 @@ def colour_model():
     return load_model(parse_spec(f"local-dir:{COLOUR_MODEL}"), "cpu")
 
 
+@pytest.fixture
+def colour_embedder(colour_model):
+    """An Embedder around the loaded colour model, without a cache."""
+    from clipsort.embed import Embedder
+
+    return Embedder(colour_model.spec, "cpu", cache=None, loader=lambda spec, device: colour_model)
+
+
 @pytest.fixture(scope="session")
 def rgb_labels():
     from clipsort.labels import parse_labels

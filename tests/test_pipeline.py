@@ -46,10 +46,10 @@ class Recorder:
         pass
 
 
-def test_tag_writes_the_right_colour_keyword(tmp_path: Path, colour_model, rgb_labels):
+def test_tag_writes_the_right_colour_keyword(tmp_path: Path, colour_embedder, rgb_labels):
     photos = make_colour_photos(tmp_path, ["red", "green", "blue"], 12, **SMALL)
     events = Recorder()
-    report = run_tag([tmp_path], rgb_labels, colour_model, TagOptions(top_k=1), RunOptions(batch_size=5), events)
+    report = run_tag([tmp_path], rgb_labels, colour_embedder, TagOptions(top_k=1), RunOptions(batch_size=5), events)
     assert report.exit_code == ExitCode.OK and report.found == 12 and events.total == 12
     for photo, colour in photos.items():
         text = xmp_path(photo).read_text(encoding="utf-8")
@@ -58,66 +58,69 @@ def test_tag_writes_the_right_colour_keyword(tmp_path: Path, colour_model, rgb_l
     assert all(abs(sum(r.scores.values()) - 1) < 1e-6 for r in events.results)
 
 
-def test_every_photo_is_embedded_once_and_bad_files_are_counted(tmp_path: Path, colour_model, rgb_labels):
+def test_every_photo_is_embedded_once_and_bad_files_are_counted(
+    tmp_path: Path, colour_model, colour_embedder, rgb_labels
+):
     make_colour_photos(tmp_path, ["red", "blue"], 7, **SMALL)
     (tmp_path / "zero.jpg").write_bytes(b"")
     (tmp_path / "notes.png").write_text("hello")
     before = colour_model.images_encoded
     events = Recorder()
-    report = run_tag([tmp_path], rgb_labels, colour_model, TagOptions(), RunOptions(batch_size=3), events)
+    report = run_tag([tmp_path], rgb_labels, colour_embedder, TagOptions(), RunOptions(batch_size=3), events)
     assert colour_model.images_encoded - before == 7
     assert report.actions["tagged"] == 7 and len(report.failures) == 2
+    assert (report.embedded, report.cached) == (7, 0)
     assert events.progress == 9  # the progress bar reaches its total
     assert sorted(f.path.name for f in events.failures) == ["notes.png", "zero.jpg"]
     assert report.exit_code == ExitCode.PARTIAL
 
 
-def test_json_sidecar_and_dry_run(tmp_path: Path, colour_model, rgb_labels):
+def test_json_sidecar_and_dry_run(tmp_path: Path, colour_embedder, rgb_labels):
     photos = make_colour_photos(tmp_path, ["green"], 2, **SMALL)
-    run_tag([tmp_path], rgb_labels, colour_model, TagOptions(sidecar="json", dry_run=True))
+    run_tag([tmp_path], rgb_labels, colour_embedder, TagOptions(sidecar="json", dry_run=True))
     assert not any(json_path(p).exists() for p in photos)
-    run_tag([tmp_path], rgb_labels, colour_model, TagOptions(sidecar="json"))
+    run_tag([tmp_path], rgb_labels, colour_embedder, TagOptions(sidecar="json"))
     assert all('"green"' in json_path(p).read_text(encoding="utf-8") for p in photos)
 
 
-def test_sort_moves_by_colour_and_a_second_run_moves_nothing(tmp_path: Path, colour_model, rgb_labels):
+def test_sort_moves_by_colour_and_a_second_run_moves_nothing(tmp_path: Path, colour_embedder, rgb_labels):
     inbox, dest = tmp_path / "in", tmp_path / "sorted"
     photos = make_colour_photos(inbox, ["red", "green", "blue"], 9, **SMALL)
-    report = run_sort([inbox], rgb_labels, colour_model, SortOptions(dest=dest))
+    report = run_sort([inbox], rgb_labels, colour_embedder, SortOptions(dest=dest))
     assert report.actions["moved"] == 9
     for photo, colour in photos.items():
         assert (dest / colour / photo.name).is_file()
     assert not any(p.is_file() for p in inbox.rglob("*"))
     before = sorted(p for p in dest.rglob("*"))
-    again = run_sort([dest], rgb_labels, colour_model, SortOptions(dest=dest))
+    again = run_sort([dest], rgb_labels, colour_embedder, SortOptions(dest=dest))
     assert again.actions == {"in-place": 9}
     assert sorted(p for p in dest.rglob("*")) == before
 
 
-def test_sort_in_place_defaults_dest_to_the_folder(tmp_path: Path, colour_model, rgb_labels):
+def test_sort_in_place_defaults_dest_to_the_folder(tmp_path: Path, colour_embedder, rgb_labels):
     photos = make_colour_photos(tmp_path, ["blue"], 2, **SMALL)
-    run_sort([tmp_path], rgb_labels, colour_model, SortOptions())
+    run_sort([tmp_path], rgb_labels, colour_embedder, SortOptions())
     assert all((tmp_path / "blue" / p.name).is_file() for p in photos)
     with pytest.raises(UsageError, match="--dest"):
-        run_sort([tmp_path, tmp_path / "blue"], rgb_labels, colour_model, SortOptions())
+        run_sort([tmp_path, tmp_path / "blue"], rgb_labels, colour_embedder, SortOptions())
 
 
-def test_sort_dry_run_changes_nothing(tmp_path: Path, colour_model, rgb_labels):
+def test_sort_dry_run_changes_nothing(tmp_path: Path, colour_embedder, rgb_labels):
     photos = make_colour_photos(tmp_path / "in", ["red", "blue"], 4, **SMALL)
     events = Recorder()
     report = run_sort(
-        [tmp_path / "in"], rgb_labels, colour_model, SortOptions(dest=tmp_path / "out", dry_run=True), events=events
+        [tmp_path / "in"], rgb_labels, colour_embedder, SortOptions(dest=tmp_path / "out", dry_run=True), events=events
     )
     assert report.dry_run and report.actions["moved"] == 4
     assert all(p.exists() for p in photos) and not (tmp_path / "out").exists()
     assert all(r.dry_run and r.destination.parent.name in ("red", "blue") for r in events.results)
 
 
-def test_hierarchical_labels_nest_folders_and_sidecars_travel(tmp_path: Path, colour_model):
+def test_hierarchical_labels_nest_folders_and_sidecars_travel(tmp_path: Path, colour_embedder):
     labels = parse_labels("colours/red\ncolours/blue\n")
     photo = save_photo(make_picture("red", (300, 200), random.Random(3)), tmp_path / "in/p.jpg")
-    run_tag([tmp_path / "in"], labels, colour_model, TagOptions(top_k=1))
-    run_sort([tmp_path / "in"], labels, colour_model, SortOptions(dest=tmp_path / "out"))
+    run_tag([tmp_path / "in"], labels, colour_embedder, TagOptions(top_k=1))
+    run_sort([tmp_path / "in"], labels, colour_embedder, SortOptions(dest=tmp_path / "out"))
     moved = tmp_path / "out/colours/red/p.jpg"
     assert moved.is_file() and xmp_path(moved).is_file() and not photo.exists()
     assert "clipsort|colours|red" in xmp_path(moved).read_text(encoding="utf-8")
@@ -128,36 +131,39 @@ def _uncertain_labels():
     return parse_labels("red\nscarlet: " + " | ".join(t.format("red") for t in DEFAULT_TEMPLATES) + "\nblue\n")
 
 
-def test_below_threshold_goes_to_unsorted_or_stays(tmp_path: Path, colour_model):
+def test_below_threshold_goes_to_unsorted_or_stays(tmp_path: Path, colour_embedder):
     labels = _uncertain_labels()
     photos = make_colour_photos(tmp_path / "in", ["red"], 2, **SMALL)
     report = run_sort(
-        [tmp_path / "in"], labels, colour_model, SortOptions(dest=tmp_path / "out", threshold=0.6, leave_unsorted=True)
+        [tmp_path / "in"],
+        labels,
+        colour_embedder,
+        SortOptions(dest=tmp_path / "out", threshold=0.6, leave_unsorted=True),
     )
     assert report.actions == {"left": 2} and all(p.exists() for p in photos)
     report = run_sort(
-        [tmp_path / "in"], labels, colour_model, SortOptions(dest=tmp_path / "out", threshold=0.6, unsorted="misc")
+        [tmp_path / "in"], labels, colour_embedder, SortOptions(dest=tmp_path / "out", threshold=0.6, unsorted="misc")
     )
     assert report.actions == {"unsorted": 2}
     assert sorted(p.name for p in (tmp_path / "out/misc").iterdir()) == sorted(p.name for p in photos)
     report = run_sort(
-        [tmp_path / "out"], labels, colour_model, SortOptions(dest=tmp_path / "out", threshold=0.6, unsorted="misc")
+        [tmp_path / "out"], labels, colour_embedder, SortOptions(dest=tmp_path / "out", threshold=0.6, unsorted="misc")
     )
     assert report.actions == {"in-place": 2}
 
 
-def test_unsorted_name_may_not_be_a_label(tmp_path: Path, colour_model):
+def test_unsorted_name_may_not_be_a_label(tmp_path: Path, colour_embedder):
     with pytest.raises(UsageError, match="also a label"):
-        run_sort([tmp_path], parse_labels("red\nMisc\n"), colour_model, SortOptions(unsorted="misc"))
+        run_sort([tmp_path], parse_labels("red\nMisc\n"), colour_embedder, SortOptions(unsorted="misc"))
 
 
-def test_corpus_orientation_samples_get_the_same_scores(tmp_path: Path, colour_model, rgb_labels):
+def test_corpus_orientation_samples_get_the_same_scores(tmp_path: Path, colour_embedder, rgb_labels):
     folder = corpus("jpg", "orientation")
     events = Recorder()
     run_tag(
         [folder / f"landscape_{n}.jpg" for n in range(1, 9)],
         rgb_labels,
-        colour_model,
+        colour_embedder,
         TagOptions(dry_run=True),
         events=events,
     )
@@ -168,19 +174,19 @@ def test_corpus_orientation_samples_get_the_same_scores(tmp_path: Path, colour_m
             assert abs(p - reference[label]) <= 0.05, (result.path.name, label)
 
 
-def test_corpus_corrupted_jpeg_is_tagged(tmp_path: Path, colour_model, rgb_labels):
+def test_corpus_corrupted_jpeg_is_tagged(tmp_path: Path, colour_embedder, rgb_labels):
     photo = tmp_path / "corrupted.jpg"
     photo.write_bytes(corpus("jpg", "corrupted.jpg").read_bytes())
-    report = run_tag([photo], rgb_labels, colour_model, TagOptions())
+    report = run_tag([photo], rgb_labels, colour_embedder, TagOptions())
     assert report.actions["tagged"] == 1 and not report.failures
     assert xmp_path(photo).is_file()
 
 
-def test_decoding_failure_does_not_stop_the_batch(tmp_path: Path, colour_model, rgb_labels):
+def test_decoding_failure_does_not_stop_the_batch(tmp_path: Path, colour_embedder, rgb_labels):
     Image.new("RGB", (64, 64), "red").save(tmp_path / "a.png")
     (tmp_path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     Image.new("RGB", (64, 64), "blue").save(tmp_path / "c.png")
     events = Recorder()
-    report = run_tag([tmp_path], rgb_labels, colour_model, TagOptions(top_k=1), RunOptions(batch_size=2), events)
+    report = run_tag([tmp_path], rgb_labels, colour_embedder, TagOptions(top_k=1), RunOptions(batch_size=2), events)
     assert [r.labels for r in events.results] == [("red",), ("blue",)]
     assert [f.path.name for f in report.failures] == ["b.png"]

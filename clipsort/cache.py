@@ -1,0 +1,442 @@
+"""The embedding cache: one SQLite file that remembers image and text vectors per model.
+
+* A vector is stored for (model identity, file identity). Model identity is the
+  architecture + pretrained tag, or a hash of the weights and config, plus the
+  version of clipsort's decoding (see :func:`model_identity`); several models
+  share one file without mixing.
+* File identity is (path, size, mtime_ns): an unchanged photo costs one ``stat``
+  (done by discovery) and one indexed lookup. A content fingerprint (size and
+  hashes of the first and last 64 KiB) lets a renamed or copied photo reuse its
+  vector without being decoded.
+* Vectors are float16. Prompt embeddings are cached too, so relabelling a
+  library never loads the image encoder.
+* WAL journal, results committed batch by batch: a run killed at any point keeps
+  what it committed. A file that is corrupt or not ours is moved aside and rebuilt.
+* One run at a time per cache file: :class:`CacheLock` (an ``flock`` that the OS
+  releases when a process dies, so stale locks never block).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clipsort.errors import CacheBusyError, ClipsortError
+
+SCHEMA_VERSION = 1
+#: Identifies clipsort's cache files (PRAGMA application_id): "ClSt".
+APPLICATION_ID = 0x436C5374
+#: Bumped whenever decoding or preprocessing changes the pixels a model sees.
+DECODE_VERSION = "decode-1"
+FINGERPRINT_CHUNK = 64 * 1024
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS models(
+    id INTEGER PRIMARY KEY,
+    identity TEXT UNIQUE NOT NULL,
+    name TEXT NOT NULL,
+    dim INTEGER,
+    logit_scale REAL,
+    used_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images(
+    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    path BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    fingerprint BLOB NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY(model_id, path)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS images_by_fingerprint ON images(model_id, fingerprint);
+CREATE TABLE IF NOT EXISTS texts(
+    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    text TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY(model_id, text)
+) WITHOUT ROWID;
+"""
+
+#: Migrations from version N to N+1, run in order on older files.
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+
+class CacheError(ClipsortError):
+    """The cache cannot be opened or written."""
+
+
+def file_fingerprint(path: Path, size: int | None = None) -> bytes:
+    """Size + BLAKE2b of the first and last 64 KiB: cheap, and unchanged by renames and copies."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size if size is None else size
+        digest.update(size.to_bytes(8, "little"))
+        digest.update(handle.read(FINGERPRINT_CHUNK))
+        if size > FINGERPRINT_CHUNK:
+            handle.seek(max(size - FINGERPRINT_CHUNK, FINGERPRINT_CHUNK))
+            digest.update(handle.read(FINGERPRINT_CHUNK))
+    return digest.digest()
+
+
+def sample_hash(path: Path, chunk: int = 1 << 20) -> str:
+    """Size + hash of the first and last MiB of a weights file."""
+    size = path.stat().st_size
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(size.to_bytes(8, "little"))
+    with open(path, "rb") as handle:
+        digest.update(handle.read(chunk))
+        if size > chunk:
+            handle.seek(max(size - chunk, chunk))
+            digest.update(handle.read(chunk))
+    return digest.hexdigest()
+
+
+def to_blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=np.float16).tobytes()
+
+
+def from_blob(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+
+
+def as_stored(vectors: np.ndarray) -> np.ndarray:
+    """Vectors as the cache returns them (float16-rounded), so cached and fresh runs score alike."""
+    return np.asarray(vectors, dtype=np.float16).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    identity: str
+    name: str
+    dim: int | None
+    logit_scale: float | None
+    images: int
+    texts: int
+    used_ns: int
+
+
+class EmbeddingCache:
+    """An open cache file. Not thread-safe: worker threads use :meth:`reader` connections."""
+
+    def __init__(self, path: Path, warn: Callable[[str], None] | None = None) -> None:
+        self.path = Path(path)
+        self._warn = warn or (lambda message: None)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self.db = self._open()
+
+    # -- opening ------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(f"cannot create the cache folder {self.path.parent}: {exc.strerror or exc}") from None
+        problem = self._problem()
+        if problem:
+            aside = self.path.with_name(f"{self.path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(str(self.path) + suffix)
+                if source.exists():
+                    os.replace(source, Path(str(aside) + suffix))
+            self._warn(f"the cache {self.path} {problem}; moved it to {aside.name} and started a new one")
+        try:
+            db = self._connect()
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            with _transaction(db):
+                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                for statement in _statements(_SCHEMA):  # not executescript(): it commits on its own
+                    db.execute(statement)
+                version = _schema_version(db)
+                if version is None:
+                    db.execute("INSERT INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+                else:
+                    for step in range(version, SCHEMA_VERSION):
+                        _MIGRATIONS[step](db)
+                    db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+        except sqlite3.Error as exc:
+            raise CacheError(f"cannot open the cache {self.path}: {exc}") from None
+        return db
+
+    def _problem(self) -> str | None:
+        """Why the existing file cannot be used, or None."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return None
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60)
+            try:
+                app = db.execute("PRAGMA application_id").fetchone()[0]
+                if app != APPLICATION_ID:
+                    return "is not a clipsort cache"
+                check = db.execute("PRAGMA quick_check").fetchone()[0]
+                if check != "ok":
+                    return f"is damaged ({check})"
+                version = _schema_version(db)
+                if version is not None and version > SCHEMA_VERSION:
+                    return f"was written by a newer clipsort (schema {version})"
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as exc:
+            return f"is damaged ({exc})"
+        return None
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
+        self.db.close()
+
+    def __enter__(self) -> EmbeddingCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- models -------------------------------------------------------------------------------
+    def model_id(self, identity: str, name: str) -> int:
+        now = time.time_ns()
+        with _transaction(self.db):
+            self.db.execute(
+                "INSERT INTO models(identity, name, used_ns) VALUES(?, ?, ?) "
+                "ON CONFLICT(identity) DO UPDATE SET used_ns=excluded.used_ns, name=excluded.name",
+                (identity, name, now),
+            )
+            row = self.db.execute("SELECT id FROM models WHERE identity=?", (identity,)).fetchone()
+        return int(row[0])
+
+    def logit_scale(self, model_id: int) -> float | None:
+        row = self.db.execute("SELECT logit_scale FROM models WHERE id=?", (model_id,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def set_model_facts(self, model_id: int, dim: int, logit_scale: float) -> None:
+        with _transaction(self.db):
+            self.db.execute("UPDATE models SET dim=?, logit_scale=? WHERE id=?", (dim, logit_scale, model_id))
+
+    def models(self) -> list[ModelInfo]:
+        rows = self.db.execute(
+            "SELECT m.identity, m.name, m.dim, m.logit_scale, m.used_ns,"
+            " (SELECT COUNT(*) FROM images i WHERE i.model_id=m.id),"
+            " (SELECT COUNT(*) FROM texts t WHERE t.model_id=m.id)"
+            " FROM models m ORDER BY m.used_ns DESC"
+        ).fetchall()
+        return [ModelInfo(r[0], r[1], r[2], r[3], r[5], r[6], r[4]) for r in rows]
+
+    # -- texts --------------------------------------------------------------------------------
+    def texts(self, model_id: int, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for chunk in _chunks(list(dict.fromkeys(texts)), 500):
+            marks = ",".join("?" * len(chunk))
+            for text, blob in self.db.execute(
+                f"SELECT text, vector FROM texts WHERE model_id=? AND text IN ({marks})", (model_id, *chunk)
+            ):
+                found[text] = from_blob(blob)
+        return found
+
+    def put_texts(self, model_id: int, texts: Sequence[str], vectors: np.ndarray) -> None:
+        with _transaction(self.db):
+            self.db.executemany(
+                "INSERT OR REPLACE INTO texts(model_id, text, vector) VALUES(?, ?, ?)",
+                [(model_id, text, to_blob(v)) for text, v in zip(texts, vectors, strict=True)],
+            )
+
+    # -- images -------------------------------------------------------------------------------
+    def reader(self) -> sqlite3.Connection:
+        """A read connection for the calling thread (WAL lets it read while the run writes)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._connect()
+            self._local.db = db
+            with self._readers_lock:
+                self._readers.append(db)
+        return db
+
+    def lookup_path(
+        self, model_id: int, path: Path, size: int, mtime_ns: int, db: sqlite3.Connection | None = None
+    ) -> np.ndarray | None:
+        row = (
+            (db or self.db)
+            .execute(
+                "SELECT size, mtime_ns, vector FROM images WHERE model_id=? AND path=?", (model_id, os.fsencode(path))
+            )
+            .fetchone()
+        )
+        if row is None or row[0] != size or row[1] != mtime_ns:
+            return None
+        return from_blob(row[2])
+
+    def lookup_fingerprint(
+        self, model_id: int, fingerprint: bytes, db: sqlite3.Connection | None = None
+    ) -> np.ndarray | None:
+        row = (
+            (db or self.db)
+            .execute("SELECT vector FROM images WHERE model_id=? AND fingerprint=? LIMIT 1", (model_id, fingerprint))
+            .fetchone()
+        )
+        return None if row is None else from_blob(row[0])
+
+    def put_images(self, model_id: int, rows: Iterable[tuple[Path, int, int, bytes, np.ndarray]]) -> None:
+        """Store (path, size, mtime_ns, fingerprint, vector) rows in one transaction."""
+        with _transaction(self.db):
+            self.db.executemany(
+                "INSERT OR REPLACE INTO images(model_id, path, size, mtime_ns, fingerprint, vector)"
+                " VALUES(?, ?, ?, ?, ?, ?)",
+                [(model_id, os.fsencode(p), s, m, f, to_blob(v)) for p, s, m, f, v in rows],
+            )
+
+    def image_count(self, model_id: int | None = None) -> int:
+        if model_id is None:
+            return int(self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+        return int(self.db.execute("SELECT COUNT(*) FROM images WHERE model_id=?", (model_id,)).fetchone()[0])
+
+    # -- maintenance --------------------------------------------------------------------------
+    def prune(self, on_progress: Callable[[int], None] | None = None) -> int:
+        """Drop entries of files that no longer exist. Returns how many were dropped."""
+        gone: list[tuple[int, bytes]] = []
+        seen = 0
+        for model_id, raw in self.db.execute("SELECT model_id, path FROM images"):
+            seen += 1
+            if not os.path.lexists(os.fsdecode(raw)):
+                gone.append((model_id, raw))
+            if on_progress and seen % 1000 == 0:
+                on_progress(seen)
+        with _transaction(self.db):
+            self.db.executemany("DELETE FROM images WHERE model_id=? AND path=?", gone)
+        self.vacuum()
+        return len(gone)
+
+    def clear(self, model: str | None = None) -> int:
+        """Drop every entry, or those of models whose name or identity contains ``model``. Returns models dropped."""
+        with _transaction(self.db):
+            if model is None:
+                count = self.db.execute("SELECT COUNT(*) FROM models").fetchone()[0]
+                self.db.execute("DELETE FROM images")
+                self.db.execute("DELETE FROM texts")
+                self.db.execute("DELETE FROM models")
+            else:
+                ids = [
+                    r[0]
+                    for r in self.db.execute("SELECT id, name, identity FROM models").fetchall()
+                    if model in r[1] or model in r[2]
+                ]
+                count = len(ids)
+                self.db.executemany("DELETE FROM models WHERE id=?", [(i,) for i in ids])
+        self.vacuum()
+        return int(count)
+
+    def vacuum(self) -> None:
+        self.db.execute("VACUUM")
+
+    def integrity(self) -> str:
+        return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def size_on_disk(self) -> int:
+        return sum(
+            Path(str(self.path) + suffix).stat().st_size
+            for suffix in ("", "-wal", "-shm")
+            if Path(str(self.path) + suffix).exists()
+        )
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _schema_version(db: sqlite3.Connection) -> int | None:
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return None if row is None else int(row[0])
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# ----------------------------------------------------------------------------- lock
+
+
+class CacheLock:
+    """One clipsort run per cache file, held for the whole run.
+
+    An ``flock`` on ``<cache>.lock``: the OS drops it when the holder exits or is
+    killed, so a stale lock never blocks. ``wait=False`` raises
+    :class:`CacheBusyError`; otherwise ``on_wait`` is called once and the lock is
+    awaited.
+    """
+
+    def __init__(self, cache_path: Path, wait: bool = True, on_wait: Callable[[str], None] | None = None) -> None:
+        self.path = Path(str(cache_path) + ".lock")
+        self.wait = wait
+        self.on_wait = on_wait or (lambda message: None)
+        self._handle: int | None = None
+
+    def __enter__(self) -> CacheLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no lock (documented)
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(handle)
+            message = f"another clipsort run{holder} is using the cache {self.path.with_suffix('')}"
+            if not self.wait:
+                os.close(handle)
+                raise CacheBusyError(message + "; not waiting (--no-wait)") from None
+            self.on_wait(message + "; waiting for it to finish...")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        os.ftruncate(handle, 0)
+        os.write(handle, json.dumps({"pid": os.getpid(), "since": time.time()}).encode())
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            import fcntl
+
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._handle, 0)
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            os.close(self._handle)
+            self._handle = None
+
+
+def _read_holder(handle: int) -> str:
+    try:
+        data = json.loads(os.pread(handle, 200, 0) or b"{}")
+        return f" (process {int(data['pid'])})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""

@@ -1,0 +1,168 @@
+"""Vectors for photos and prompts: from the cache when it has them, from the model when not.
+
+The model is loaded only when something must really be embedded, so a run over
+an unchanged library, or with a new label file whose prompts are cached, never
+imports torch. Every vector goes through float16 (the cache's format) before it
+is scored, so results are the same whether a vector was cached or not.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clipsort.cache import DECODE_VERSION, EmbeddingCache, as_stored, file_fingerprint
+from clipsort.decode import load_image
+from clipsort.discover import ImageRef
+from clipsort.errors import DecodeError, ModelError
+from clipsort.model import ModelSpec, model_identity
+
+if TYPE_CHECKING:
+    from clipsort.model import ClipModel
+
+
+@dataclass
+class Resolved:
+    """A photo on its way to a vector: known already (``vector``), or ``prepared`` pixels to embed."""
+
+    ref: ImageRef
+    source: str  #: "cache" (same path, size, mtime), "alias" (same content elsewhere), or "decode"
+    fingerprint: bytes = b""
+    vector: np.ndarray | None = None
+    prepared: Any = None
+
+
+class Embedder:
+    """Gives vectors for photos and prompts, loading the model on first real need. Thread-safe :meth:`resolve`."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        device: str = "auto",
+        cache: EmbeddingCache | None = None,
+        on_load: Callable[[ClipModel], None] | None = None,
+        loader: Callable[[ModelSpec, str], ClipModel] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.device = device
+        self.cache = cache
+        self._on_load = on_load or (lambda model: None)
+        self._loader = loader
+        self._model: ClipModel | None = None
+        self._lock = threading.Lock()
+        self.identity = model_identity(spec, DECODE_VERSION)
+        self._model_id: int | None = None
+        if cache is not None and self.identity is not None:
+            self._model_id = cache.model_id(self.identity, spec.display)
+        #: Photos whose vectors came from the cache (same file or same content), and photos embedded.
+        self.from_cache = 0
+        self.embedded = 0
+
+    @property
+    def name(self) -> str:
+        return self.spec.display
+
+    @property
+    def loaded(self) -> ClipModel | None:
+        return self._model
+
+    def model(self) -> ClipModel:
+        """The loaded model (loaded now if it was not)."""
+        with self._lock:
+            if self._model is None:
+                if self._loader is not None:
+                    model = self._loader(self.spec, self.device)
+                else:
+                    from clipsort.model import load_model
+
+                    model = load_model(self.spec, self.device)
+                if self.cache is not None:
+                    if self.identity is None:  # a Hub model downloaded just now
+                        self.identity = model_identity(self.spec, DECODE_VERSION)
+                        if self.identity is None:
+                            raise ModelError(f"cannot identify model {self.spec.display} for the cache")
+                        self._model_id = self.cache.model_id(self.identity, self.spec.display)
+                    assert self._model_id is not None
+                    dim = int(model.encode_texts(["a photo."]).shape[1])
+                    self.cache.set_model_facts(self._model_id, dim, model.logit_scale)
+                self._model = model
+                self._on_load(model)
+            return self._model
+
+    def logit_scale(self) -> float:
+        if self.cache is not None and self._model_id is not None:
+            cached = self.cache.logit_scale(self._model_id)
+            if cached is not None:
+                return cached
+        return self.model().logit_scale
+
+    # -- texts ----------------------------------------------------------------------------------
+    def text_vectors(self, prompts: Sequence[str]) -> np.ndarray:
+        """(N, D) vectors of ``prompts``, from the cache where possible."""
+        found: dict[str, np.ndarray] = {}
+        model_id = self._model_id
+        if self.cache is not None and model_id is not None:
+            found = self.cache.texts(model_id, prompts)
+        missing = [p for p in dict.fromkeys(prompts) if p not in found]
+        if missing:
+            vectors = as_stored(self.model().encode_texts(missing))
+            found.update(zip(missing, vectors, strict=True))
+            if self.cache is not None and self._model_id is not None:
+                self.cache.put_texts(self._model_id, missing, vectors)
+        return np.stack([found[p] for p in prompts])
+
+    # -- images ---------------------------------------------------------------------------------
+    def resolve(self, ref: ImageRef) -> Resolved:
+        """Find ``ref``'s vector in the cache, or decode and prepare it. Runs in worker threads.
+
+        Raises :class:`DecodeError` for a file that cannot be read or decoded.
+        """
+        cache = self.cache
+        fingerprint = b""
+        if cache is not None:
+            if self._model_id is None:
+                self.model()  # a model that must be downloaded before it can be identified
+            model_id = self._model_id
+            assert model_id is not None
+            reader = cache.reader()
+            vector = cache.lookup_path(model_id, ref.path, ref.size, ref.mtime_ns, reader)
+            if vector is not None:
+                return Resolved(ref, "cache", vector=vector)
+            try:
+                fingerprint = file_fingerprint(ref.path)
+            except OSError as exc:
+                raise DecodeError(ref.path, f"cannot read: {exc.strerror or exc}") from None
+            vector = cache.lookup_fingerprint(model_id, fingerprint, reader)
+            if vector is not None:
+                return Resolved(ref, "alias", fingerprint, vector=vector)
+        model = self.model()
+        picture = load_image(ref.path, min_side=model.min_side)
+        return Resolved(ref, "decode", fingerprint, prepared=model.prepare(picture))
+
+    def finish(self, batch: Sequence[Resolved]) -> np.ndarray:
+        """Vectors for a batch in order: cached ones as they are, the rest embedded now.
+
+        New vectors (and new paths of known content) are committed to the cache in one
+        transaction, so a run killed after this keeps them.
+        """
+        to_embed = [r for r in batch if r.vector is None]
+        if to_embed:
+            vectors = as_stored(self.model().encode_prepared([r.prepared for r in to_embed]))
+            for resolved, vector in zip(to_embed, vectors, strict=True):
+                resolved.vector = vector
+                resolved.prepared = None
+            self.embedded += len(to_embed)
+        self.from_cache += len(batch) - len(to_embed)
+        if self.cache is not None and self._model_id is not None:
+            rows = [
+                (r.ref.path, r.ref.size, r.ref.mtime_ns, r.fingerprint, r.vector)
+                for r in batch
+                if r.source in ("alias", "decode") and r.vector is not None
+            ]
+            if rows:
+                self.cache.put_images(self._model_id, rows)
+        return np.stack([r.vector for r in batch if r.vector is not None])

@@ -1,0 +1,284 @@
+"""The embedding cache: reuse, renames, edits, several models, crashes, locks, damaged files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import COLOUR_MODEL, make_colour_photos, write_random_model
+from PIL import Image
+
+import clipsort.embed
+from clipsort.cache import CacheLock, EmbeddingCache, file_fingerprint
+from clipsort.embed import Embedder
+from clipsort.errors import ExitCode
+from clipsort.labels import parse_labels
+from clipsort.model import load_model, parse_spec
+from clipsort.pipeline import RunOptions, TagOptions, run_index, run_tag
+
+SMALL = {"min_px": 64, "max_px": 160}
+CLI = [sys.executable, "-m", "clipsort"]
+
+
+class Counting:
+    """Records every decode and every model load, calling the real ones."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, model=None) -> None:
+        self.decoded: list[Path] = []
+        self.loads = 0
+        self._model = model
+        real = clipsort.embed.load_image
+
+        def load_image(path, min_side=None):
+            self.decoded.append(Path(path))
+            return real(path, min_side)
+
+        monkeypatch.setattr(clipsort.embed, "load_image", load_image)
+
+    def loader(self, spec, device):
+        self.loads += 1
+        return self._model if self._model is not None and spec == self._model.spec else load_model(spec, device)
+
+
+@pytest.fixture
+def counting(monkeypatch, colour_model):
+    return Counting(monkeypatch, colour_model)
+
+
+def embedder(cache: EmbeddingCache, counting: Counting, model: str = str(COLOUR_MODEL)) -> Embedder:
+    return Embedder(parse_spec(model), "cpu", cache, loader=counting.loader)
+
+
+def test_unchanged_photos_are_neither_decoded_nor_embedded_again(tmp_path, counting, colour_model, rgb_labels):
+    make_colour_photos(tmp_path / "p", ["red", "green", "blue"], 30, **SMALL)
+    with EmbeddingCache(tmp_path / "c.sqlite3") as cache:
+        first = run_tag([tmp_path / "p"], rgb_labels, embedder(cache, counting), TagOptions(), RunOptions(batch_size=8))
+        assert (first.embedded, first.cached, len(counting.decoded)) == (30, 0, 30)
+        counting.decoded.clear()
+        encoded_before, loads_before = colour_model.images_encoded, counting.loads
+        second = run_tag(
+            [tmp_path / "p"], rgb_labels, embedder(cache, counting), TagOptions(), RunOptions(batch_size=8)
+        )
+    assert (second.embedded, second.cached, second.actions["tagged"]) == (0, 30, 30)
+    assert counting.decoded == [] and colour_model.images_encoded == encoded_before
+    assert counting.loads == loads_before  # prompts were cached too: the model was not even loaded
+
+
+def test_new_labels_rescore_without_decoding(tmp_path, counting, colour_model):
+    photos = make_colour_photos(tmp_path / "p", ["red", "blue"], 10, **SMALL)
+    with EmbeddingCache(tmp_path / "c.sqlite3") as cache:
+        run_index([tmp_path / "p"], embedder(cache, counting))
+        counting.decoded.clear()
+        encoded = colour_model.images_encoded
+        labels = parse_labels("blue\nred\nyellow\n")
+        report = run_tag([tmp_path / "p"], labels, embedder(cache, counting), TagOptions(top_k=1, sidecar="json"))
+    assert report.actions["tagged"] == 10 and counting.decoded == [] and colour_model.images_encoded == encoded
+    for photo, colour in photos.items():
+        data = json.loads(photo.with_name(photo.name + ".clipsort.json").read_text(encoding="utf-8"))
+        assert data["labels"] == [colour] and set(data["scores"]) == {"blue", "red", "yellow"}
+
+
+def test_renamed_photos_reuse_vectors_and_an_edited_photo_is_embedded_again(tmp_path, counting):
+    photos = make_colour_photos(tmp_path / "p", ["red", "green"], 100, **SMALL)
+    with EmbeddingCache(tmp_path / "c.sqlite3") as cache:
+        run_index([tmp_path / "p"], embedder(cache, counting))
+        renamed = []
+        for i, photo in enumerate(sorted(photos)):
+            target = tmp_path / "p" / "renamed" / f"r{i:03d}{photo.suffix}"
+            target.parent.mkdir(exist_ok=True)
+            os.rename(photo, target)
+            renamed.append(target)
+        edited = renamed[7]
+        with Image.open(edited) as image:
+            picture = image.convert("RGB")
+        picture.paste((0, 0, 255), (0, 0, picture.width // 2, picture.height))
+        picture.save(edited)
+        counting.decoded.clear()
+        report = run_index([tmp_path / "p"], embedder(cache, counting))
+    assert counting.decoded == [edited]
+    assert (report.embedded, report.cached) == (1, 99)
+
+
+def test_copies_share_a_fingerprint_and_edits_change_it(tmp_path):
+    a = tmp_path / "a.jpg"
+    Image.new("RGB", (800, 600), "red").save(a, quality=95)
+    b = tmp_path / "b.jpg"
+    b.write_bytes(a.read_bytes())
+    assert file_fingerprint(a) == file_fingerprint(b)
+    Image.new("RGB", (800, 600), "blue").save(b, quality=95)
+    assert file_fingerprint(a) != file_fingerprint(b)
+
+
+def test_two_models_keep_separate_vectors(tmp_path, counting):
+    make_colour_photos(tmp_path / "p", ["red"], 5, **SMALL)
+    other = write_random_model(tmp_path / "random-model")
+    with EmbeddingCache(tmp_path / "c.sqlite3") as cache:
+        for model in (str(COLOUR_MODEL), str(other)):
+            assert run_index([tmp_path / "p"], embedder(cache, counting, model)).embedded == 5
+        counting.decoded.clear()
+        for model in (str(COLOUR_MODEL), str(other)):
+            report = run_index([tmp_path / "p"], embedder(cache, counting, model))
+            assert (report.embedded, report.cached) == (0, 5)
+        infos = cache.models()
+        assert len(infos) == 2 and all(info.images == 5 for info in infos)
+        ids = [cache.model_id(info.identity, info.name) for info in infos]
+        path = next((tmp_path / "p").rglob("*.*"))
+        st = path.stat()
+        vectors = [cache.lookup_path(i, path, st.st_size, st.st_mtime_ns) for i in ids]
+    assert counting.decoded == []
+    assert not np.allclose(vectors[0], vectors[1])
+
+
+def test_json_output_is_the_same_with_or_without_cached_vectors(tmp_path, labels_file):
+    make_colour_photos(tmp_path / "p", ["red", "green", "blue"], 6, **SMALL)
+    model = ["--model", str(COLOUR_MODEL)]
+    common = ["tag", str(tmp_path / "p"), "-l", str(labels_file), *model, "--json", "--dry-run"]
+    outputs = [
+        subprocess.run([*CLI, *common, *extra], capture_output=True, text=True, check=True).stdout
+        for extra in ([], [], ["--no-cache"])
+    ]
+    assert outputs[0] == outputs[1] == outputs[2] and len(outputs[0].splitlines()) == 6
+
+
+def _rows(cache_path: Path) -> int:
+    db = sqlite3.connect(f"file:{cache_path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        db.close()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_keeps_what_was_committed(tmp_path):
+    make_colour_photos(tmp_path / "p", ["red", "green", "blue"], 240, min_px=600, max_px=1400)
+    cache_path = tmp_path / "c.sqlite3"
+    args = [*CLI, "index", str(tmp_path / "p"), "--model", str(COLOUR_MODEL), "--cache", str(cache_path)]
+    process = subprocess.Popen([*args, "--batch-size", "4", "--workers", "1"], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not cache_path.exists() or _rows(cache_path) < 20):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    committed = _rows(cache_path)
+    assert 20 <= committed < 240, "the run was not killed mid-way"
+    again = subprocess.run(args, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert f"embedded {240 - committed}, from cache {committed}" in again.stderr
+    with EmbeddingCache(cache_path) as cache:
+        assert cache.integrity() == "ok" and cache.image_count() == 240
+
+
+def test_second_run_waits_or_exits_75_while_the_cache_is_in_use(tmp_path, labels_file):
+    make_colour_photos(tmp_path / "p", ["red"], 2, **SMALL)
+    cache_path = tmp_path / "c.sqlite3"
+    args = [*CLI, "index", str(tmp_path / "p"), "--model", str(COLOUR_MODEL), "--cache", str(cache_path)]
+    with CacheLock(cache_path):
+        busy = subprocess.run([*args, "--no-wait"], capture_output=True, text=True)
+        assert busy.returncode == ExitCode.BUSY == 75
+        assert f"process {os.getpid()}" in busy.stderr and "--no-wait" in busy.stderr
+        waiting = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+        time.sleep(4)
+        assert waiting.poll() is None  # still waiting for the lock
+    _, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0 and "waiting for it to finish" in err and "indexed 2" in err
+
+
+def test_concurrent_runs_do_not_corrupt_the_cache(tmp_path):
+    make_colour_photos(tmp_path / "p", ["red", "blue"], 40, **SMALL)
+    cache_path = tmp_path / "c.sqlite3"
+    args = [*CLI, "index", str(tmp_path / "p"), "--model", str(COLOUR_MODEL), "--cache", str(cache_path)]
+    runs = [subprocess.Popen(args, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(run.wait(timeout=180), run.stderr.read()) for run in runs]  # type: ignore[union-attr]
+    assert [code for code, _ in results] == [0, 0], results
+    embedded = sorted(int(err.split("embedded ")[1].split(",")[0]) for _, err in results)
+    assert embedded == [0, 40]  # the second waited, then found everything cached
+    with EmbeddingCache(cache_path) as cache:
+        assert cache.integrity() == "ok" and cache.image_count() == 40
+
+
+@pytest.mark.parametrize("content", [b"this is not a database at all" * 100, "foreign"])
+def test_damaged_or_foreign_cache_is_moved_aside_and_rebuilt(tmp_path, content, counting):
+    cache_path = tmp_path / "c.sqlite3"
+    if content == "foreign":
+        db = sqlite3.connect(cache_path)
+        db.execute("CREATE TABLE photos(name TEXT)")
+        db.commit()
+        db.close()
+    else:
+        cache_path.write_bytes(content)
+    warnings: list[str] = []
+    make_colour_photos(tmp_path / "p", ["red"], 2, **SMALL)
+    with EmbeddingCache(cache_path, warn=warnings.append) as cache:
+        assert run_index([tmp_path / "p"], embedder(cache, counting)).embedded == 2
+        assert cache.integrity() == "ok"
+    assert len(warnings) == 1 and "moved it to" in warnings[0]
+    assert len(list(tmp_path.glob("c.sqlite3.broken-*"))) == 1
+
+
+def test_cache_commands(tmp_path, labels_file):
+    photos = make_colour_photos(tmp_path / "p", ["red"], 4, **SMALL)
+    cache_path = tmp_path / "c.sqlite3"
+    model = ["--model", str(COLOUR_MODEL)]
+    subprocess.run([*CLI, "index", str(tmp_path / "p"), *model, "--cache", str(cache_path), "-q"], check=True)
+    info = subprocess.run([*CLI, "cache", "info", "--cache", str(cache_path)], capture_output=True, text=True)
+    assert info.returncode == 0 and str(cache_path) in info.stdout and "4 photos" in info.stdout
+    for photo in list(photos)[:3]:
+        photo.unlink()
+    prune = subprocess.run([*CLI, "cache", "prune", "--cache", str(cache_path)], capture_output=True, text=True)
+    assert prune.returncode == 0 and "dropped 3" in prune.stderr
+    clear = subprocess.run(
+        [*CLI, "cache", "clear", "--model", "tiny-colours", "--cache", str(cache_path)], capture_output=True, text=True
+    )
+    assert clear.returncode == 0 and "1 model" in clear.stderr
+    with EmbeddingCache(cache_path) as cache:
+        assert cache.image_count() == 0 and cache.models() == []
+
+
+def test_environment_names_the_cache_and_log_appends(tmp_path, labels_file, monkeypatch):
+    make_colour_photos(tmp_path / "p", ["red"], 2, **SMALL)
+    (tmp_path / "p" / "bad.jpg").write_bytes(b"")
+    monkeypatch.setenv("CLIPSORT_CACHE", str(tmp_path / "library.sqlite3"))
+    log = tmp_path / "clipsort.log"
+    args = [*CLI, "tag", str(tmp_path / "p"), "-l", str(labels_file), "--model", str(COLOUR_MODEL), "--log", str(log)]
+    for _ in range(2):
+        result = subprocess.run([*args, "--quiet"], capture_output=True, text=True)
+        assert result.returncode == 3 and result.stdout == ""
+        assert result.stderr.strip() == f"error: {tmp_path / 'p' / 'bad.jpg'}: empty file (0 bytes)"
+    assert (tmp_path / "library.sqlite3").is_file()
+    lines = log.read_text(encoding="utf-8").splitlines()
+    assert sum("start (pid" in line for line in lines) == 2
+    assert sum("error: " in line and "bad.jpg" in line for line in lines) == 2
+    assert sum("done: tagged 2, failed 1" in line and "(exit 3)" in line for line in lines) == 2
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_the_number_of_photos(tmp_path):
+    def peak_rss(count: int) -> int:
+        folder = tmp_path / f"n{count}"
+        folder.mkdir()
+        for i in range(count):
+            Image.new("RGB", (24, 24), (i % 256, 40, 90)).save(folder / f"{i:05d}.png")
+        script = (
+            "import resource, sys\n"
+            "from clipsort.cli import main\n"
+            "try:\n"
+            f"    main(['index', {str(folder)!r}, '--model', {str(COLOUR_MODEL)!r}, '--quiet',"
+            f" '--cache', {str(tmp_path / f'c{count}.sqlite3')!r}])\n"
+            "except SystemExit as exit:\n"
+            "    assert not exit.code, exit.code\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        )
+        return int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+
+    small, large = peak_rss(400), peak_rss(4000)
+    assert large <= small * 1.10, f"peak RSS {small} KiB for 400 photos, {large} KiB for 4000"
