@@ -147,6 +147,15 @@ NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor w
 NoWaitOpt = Annotated[
     bool, typer.Option("--no-wait", help="If another run is using the cache, exit with code 75 instead of waiting.")
 ]
+MaxPixelsOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-megapixels",
+        min=1,
+        help="Refuse images larger than this (decompression bombs). [default: from the available memory]",
+        show_default=False,
+    ),
+]
 LogOpt = Annotated[Path | None, typer.Option("--log", help="Append a plain-text log of the run to this file.")]
 
 
@@ -165,6 +174,7 @@ class _RunSettings:
     device: Device | None
     batch_size: int | None
     workers: int | None
+    max_megapixels: float | None
     cache: Path | None
     no_cache: bool
     no_wait: bool
@@ -222,7 +232,7 @@ def _run(
         embedder = Embedder(spec, choice.device, cache, on_load=loaded, loader=loader)
         if spec.pretrained == RANDOM:
             ui.warn("random weights (--pretrained none): the labels will be meaningless")
-        run_options = RunOptions(choice.batch_size, common.workers)
+        run_options = RunOptions(choice.batch_size, common.workers, common.max_megapixels)
         try:
             report = work(paths, label_set, embedder, run_options, ui)
         except KeyboardInterrupt:
@@ -260,6 +270,7 @@ def tag(
     device: DeviceOpt = None,
     batch_size: BatchOpt = None,
     workers: WorkersOpt = None,
+    max_megapixels: MaxPixelsOpt = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     no_wait: NoWaitOpt = False,
@@ -285,7 +296,7 @@ def tag(
     from clipsort.pipeline import TagOptions, run_tag
 
     common = _RunSettings(
-        model, pretrained, device, batch_size, workers, cache, no_cache, no_wait, log, json_out, quiet
+        model, pretrained, device, batch_size, workers, max_megapixels, cache, no_cache, no_wait, log, json_out, quiet
     )
     options = TagOptions(
         threshold=threshold,
@@ -320,11 +331,16 @@ def sort(
     leave_unsorted: Annotated[
         bool, typer.Option("--leave-unsorted", help="Leave photos with no label where they are.")
     ] = False,
+    dedupe: Annotated[
+        bool,
+        typer.Option("--dedupe", help="Remove a photo whose identical copy already has its name at the destination."),
+    ] = False,
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = None,
     batch_size: BatchOpt = None,
     workers: WorkersOpt = None,
+    max_megapixels: MaxPixelsOpt = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     no_wait: NoWaitOpt = False,
@@ -338,6 +354,7 @@ def sort(
     Never overwrites: a name clash gets a numbered suffix (photo_1.jpg). A photo
     whose best label is below --threshold goes to DEST/_unsorted/ (or stays put
     with --leave-unsorted). Photos already in their label folder are not touched.
+    Every run is journaled: 'clipsort undo' puts everything back.
 
     Examples:
 
@@ -348,7 +365,7 @@ def sort(
     from clipsort.pipeline import SortOptions, check_sort_options, run_sort
 
     common = _RunSettings(
-        model, pretrained, device, batch_size, workers, cache, no_cache, no_wait, log, json_out, quiet
+        model, pretrained, device, batch_size, workers, max_megapixels, cache, no_cache, no_wait, log, json_out, quiet
     )
     options = SortOptions(
         dest=dest,
@@ -356,6 +373,7 @@ def sort(
         mode=mode.value,
         unsorted=unsorted_name,
         leave_unsorted=leave_unsorted,
+        dedupe=dedupe,
         dry_run=dry_run,
     )
     _run(
@@ -376,6 +394,7 @@ def index(
     device: DeviceOpt = None,
     batch_size: BatchOpt = None,
     workers: WorkersOpt = None,
+    max_megapixels: MaxPixelsOpt = None,
     cache: CacheOpt = None,
     no_wait: NoWaitOpt = False,
     log: LogOpt = None,
@@ -394,7 +413,9 @@ def index(
     """
     from clipsort.pipeline import run_index
 
-    common = _RunSettings(model, pretrained, device, batch_size, workers, cache, False, no_wait, log, json_out, quiet)
+    common = _RunSettings(
+        model, pretrained, device, batch_size, workers, max_megapixels, cache, False, no_wait, log, json_out, quiet
+    )
     _run("index", common, paths, None, lambda paths, _labels, embedder, run, ui: run_index(paths, embedder, run, ui))
 
 
@@ -473,6 +494,66 @@ def _human(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+@app.command()
+def undo(
+    journal: Annotated[
+        str | None,
+        typer.Argument(
+            help="Journal file or name from 'clipsort history'. [default: the last sort run]", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Put back every photo (and its sidecars) that a sort run moved, copied or linked.
+
+    Refuses, photo by photo, where a file has changed or its old name is taken
+    since; run it again after fixing that. An interrupted run is completed or
+    rolled back first.
+
+    Examples:
+
+      clipsort undo
+
+      clipsort undo 20261122-173000-4242.jsonl
+    """
+    from clipsort.console import Ui
+    from clipsort.journal import undo as undo_run
+
+    ui = Ui()
+    path, result = undo_run(journal, ui.warn)
+    refused = result.refused or []
+    for failure in refused:
+        ui.error(f"{failure.path}: {failure.reason}")
+    ui.info(f"undid {result.undone} photos of {path}" + (f"; {len(refused)} refused" if refused else ""))
+    if refused:
+        raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+@app.command()
+def history() -> None:
+    """List past sort runs, newest last, with their journals (for 'clipsort undo').
+
+    Example:
+
+      clipsort history
+    """
+    from clipsort.journal import history as past_runs
+
+    runs = past_runs()
+    if not runs:
+        typer.echo("no sort runs yet", err=True)
+    for view in runs:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(view.started))
+        counts = view.counts()
+        state = "undone" if view.undone else ("complete" if view.ended else "running or interrupted")
+        if view.interrupted and not view.undone:
+            state = "interrupted, recovered"
+        moved = counts.get("done", 0)
+        typer.echo(
+            f"{when}  {view.path.name}  {view.run.get('mode', 'move')} {moved} photos"
+            f" -> {view.run.get('dest', '?')}  [{state}]"
+        )
 
 
 @app.command()

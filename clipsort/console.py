@@ -178,11 +178,15 @@ class Ui:
         self.stop()
         line = summary_line(report)
         self._write_log("done: " + line + f" (exit {int(report.exit_code)})")
+        if report.fatal:
+            self.error(report.fatal)
         if self.quiet:
             return
         self.err.print(Text(line))
         if report.dry_run:
             self.err.print(Text("dry run: nothing was changed"))
+        elif report.journal is not None:
+            self.err.print(Text(f"journal {report.journal} ('clipsort undo' puts everything back)"))
 
 
 def _plan_line(result: PhotoResult) -> str:

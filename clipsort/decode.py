@@ -99,6 +99,29 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
     return Image.fromarray(grey, mode="L").convert("RGB")
 
 
+def default_max_megapixels(workers: int) -> int:
+    """A pixel cap that keeps ``workers`` decodes of 4 bytes a pixel within half the available memory."""
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        available = 4 << 30
+    megapixels = available // 2 // max(workers, 1) // 4 // 1_000_000
+    return int(min(max(megapixels, 24), 1000))
+
+
+def set_max_megapixels(megapixels: float) -> None:
+    """Refuse images of more pixels than this (decompression bombs, absurd dimensions)."""
+    # load_image checks the dimensions in the header, before any pixel is decoded, and names
+    # them in its message; Pillow's own check (a warning, then an error at twice its limit)
+    # would only say less, so it is switched off once clipsort's cap is set.
+    global _MAX_PIXELS
+    _MAX_PIXELS = int(megapixels * 1_000_000)
+    Image.MAX_IMAGE_PIXELS = None
+
+
+_MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
 def load_image(path: Path | str, min_side: int | None = None) -> Image.Image:
     """Decode ``path`` to an upright RGB picture whose short side is at least ``min_side``.
 
@@ -111,6 +134,13 @@ def load_image(path: Path | str, min_side: int | None = None) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # EXIF and ICC warnings are not the user's problem
             with Image.open(path) as image:
+                width, height = image.size
+                if width * height > _MAX_PIXELS:
+                    raise DecodeError(
+                        path,
+                        f"too large to decode safely: {width}x{height} is {width * height / 1e6:.0f} megapixels "
+                        f"(limit {_MAX_PIXELS / 1e6:.0f}; see --max-megapixels)",
+                    )
                 orientation = exif_orientation(image, path)
                 if min_side and image.format == "JPEG":
                     image.draft("RGB", (min_side, min_side))
@@ -120,8 +150,9 @@ def load_image(path: Path | str, min_side: int | None = None) -> Image.Image:
         raise
     except UnidentifiedImageError:
         raise DecodeError(path, "not an image, or a format Pillow cannot read") from None
-    except Image.DecompressionBombError as exc:
-        raise DecodeError(path, f"too many pixels to decode safely ({exc})") from None
+    except Image.DecompressionBombError:
+        limit = f"limit {_MAX_PIXELS / 1e6:.0f} megapixels; see --max-megapixels"
+        raise DecodeError(path, f"too large to decode safely ({limit})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         if "truncated" in reason:

@@ -62,6 +62,10 @@ class CacheBusyError(ClipsortError):
     exit_code = ExitCode.BUSY
 
 
+class DestinationFullError(ClipsortError):
+    """The destination filesystem is full: moving stops, with every photo intact."""
+
+
 class FileFailure(ClipsortError):
     """One photo could not be processed; the run records it and goes on."""
 

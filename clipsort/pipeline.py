@@ -17,9 +17,11 @@ from typing import Protocol
 import numpy as np
 
 from clipsort import score
+from clipsort.decode import default_max_megapixels, set_max_megapixels
 from clipsort.discover import ImageRef, discover
 from clipsort.embed import Embedder, Resolved
-from clipsort.errors import ClipsortError, FileFailure, UsageError
+from clipsort.errors import ClipsortError, DestinationFullError, FileFailure, UsageError
+from clipsort.journal import Journal, recover
 from clipsort.labels import Label, LabelSet
 from clipsort.mover import Mover
 from clipsort.report import PhotoResult, Report
@@ -76,6 +78,7 @@ class SortOptions:
     mode: str = "move"
     unsorted: str = "_unsorted"
     leave_unsorted: bool = False
+    dedupe: bool = False
     dry_run: bool = False
 
 
@@ -84,6 +87,8 @@ class RunOptions:
     batch_size: int = 32
     #: Decode threads; None chooses from the number of cores.
     workers: int | None = None
+    #: Images with more pixels are refused; None derives a cap from the available memory.
+    max_megapixels: float | None = None
 
 
 def default_workers() -> int:
@@ -146,6 +151,7 @@ def embedded_photos(
     batch_size = run.batch_size
     ahead = batch_size * 2
     workers = run.workers or default_workers()
+    set_max_megapixels(run.max_megapixels or default_max_megapixels(workers))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clipsort-decode") as pool:
         pending: deque[tuple[ImageRef, Future[Resolved]]] = deque()
         refs_iter = iter(refs)
@@ -313,37 +319,53 @@ def run_sort(
     events = events or SilentEvents()
     dest = check_sort_options(roots, labels, options)
     report = Report("sort", dry_run=options.dry_run)
-    mover = Mover(options.mode)
-    past = {"move": "moved", "copy": "copied", "link": "linked"}
-    for ref, row in _score_all(roots, labels, embedder, run, report, events):
-        best = score.select(row, options.threshold, 1)
-        label = labels.labels[best[0]] if best else None
-        names = (label.name,) if label else ()
-        if label is None and options.leave_unsorted:
-            _record(report, events, PhotoResult(ref.path, _scores(labels, row), names, "left", dry_run=options.dry_run))
-            events.advanced(1)
-            continue
-        folder = dest.joinpath(*label.path) if label else dest / options.unsorted
-        try:
-            plan = mover.plan(ref.path, folder)
-            if plan.action in ("in-place", "duplicate"):
-                action = plan.action
-            else:
-                action = past[plan.action] if label else "unsorted"
-                if not options.dry_run:
-                    for warning in mover.execute(plan):
-                        report.warnings.append(warning)
-                        events.warned(warning)
-        except FileFailure as failure:
-            report.fail(failure)
-            events.failed(failure)
-        else:
+    journal = None
+    if not options.dry_run:
+        recover(events.warned)
+        journal = Journal.create(
+            "sort",
+            {"dest": str(dest.absolute()), "mode": options.mode, "roots": [str(Path(r).absolute()) for r in roots]},
+        )
+        report.journal = journal.path
+    mover = Mover(options.mode, journal, dedupe=options.dedupe)
+    past = {"move": "moved", "copy": "copied", "link": "linked", "dedupe": "deduplicated"}
+    try:
+        for ref, row in _score_all(roots, labels, embedder, run, report, events):
+            best = score.select(row, options.threshold, 1)
+            label = labels.labels[best[0]] if best else None
+            names = (label.name,) if label else ()
+            if label is None and options.leave_unsorted:
+                result = PhotoResult(ref.path, _scores(labels, row), names, "left", dry_run=options.dry_run)
+                _record(report, events, result)
+                events.advanced(1)
+                continue
+            folder = dest.joinpath(*label.path) if label else dest / options.unsorted
+            try:
+                plan = mover.plan(ref.path, folder)
+                if plan.action in ("in-place", "duplicate"):
+                    action = plan.action
+                else:
+                    action = past[plan.action] if label or plan.action == "dedupe" else "unsorted"
+                    if not options.dry_run:
+                        for warning in mover.execute(plan):
+                            report.warnings.append(warning)
+                            events.warned(warning)
+            except DestinationFullError as exc:
+                report.fatal = str(exc)
+                break
+            except FileFailure as failure:
+                _fail(report, events, failure)
+                continue
             result = PhotoResult(
                 ref.path, _scores(labels, row), names, action, destination=plan.target, dry_run=options.dry_run
             )
             _record(report, events, result)
-        events.advanced(1)
-    report.finish()
+            events.advanced(1)
+    finally:
+        report.finish()
+        if journal is not None:
+            journal.end({"actions": dict(report.actions), "failed": len(report.failures), "fatal": report.fatal})
+            journal.close()
     return report
 
 

@@ -53,6 +53,9 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    #: The journal of a sort run, and the error that stopped a run early (a full disk).
+    journal: Path | None = None
+    fatal: str | None = None
     #: Photos that went through the model, and photos whose vectors came from the cache.
     embedded: int = 0
     cached: int = 0
@@ -85,4 +88,6 @@ class Report:
 
     @property
     def exit_code(self) -> ExitCode:
+        if self.fatal:
+            return ExitCode.ERROR
         return ExitCode.PARTIAL if self.failures else ExitCode.OK

@@ -43,6 +43,16 @@ def config_dir() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
 
 
+def data_dir() -> Path:
+    """Where sort journals live: ``CLIPSORT_DATA_DIR`` or the platform's user data dir."""
+    override = os.environ.get("CLIPSORT_DATA_DIR")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
 def config_file() -> Path:
     return config_dir() / "config.toml"
 

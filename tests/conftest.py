@@ -51,6 +51,7 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CLIPSORT_CACHE_DIR", str(home / "cache"))
     monkeypatch.setenv("CLIPSORT_CONFIG_DIR", str(home / "config"))
+    monkeypatch.setenv("CLIPSORT_DATA_DIR", str(home / "data"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no test downloads anything
     return home
 

@@ -115,3 +115,20 @@ def test_read_only_destination_fails_cleanly(tmp_path: Path):
         assert photo.read_bytes() == b"data"
     finally:
         out.chmod(0o755)
+
+
+def test_live_photo_video_and_apple_edits_travel_with_the_photo(tmp_path: Path):
+    photo = put(tmp_path / "in/IMG_1.JPG", b"still")
+    put(tmp_path / "in/IMG_1.MOV", b"video")
+    put(tmp_path / "in/IMG_1.AAE", b"edits")
+    put(tmp_path / "in/IMG_1.xmp", b"lightroom")  # still unambiguous: MOV and AAE belong to the photo
+    put(tmp_path / "in/IMG_10.JPG", b"another photo")
+    assert [p.name for p in companions_of(photo)] == ["IMG_1.xmp", "IMG_1.AAE", "IMG_1.MOV"]
+    put(tmp_path / "out/IMG_1.MOV", b"someone else's video")
+    mover = Mover("move")
+    plan = mover.plan(photo, tmp_path / "out")
+    assert plan.target.name == "IMG_1_1.JPG"
+    mover.execute(plan)
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["IMG_1.MOV", "IMG_1_1.AAE", "IMG_1_1.JPG", "IMG_1_1.MOV", "IMG_1_1.xmp"]
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["IMG_10.JPG"]
