@@ -56,6 +56,13 @@ class Device(str, Enum):
     mps = "mps"
 
 
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
 class SidecarFormat(str, Enum):
     xmp = "xmp"
     json = "json"
@@ -119,6 +126,15 @@ DeviceOpt = Annotated[
         "--device", help="Compute device; auto prefers cuda, then mps, then cpu. [default auto]", show_default=False
     ),
 ]
+PrecisionOpt = Annotated[
+    Precision | None,
+    typer.Option(
+        "--precision",
+        help="auto: fp16 on GPUs, bf16 on CPUs with native bf16 (AVX-512 BF16, AMX), else fp32. "
+        "[env CLIPSORT_PRECISION; default auto]",
+        show_default=False,
+    ),
+]
 BatchOpt = Annotated[
     int | None, typer.Option("--batch-size", min=1, help="Images per model call. [default 32]", show_default=False)
 ]
@@ -172,6 +188,7 @@ class _RunSettings:
     model: str | None
     pretrained: str | None
     device: Device | None
+    precision: Precision | None
     batch_size: int | None
     workers: int | None
     max_megapixels: float | None
@@ -208,7 +225,11 @@ def _run(
         if common.log is not None:
             stack.enter_context(ui.logging_to(common.log, ["clipsort", command, *map(str, paths)]))
         choice = settings.resolve_model_choice(
-            common.model, common.pretrained, common.device.value if common.device else None, common.batch_size
+            common.model,
+            common.pretrained,
+            common.device.value if common.device else None,
+            common.batch_size,
+            precision=common.precision.value if common.precision else None,
         )
         label_set = load_labels(labels_file) if labels_file is not None else None
         check_roots(paths)
@@ -222,14 +243,14 @@ def _run(
             cache = stack.enter_context(EmbeddingCache(cache_path, warn=ui.warn))
         _setup_quiet_libraries()
 
-        def loader(spec, device):  # noqa: ANN001, ANN202
+        def loader(spec, device, precision):  # noqa: ANN001, ANN202
             with ui.status(f"loading model {spec.display}..."):
-                return load_model(spec, device)
+                return load_model(spec, device, precision)
 
         def loaded(model) -> None:  # noqa: ANN001
             ui.info(f"model {model.name} on {model.device} ({model.precision})")
 
-        embedder = Embedder(spec, choice.device, cache, on_load=loaded, loader=loader)
+        embedder = Embedder(spec, choice.device, cache, choice.precision, on_load=loaded, loader=loader)
         if spec.pretrained == RANDOM:
             ui.warn("random weights (--pretrained none): the labels will be meaningless")
         run_options = RunOptions(choice.batch_size, common.workers, common.max_megapixels)
@@ -268,6 +289,7 @@ def tag(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
     batch_size: BatchOpt = None,
     workers: WorkersOpt = None,
     max_megapixels: MaxPixelsOpt = None,
@@ -296,7 +318,19 @@ def tag(
     from clipsort.pipeline import TagOptions, run_tag
 
     common = _RunSettings(
-        model, pretrained, device, batch_size, workers, max_megapixels, cache, no_cache, no_wait, log, json_out, quiet
+        model,
+        pretrained,
+        device,
+        precision,
+        batch_size,
+        workers,
+        max_megapixels,
+        cache,
+        no_cache,
+        no_wait,
+        log,
+        json_out,
+        quiet,
     )
     options = TagOptions(
         threshold=threshold,
@@ -338,6 +372,7 @@ def sort(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
     batch_size: BatchOpt = None,
     workers: WorkersOpt = None,
     max_megapixels: MaxPixelsOpt = None,
@@ -365,7 +400,19 @@ def sort(
     from clipsort.pipeline import SortOptions, check_sort_options, run_sort
 
     common = _RunSettings(
-        model, pretrained, device, batch_size, workers, max_megapixels, cache, no_cache, no_wait, log, json_out, quiet
+        model,
+        pretrained,
+        device,
+        precision,
+        batch_size,
+        workers,
+        max_megapixels,
+        cache,
+        no_cache,
+        no_wait,
+        log,
+        json_out,
+        quiet,
     )
     options = SortOptions(
         dest=dest,
@@ -392,6 +439,7 @@ def index(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
     batch_size: BatchOpt = None,
     workers: WorkersOpt = None,
     max_megapixels: MaxPixelsOpt = None,
@@ -414,7 +462,19 @@ def index(
     from clipsort.pipeline import run_index
 
     common = _RunSettings(
-        model, pretrained, device, batch_size, workers, max_megapixels, cache, False, no_wait, log, json_out, quiet
+        model,
+        pretrained,
+        device,
+        precision,
+        batch_size,
+        workers,
+        max_megapixels,
+        cache,
+        False,
+        no_wait,
+        log,
+        json_out,
+        quiet,
     )
     _run("index", common, paths, None, lambda paths, _labels, embedder, run, ui: run_index(paths, embedder, run, ui))
 

@@ -44,11 +44,13 @@ class Embedder:
         spec: ModelSpec,
         device: str = "auto",
         cache: EmbeddingCache | None = None,
+        precision: str = "auto",
         on_load: Callable[[ClipModel], None] | None = None,
-        loader: Callable[[ModelSpec, str], ClipModel] | None = None,
+        loader: Callable[[ModelSpec, str, str], ClipModel] | None = None,
     ) -> None:
         self.spec = spec
         self.device = device
+        self.precision = precision
         self.cache = cache
         self._on_load = on_load or (lambda model: None)
         self._loader = loader
@@ -75,11 +77,11 @@ class Embedder:
         with self._lock:
             if self._model is None:
                 if self._loader is not None:
-                    model = self._loader(self.spec, self.device)
+                    model = self._loader(self.spec, self.device, self.precision)
                 else:
                     from clipsort.model import load_model
 
-                    model = load_model(self.spec, self.device)
+                    model = load_model(self.spec, self.device, self.precision)
                 if self.cache is not None:
                     if self.identity is None:  # a Hub model downloaded just now
                         self.identity = model_identity(self.spec, DECODE_VERSION)

@@ -20,7 +20,7 @@ DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 DEFAULT_BATCH_SIZE = 32
 
 #: Settings a config file may hold, with their types.
-CONFIG_KEYS: dict[str, type] = {"model": str, "pretrained": str, "device": str, "batch_size": int}
+CONFIG_KEYS: dict[str, type] = {"model": str, "pretrained": str, "device": str, "precision": str, "batch_size": int}
 
 
 def cache_dir() -> Path:
@@ -108,6 +108,7 @@ class ModelChoice:
     pretrained: str | None
     device: str
     batch_size: int
+    precision: str = "auto"
 
 
 def resolve_model_choice(
@@ -116,6 +117,7 @@ def resolve_model_choice(
     device: str | None = None,
     batch_size: int | None = None,
     config: dict[str, Any] | None = None,
+    precision: str | None = None,
 ) -> ModelChoice:
     """Apply flag > env > config file > default to the model settings."""
     config = load_config() if config is None else config
@@ -131,4 +133,13 @@ def resolve_model_choice(
     size = batch_size or config.get("batch_size") or DEFAULT_BATCH_SIZE
     if size < 1:
         raise UsageError("batch size must be at least 1")
-    return ModelChoice(model=chosen_model, pretrained=pretrained or None, device=chosen_device, batch_size=size)
+    chosen_precision = precision or env.get("CLIPSORT_PRECISION") or config.get("precision") or "auto"
+    if chosen_precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise UsageError(f"unknown precision {chosen_precision!r}: use auto, fp32, bf16 or fp16")
+    return ModelChoice(
+        model=chosen_model,
+        pretrained=pretrained or None,
+        device=chosen_device,
+        batch_size=size,
+        precision=chosen_precision,
+    )

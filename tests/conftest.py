@@ -47,7 +47,7 @@ def corpus(*parts: str) -> Path:
 def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own cache and config dirs and no CLIPSORT_* settings from the host."""
     home = tmp_path_factory.mktemp("clipsort-home")
-    for name in ("CLIPSORT_MODEL", "CLIPSORT_PRETRAINED", "CLIPSORT_DEVICE", "CLIPSORT_DEBUG"):
+    for name in ("CLIPSORT_MODEL", "CLIPSORT_PRETRAINED", "CLIPSORT_DEVICE", "CLIPSORT_PRECISION", "CLIPSORT_DEBUG"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CLIPSORT_CACHE_DIR", str(home / "cache"))
     monkeypatch.setenv("CLIPSORT_CONFIG_DIR", str(home / "config"))
@@ -58,10 +58,10 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 
 @pytest.fixture(scope="session")
 def colour_model():
-    """The trained tiny colour CLIP, loaded once on the CPU."""
+    """The trained tiny colour CLIP, loaded once on the CPU in float32."""
     from clipsort.model import load_model, parse_spec
 
-    return load_model(parse_spec(f"local-dir:{COLOUR_MODEL}"), "cpu")
+    return load_model(parse_spec(f"local-dir:{COLOUR_MODEL}"), "cpu", "fp32")
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def colour_embedder(colour_model):
     """An Embedder around the loaded colour model, without a cache."""
     from clipsort.embed import Embedder
 
-    return Embedder(colour_model.spec, "cpu", cache=None, loader=lambda spec, device: colour_model)
+    return Embedder(colour_model.spec, "cpu", cache=None, loader=lambda spec, device, precision: colour_model)
 
 
 @pytest.fixture(scope="session")

@@ -43,9 +43,11 @@ class Counting:
 
         monkeypatch.setattr(clipsort.embed, "load_image", load_image)
 
-    def loader(self, spec, device):
+    def loader(self, spec, device, precision):
         self.loads += 1
-        return self._model if self._model is not None and spec == self._model.spec else load_model(spec, device)
+        if self._model is not None and spec == self._model.spec:
+            return self._model
+        return load_model(spec, device, "fp32")
 
 
 @pytest.fixture
@@ -282,3 +284,17 @@ def test_memory_does_not_grow_with_the_number_of_photos(tmp_path):
 
     small, large = peak_rss(400), peak_rss(4000)
     assert large <= small * 1.10, f"peak RSS {small} KiB for 400 photos, {large} KiB for 4000"
+
+
+def test_fully_cached_run_does_not_import_torch(tmp_path, labels_file):
+    make_colour_photos(tmp_path / "p", ["red", "blue"], 3, **SMALL)
+    args = ["tag", str(tmp_path / "p"), "-l", str(labels_file), "--model", str(COLOUR_MODEL), "--quiet"]
+    subprocess.run([*CLI, *args], check=True)  # fills the cache, images and prompts
+    script = (
+        "import sys\nfrom clipsort.cli import main\ntry:\n"
+        f"    main({args!r})\n"
+        "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

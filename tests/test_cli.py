@@ -98,7 +98,7 @@ def test_tag_json_lines_on_stdout_summary_on_stderr(capsys, tmp_path: Path, labe
         assert set(record["scores"]) == {"red", "green", "blue"}
         assert record["labels"] == [photos[Path(record["path"])]] and record["action"] == "tagged"
         assert record["sidecar"].endswith(".xmp")
-    assert "model local-dir:" in err and "on cpu (fp32)" in err
+    assert "model local-dir:" in err and re.search(r"on cpu \((fp32|bf16)\)", err)
     assert "tagged 4 | 4 photos in" in err and "images/s" in err
 
 

@@ -144,3 +144,37 @@ def test_cuda_half_precision_agrees_with_cpu(colour_model):
     prompts = ["a photo of a red.", "a photo of a blue."]
     cos = (gpu.encode_texts(prompts) * colour_model.encode_texts(prompts)).sum(axis=1)
     assert (cos > 0.99).all()
+
+
+def test_precision_rules(monkeypatch):
+    import clipsort.model as model_module
+    from clipsort.model import resolve_precision
+
+    assert resolve_precision("auto", "cuda") == "fp16" and resolve_precision("auto", "mps") == "fp16"
+    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(UsageError, match="fp16 is for GPUs"):
+        resolve_precision("fp16", "cpu")
+
+
+def test_bf16_agrees_with_fp32_on_the_top_label(tmp_path: Path, colour_model):
+    from conftest import make_colour_photos
+
+    from clipsort import score
+    from clipsort.decode import load_image
+
+    bf16 = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "bf16")
+    assert bf16.precision == "bf16"
+    photos = make_colour_photos(tmp_path, ["red", "green", "blue", "yellow", "purple"], 25, min_px=64, max_px=300)
+    prompts = [f"a photo of a {c}." for c in ("red", "green", "blue", "yellow", "purple")]
+    pictures = [load_image(p, 48) for p in photos]
+    tops = []
+    for model in (colour_model, bf16):
+        probabilities = score.probabilities(
+            model.encode_images(pictures), model.encode_texts(prompts), model.logit_scale
+        )
+        tops.append(probabilities.argmax(axis=1))
+    assert (tops[0] == tops[1]).all()
