@@ -357,6 +357,7 @@ class ClipModel:
         self.precision = precision
         self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
         self.logit_scale = float(model.logit_scale.detach().float().exp().item())
+        self._pil_steps, self._mean, self._std = _split_transform(preprocess, device)
         size = model.visual.image_size
         self.image_size: int = int(max(size) if isinstance(size, (tuple, list)) else size)
         #: Fewest pixels on the short side a decoded picture needs for this model's preprocessing.
@@ -370,16 +371,33 @@ class ClipModel:
         return self.spec.display
 
     def prepare(self, picture: Image.Image) -> torch.Tensor:
-        """The model's own preprocessing (resize, crop, normalise) of an RGB picture. Thread-safe."""
-        return self._preprocess(picture)
+        """The model's own preprocessing of an RGB picture, up to 8-bit pixels. Thread-safe.
+
+        open_clip's eval transform is PIL steps (resize, crop) then ToTensor and
+        Normalize. The PIL steps run here, in the decode threads; the conversion to
+        float and the normalisation run on the model's device in
+        :meth:`encode_prepared`, so batches wait and travel as uint8 (4x smaller).
+        The result is the same as open_clip's transform.
+        """
+        if self._pil_steps is None:
+            return self._preprocess(picture)
+        import torch
+
+        pixels = np.asarray(self._pil_steps(picture).convert("RGB"), dtype=np.uint8)
+        return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
 
     def encode_prepared(self, batch: Sequence[torch.Tensor]) -> np.ndarray:
         """Embed prepared pictures; returns (N, D) normalised float32."""
         import torch
 
         with torch.inference_mode():
-            pixels = torch.stack(list(batch)).to(self.device, dtype=self.dtype, non_blocking=True)
-            features = self._model.encode_image(pixels)
+            pixels = torch.stack(list(batch))
+            if self.device.startswith("cuda"):
+                pixels = pixels.pin_memory()
+            pixels = pixels.to(self.device, non_blocking=True)
+            if pixels.dtype == torch.uint8:
+                pixels = (pixels.float().div_(255) - self._mean) / self._std
+            features = self._model.encode_image(pixels.to(self.dtype))
             features = torch.nn.functional.normalize(features.float(), dim=-1)
         self.images_encoded += len(batch)
         return features.cpu().numpy()
@@ -399,6 +417,22 @@ class ClipModel:
                 chunks.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())
         self.texts_encoded += len(texts)
         return np.concatenate(chunks, axis=0)
+
+
+def _split_transform(preprocess: Any, device: str) -> tuple[Any, Any, Any]:
+    """(PIL steps, mean, std) when ``preprocess`` ends with ToTensor + Normalize, else (None, None, None)."""
+    import torch
+    from torchvision import transforms
+
+    steps = list(getattr(preprocess, "transforms", []))
+    if len(steps) < 2 or not isinstance(steps[-2], transforms.ToTensor):
+        return None, None, None
+    normalize = steps[-1]
+    if not isinstance(normalize, transforms.Normalize):
+        return None, None, None
+    mean = torch.tensor(normalize.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(normalize.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return transforms.Compose(steps[:-2]), mean, std
 
 
 def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -> ClipModel:

@@ -178,3 +178,19 @@ def test_bf16_agrees_with_fp32_on_the_top_label(tmp_path: Path, colour_model):
         )
         tops.append(probabilities.argmax(axis=1))
     assert (tops[0] == tops[1]).all()
+
+
+def test_uint8_preprocessing_matches_open_clips_transform(tmp_path: Path, colour_model):
+    """Pixels travel as uint8 and are normalised on the device: the vectors must not change."""
+    import torch
+    from conftest import make_colour_photos
+
+    from clipsort.decode import load_image
+
+    photos = make_colour_photos(tmp_path, ["red", "blue"], 4, min_px=64, max_px=400)
+    pictures = [load_image(p, 48) for p in photos]
+    prepared = [colour_model.prepare(p) for p in pictures]
+    assert all(t.dtype == torch.uint8 for t in prepared)
+    ours = colour_model.encode_prepared(prepared)
+    theirs = colour_model.encode_prepared([colour_model._preprocess(p) for p in pictures])
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
