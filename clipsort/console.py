@@ -55,6 +55,23 @@ _DRY_VERBS = {
 }
 
 
+def printable(text: str) -> str:
+    """``text`` on one line: control characters escaped (a file name may hold a newline), and
+    bytes that are not UTF-8 (kept by Python as surrogates) shown as \\xNN."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
+
+
 class Ui:
     """The CLI's renderer of pipeline events. Implements :class:`clipsort.pipeline.Events`."""
 
@@ -93,16 +110,19 @@ class Ui:
 
     # -- messages ---------------------------------------------------------------------------
     def info(self, message: str) -> None:
+        message = printable(message)
         self._write_log(message)
         if not self.quiet:
             self.err.print(Text(message))
 
     def warn(self, message: str) -> None:
+        message = printable(message)
         self._write_log("warning: " + message)
         if not self.quiet:
             self.err.print(Text.assemble(("warning: ", "yellow"), message))
 
     def error(self, message: str) -> None:
+        message = printable(message)
         self._write_log("error: " + message)
         self.err.print(Text.assemble(("error: ", "bold red"), message))
 
@@ -190,6 +210,10 @@ class Ui:
 
 
 def _plan_line(result: PhotoResult) -> str:
+    return printable(_plan_text(result))
+
+
+def _plan_text(result: PhotoResult) -> str:
     verb = _DRY_VERBS.get(result.action, result.action)
     labels = ", ".join(result.labels) if result.labels else "-"
     if result.destination is not None and result.destination != result.path:

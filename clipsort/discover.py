@@ -114,7 +114,20 @@ def _walk(
                     on_error(path, exc.strerror or str(exc))
                 continue
             if stat.S_ISDIR(st.st_mode):
+                if entry.is_symlink() and _points_to_ancestor(path):
+                    on_error(path, "symbolic link loop (it points to a folder that contains it); not followed")
+                    continue
                 subfolders.append((path, st))
             elif stat.S_ISREG(st.st_mode) and is_image_name(entry.name) and _first_sight(st, seen_files):
                 yield ImageRef(path, st.st_size, st.st_mtime_ns)
         stack.extend(reversed(subfolders))
+
+
+def _points_to_ancestor(link: Path) -> bool:
+    """Whether the folder symlink ``link`` points to a folder that contains it."""
+    try:
+        target = Path(os.path.realpath(link))
+        here = Path(os.path.realpath(link.parent))
+    except OSError:
+        return False
+    return here == target or target in here.parents

@@ -53,8 +53,10 @@ def test_symlink_loops_end_and_linked_folders_are_walked_once(tmp_path: Path):
     photo = touch(tmp_path / "real/p.jpg")
     os.symlink(tmp_path / "real", tmp_path / "alias")
     os.symlink(tmp_path, tmp_path / "real/loop")
-    paths = found([tmp_path])
+    errors: list = []
+    paths = found([tmp_path], errors)
     assert len(paths) == 1 and paths[0].resolve() == photo.resolve()
+    assert [(p.name, "loop" in r) for p, r in errors] == [("loop", True)]  # named once, not followed
 
 
 def test_same_file_through_two_roots_is_yielded_once(tmp_path: Path):
