@@ -80,11 +80,6 @@ class LabelSet:
     def names(self) -> list[str]:
         return [label.name for label in self.labels]
 
-    def find(self, name: str) -> Label | None:
-        """The label called ``name`` (case-insensitive), if any."""
-        key = _fold(name)
-        return next((lab for lab in self.labels if _fold(lab.name) == key), None)
-
 
 def _fold(name: str) -> str:
     # Labels become folder names, and folders that differ only in case or Unicode

@@ -364,7 +364,6 @@ class ClipModel:
         self.min_side = self.image_size
         #: Counts of work done, for reports and tests.
         self.images_encoded = 0
-        self.texts_encoded = 0
 
     @property
     def name(self) -> str:
@@ -415,7 +414,6 @@ class ClipModel:
                 tokens = self._tokenizer(list(texts[start : start + batch_size])).to(self.device)
                 features = self._model.encode_text(tokens)
                 chunks.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())
-        self.texts_encoded += len(texts)
         return np.concatenate(chunks, axis=0)
 
 

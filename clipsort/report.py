@@ -74,10 +74,6 @@ class Report:
         return (self.finished or time.monotonic()) - self.started
 
     @property
-    def processed(self) -> int:
-        return sum(self.actions.values())
-
-    @property
     def scored(self) -> int:
         return self.embedded + self.cached
 

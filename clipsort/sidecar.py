@@ -31,7 +31,6 @@ from clipsort.labels import Label
 #: minidom nodes; its type stubs make every parent and document optional, which the code here never meets.
 _Dom = Any
 
-NS_X = "adobe:ns:meta/"
 NS_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 NS_DC = "http://purl.org/dc/elements/1.1/"
 NS_LR = "http://ns.adobe.com/lightroom/1.0/"
@@ -103,11 +102,6 @@ def xmp_path(photo: Path, style: str = "full") -> Path:
 
 def json_path(photo: Path) -> Path:
     return photo.with_name(photo.name + ".clipsort.json")
-
-
-def sidecar_paths(photo: Path) -> list[Path]:
-    """Every sidecar name that belongs to ``photo`` (they travel with it when sorted)."""
-    return [xmp_path(photo, "full"), xmp_path(photo, "stem"), json_path(photo)]
 
 
 # ----------------------------------------------------------------------------- XMP merge

@@ -75,9 +75,3 @@ def test_load_reads_utf8_with_bom_and_rejects_other_encodings(tmp_path: Path):
 def test_missing_label_file(tmp_path: Path):
     with pytest.raises(LabelFileError, match="not found"):
         load_labels(tmp_path / "nope.txt")
-
-
-def test_find_is_case_insensitive():
-    labels = parse_labels("Animals/Dog\n")
-    assert labels.find("animals/dog") is labels.labels[0]
-    assert labels.find("cat") is None
