@@ -47,7 +47,14 @@ def corpus(*parts: str) -> Path:
 def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own cache and config dirs and no CLIPSORT_* settings from the host."""
     home = tmp_path_factory.mktemp("clipsort-home")
-    for name in ("CLIPSORT_MODEL", "CLIPSORT_PRETRAINED", "CLIPSORT_DEVICE", "CLIPSORT_PRECISION", "CLIPSORT_DEBUG"):
+    for name in (
+        "CLIPSORT_MODEL",
+        "CLIPSORT_PRETRAINED",
+        "CLIPSORT_DEVICE",
+        "CLIPSORT_PRECISION",
+        "CLIPSORT_CACHE",
+        "CLIPSORT_DEBUG",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CLIPSORT_CACHE_DIR", str(home / "cache"))
     monkeypatch.setenv("CLIPSORT_CONFIG_DIR", str(home / "config"))
