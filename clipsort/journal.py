@@ -144,7 +144,7 @@ class Operation:
     files: list[tuple[Path, Path]]
     source_stats: list[Any]
     folders: list[Path]
-    state: str = "begun"  #: begun, done, failed, undone
+    state: str = "begun"  #: begun, done, failed, undoing, undone
     target_stats: list[Any] = field(default_factory=list)
 
 
@@ -196,6 +196,8 @@ def read(path: Path) -> JournalView:
                 record.get("stats", []),
                 [Path(f) for f in record.get("folders", [])],
             )
+        elif kind == "undo" and record["op"] in operations:
+            operations[record["op"]].state = "undoing"  # put back only in part if the undo was killed
         elif kind in ("done", "failed", "undone", "recovered-done", "recovered-failed") and record["op"] in operations:
             operation = operations[record["op"]]
             operation.state = {"recovered-done": "done", "recovered-failed": "failed"}.get(kind, kind)

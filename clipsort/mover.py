@@ -377,15 +377,16 @@ def undo_operations(view: JournalView, record: Callable[[dict], None]) -> UndoRe
     assert result.refused is not None
     folders: list[Path] = []
     for operation in sorted(view.operations.values(), key=lambda o: o.op, reverse=True):
-        if operation.state != "done":
+        if operation.state not in ("done", "undoing"):
             continue
-        problem = _undo_problem(operation)
+        resuming = operation.state == "undoing"  # an undo killed half-way through this unit
+        problem = None if resuming else _undo_problem(operation)
         if problem:
             result.refused.append(FileFailure(operation.files[0][0], problem))
             continue
         record({"type": "undo", "op": operation.op})
         try:
-            _put_back(operation)
+            _put_back(operation, resuming)
         except OSError as exc:
             result.refused.append(FileFailure(operation.files[0][0], f"cannot put back: {exc.strerror or exc}"))
             continue
@@ -419,9 +420,11 @@ def _undo_problem(operation: Operation) -> str | None:
     return None
 
 
-def _put_back(operation: Operation) -> None:
+def _put_back(operation: Operation, resuming: bool = False) -> None:
     if operation.action == "dedupe":
         source, kept = operation.files[0]
+        if resuming and os.path.lexists(source):
+            return
         _copy_no_clobber(kept, source)
         stat = operation.source_stats[0] if operation.source_stats else None
         if stat:
@@ -430,6 +433,8 @@ def _put_back(operation: Operation) -> None:
     done: list[tuple[Path, Path]] = []
     try:
         for source, target in operation.files:
+            if resuming and not os.path.lexists(target):
+                continue  # already put back before the interruption
             if operation.action == "move":
                 source.parent.mkdir(parents=True, exist_ok=True)
                 _place(target, source, "move")

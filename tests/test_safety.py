@@ -328,3 +328,24 @@ def test_move_across_filesystems_is_verified_and_undoable(tmp_path, small_filesy
     assert (small_filesystem / "red" / "p.png").read_bytes() == data and not source.exists()
     _, result = undo(str(journal.path), lambda m: None)
     assert result.undone == 1 and source.read_bytes() == data and not (small_filesystem / "red").exists()
+
+
+def test_an_undo_killed_half_way_through_a_unit_is_finished_by_the_next_undo(tmp_path):
+    src = tmp_path / "in" / "p.jpg"
+    src.parent.mkdir()
+    src.write_bytes(b"photo")
+    src.with_name("p.jpg.xmp").write_bytes(b"xmp")
+    before = tree(tmp_path / "in")
+    journal = Journal.create("sort", {})
+    mover = Mover("move", journal)
+    plan = mover.plan(src, tmp_path / "out")
+    mover.execute(plan)
+    journal.end({})
+    journal.close()
+    # an undo that was killed after putting the photo back, before its sidecar
+    with open(journal.path, "a", encoding="ascii") as handle:
+        handle.write('{"type":"undo","op":0}\n')
+    os.rename(tmp_path / "out" / "p.jpg", src)
+    _, result = undo(str(journal.path), lambda m: None)
+    assert result.undone == 1 and result.refused == []
+    assert tree(tmp_path / "in") == before and not (tmp_path / "out").exists()
