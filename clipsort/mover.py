@@ -64,35 +64,55 @@ class Plan:
         return [(self.source, self.target), *self.companions]
 
 
-def companions_of(photo: Path) -> list[Path]:
+class FolderIndex:
+    """The names in one folder, and which of them are ``<stem>.<one extension>``, by stem.
+
+    Read once per folder and kept up to date with this run's own moves, so finding a
+    photo's companions costs no system call, however many photos the folder holds.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.names: set[str] = set()
+        self._by_stem: dict[str, set[str]] = {}
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            entries = []
+        for name in entries:
+            self.add(name)
+
+    def add(self, name: str) -> None:
+        self.names.add(name)
+        stem, dot, extension = name.rpartition(".")
+        if dot and stem and "." not in extension:
+            self._by_stem.setdefault(stem, set()).add(name)
+
+    def discard(self, name: str) -> None:
+        self.names.discard(name)
+        self._by_stem.get(name.rpartition(".")[0], set()).discard(name)
+
+    def same_stem(self, photo: Path) -> list[Path]:
+        """Other files named ``<stem>.<one extension>`` beside ``photo``."""
+        return [self.folder / n for n in sorted(self._by_stem.get(photo.stem, ())) if n != photo.name]
+
+
+def companions_of(photo: Path, index: FolderIndex | None = None) -> list[Path]:
     """The sidecars and companion files of ``photo`` that exist.
 
     ``photo.xmp`` is taken only when no other image or raw file shares the stem
     (``photo.jpg`` beside ``photo.cr2`` makes it ambiguous).
     """
-    found = [p for p in (xmp_path(photo, "full"), json_path(photo)) if p.is_file()]
-    same_stem = _same_stem(photo)
+    index = index or FolderIndex(photo.parent)
+    found = [p for p in (xmp_path(photo, "full"), json_path(photo)) if p.name in index.names]
+    same_stem = index.same_stem(photo)
     stem_xmp = xmp_path(photo, "stem")
-    if stem_xmp != photo and stem_xmp.is_file():
+    if stem_xmp != photo and stem_xmp.name in index.names:
         others = [p for p in same_stem if p.suffix.lower() not in COMPANION_EXTENSIONS + (".xmp",)]
         if not others:
             found.insert(1, stem_xmp)
     found += [p for p in same_stem if p.suffix.lower() in COMPANION_EXTENSIONS]
     return found
-
-
-def _same_stem(photo: Path) -> list[Path]:
-    """Other files named ``<stem>.<one extension>`` beside ``photo``."""
-    prefix = photo.stem + "."
-    try:
-        names = sorted(os.listdir(photo.parent))
-    except OSError:
-        return []
-    return [
-        photo.parent / name
-        for name in names
-        if name != photo.name and name.startswith(prefix) and "." not in name[len(prefix) :]
-    ]
 
 
 def _companion_target(photo: Path, companion: Path, target: Path) -> Path:
@@ -122,12 +142,27 @@ class Mover:
         self.journal = journal
         self.dedupe = dedupe
         self._reserved: set[str] = set()
+        self._folders: dict[str, FolderIndex] = {}
+
+    def _index(self, folder: Path) -> FolderIndex:
+        key = os.path.abspath(folder)
+        if key not in self._folders:
+            self._folders[key] = FolderIndex(folder)
+        return self._folders[key]
+
+    def _moved(self, files: list[tuple[Path, Path]], sources_gone: bool) -> None:
+        """Keep the folder indexes in step with what this run just did."""
+        for source, target in files:
+            if sources_gone and os.path.abspath(source.parent) in self._folders:
+                self._index(source.parent).discard(source.name)
+            if os.path.abspath(target.parent) in self._folders:
+                self._index(target.parent).add(target.name)
 
     def plan(self, photo: Path, folder: Path) -> Plan:
         """Where ``photo`` goes in ``folder``, with its companions."""
         if photo.parent.exists() and folder.exists() and _same_folder(photo.parent, folder):
             return Plan("in-place", photo, photo)
-        companions = companions_of(photo)
+        companions = companions_of(photo, self._index(photo.parent))
         stem, suffix = photo.stem, photo.suffix
         n = 0
         while True:
@@ -186,6 +221,7 @@ class Mover:
             raise MoveError(plan.source, reason) from None
         if self.journal and op is not None:
             self.journal.done(op, [t for _, t in plan.files])
+        self._moved(plan.files, sources_gone=plan.action == "move")
         return warnings
 
     def _dedupe(self, plan: Plan) -> list[str]:
@@ -200,6 +236,7 @@ class Mover:
             raise MoveError(plan.source, f"cannot remove duplicate: {exc.strerror or exc}") from None
         if self.journal and op is not None:
             self.journal.done(op, [plan.target])
+        self._moved([(plan.source, plan.target)], sources_gone=True)
         return []
 
 

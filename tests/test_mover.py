@@ -132,3 +132,17 @@ def test_live_photo_video_and_apple_edits_travel_with_the_photo(tmp_path: Path):
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["IMG_1.MOV", "IMG_1_1.AAE", "IMG_1_1.JPG", "IMG_1_1.MOV", "IMG_1_1.xmp"]
     assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["IMG_10.JPG"]
+
+
+def test_folder_index_follows_the_runs_own_moves(tmp_path: Path):
+    jpg = put(tmp_path / "in/a.jpg", b"jpg")
+    png = put(tmp_path / "in/a.png", b"png")
+    put(tmp_path / "in/a.xmp", b"xmp")
+    mover = Mover("move")
+    first = mover.plan(jpg, tmp_path / "out")
+    assert first.companions == ()  # a.xmp is ambiguous while a.png shares the stem
+    mover.execute(first)
+    second = mover.plan(png, tmp_path / "out")
+    assert [c.name for c, _ in second.companions] == ["a.xmp"]  # now it is a.png's alone
+    mover.execute(second)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "a.png", "a.xmp"]
