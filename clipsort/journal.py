@@ -252,6 +252,20 @@ def _append(handle: int, record: dict[str, Any]) -> None:
     os.fsync(handle)
 
 
+#: Records that only follow the end of a run: a journal whose last line is one of them is finished.
+_AFTER_END = ("end", "undo", "undone", "undo-end")
+
+
+def _ended_by_its_last_line(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(handle.seek(0, os.SEEK_END) - 4096, 0))
+            last = handle.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+        return json.loads(last).get("type") in _AFTER_END
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def recover(report: Callable[[str], None]) -> int:
     """Finish or roll back the operation a killed run left half-done, in every unfinished journal.
 
@@ -261,6 +275,8 @@ def recover(report: Callable[[str], None]) -> int:
 
     recovered = 0
     for path in all_journals():
+        if _ended_by_its_last_line(path):
+            continue  # the common case, decided without reading the whole file
         try:
             view = read(path)
         except JournalError:
