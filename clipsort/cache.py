@@ -46,7 +46,6 @@ CREATE TABLE IF NOT EXISTS models(
     id INTEGER PRIMARY KEY,
     identity TEXT UNIQUE NOT NULL,
     name TEXT NOT NULL,
-    dim INTEGER,
     logit_scale REAL,
     used_ns INTEGER NOT NULL
 );
@@ -119,7 +118,6 @@ def as_stored(vectors: np.ndarray) -> np.ndarray:
 class ModelInfo:
     identity: str
     name: str
-    dim: int | None
     logit_scale: float | None
     images: int
     texts: int
@@ -226,18 +224,19 @@ class EmbeddingCache:
         row = self.db.execute("SELECT logit_scale FROM models WHERE id=?", (model_id,)).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
-    def set_model_facts(self, model_id: int, dim: int, logit_scale: float) -> None:
+    def set_logit_scale(self, model_id: int, logit_scale: float) -> None:
+        """Remember the model's logit scale, so that scoring from the cache needs no model."""
         with _transaction(self.db):
-            self.db.execute("UPDATE models SET dim=?, logit_scale=? WHERE id=?", (dim, logit_scale, model_id))
+            self.db.execute("UPDATE models SET logit_scale=? WHERE id=?", (logit_scale, model_id))
 
     def models(self) -> list[ModelInfo]:
         rows = self.db.execute(
-            "SELECT m.identity, m.name, m.dim, m.logit_scale, m.used_ns,"
+            "SELECT m.identity, m.name, m.logit_scale, m.used_ns,"
             " (SELECT COUNT(*) FROM images i WHERE i.model_id=m.id),"
             " (SELECT COUNT(*) FROM texts t WHERE t.model_id=m.id)"
             " FROM models m ORDER BY m.used_ns DESC"
         ).fetchall()
-        return [ModelInfo(r[0], r[1], r[2], r[3], r[5], r[6], r[4]) for r in rows]
+        return [ModelInfo(r[0], r[1], r[2], r[4], r[5], r[3]) for r in rows]
 
     # -- texts --------------------------------------------------------------------------------
     def texts(self, model_id: int, texts: Sequence[str]) -> dict[str, np.ndarray]:

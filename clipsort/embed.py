@@ -89,8 +89,7 @@ class Embedder:
                             raise ModelError(f"cannot identify model {self.spec.display} for the cache")
                         self._model_id = self.cache.model_id(self.identity, self.spec.display)
                     assert self._model_id is not None
-                    dim = int(model.encode_texts(["a photo."]).shape[1])
-                    self.cache.set_model_facts(self._model_id, dim, model.logit_scale)
+                    self.cache.set_logit_scale(self._model_id, model.logit_scale)
                 self._model = model
                 self._on_load(model)
             return self._model
