@@ -61,6 +61,7 @@ class Precision(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
+    int8 = "int8"
 
 
 class SidecarFormat(str, Enum):
@@ -131,16 +132,31 @@ PrecisionOpt = Annotated[
     typer.Option(
         "--precision",
         help="auto: fp16 on GPUs, bf16 on CPUs with native bf16 (AVX-512 BF16, AMX), else fp32. "
+        "int8 (CPUs, opt-in): image encoder quantized, on ONNX Runtime (pip install 'clipsort[int8]'). "
         "[env CLIPSORT_PRECISION; default auto]",
         show_default=False,
     ),
 ]
 BatchOpt = Annotated[
-    int | None, typer.Option("--batch-size", min=1, help="Images per model call. [default 32]", show_default=False)
+    int | None,
+    typer.Option(
+        "--batch-size", min=1, help="Images per model call. [default: 32 on CPUs, 256 on GPUs]", show_default=False
+    ),
 ]
 WorkersOpt = Annotated[
     int | None,
-    typer.Option("--workers", min=1, help="Decode threads. [default: from the CPU count]", show_default=False),
+    typer.Option(
+        "--workers", min=1, help="Decode threads. [default: from the CPU count, at most 4]", show_default=False
+    ),
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="torch CPU threads for the model. [env CLIPSORT_THREADS; default: the CPU count]",
+        show_default=False,
+    ),
 ]
 ThresholdOpt = Annotated[
     float,
@@ -191,6 +207,7 @@ class _RunSettings:
     precision: Precision | None
     batch_size: int | None
     workers: int | None
+    threads: int | None
     max_megapixels: float | None
     cache: Path | None
     no_cache: bool
@@ -230,6 +247,8 @@ def _run(
             common.device.value if common.device else None,
             common.batch_size,
             precision=common.precision.value if common.precision else None,
+            threads=common.threads,
+            workers=common.workers,
         )
         label_set = load_labels(labels_file) if labels_file is not None else None
         check_roots(paths)
@@ -245,15 +264,15 @@ def _run(
 
         def loader(spec, device, precision):  # noqa: ANN001, ANN202
             with ui.status(f"loading model {spec.display}..."):
-                return load_model(spec, device, precision)
+                return load_model(spec, device, precision, choice.threads)
 
         def loaded(model) -> None:  # noqa: ANN001
-            ui.info(f"model {model.name} on {model.device} ({model.precision})")
+            ui.info(f"model {model.name} on {model.describe()}")
 
         embedder = Embedder(spec, choice.device, cache, choice.precision, on_load=loaded, loader=loader)
         if spec.pretrained == RANDOM:
             ui.warn("random weights (--pretrained none): the labels will be meaningless")
-        run_options = RunOptions(choice.batch_size, common.workers, common.max_megapixels)
+        run_options = RunOptions(choice.batch_size, choice.workers, common.max_megapixels)
         try:
             report = work(paths, label_set, embedder, run_options, ui)
         except KeyboardInterrupt:
@@ -292,6 +311,7 @@ def tag(
     precision: PrecisionOpt = None,
     batch_size: BatchOpt = None,
     workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
     max_megapixels: MaxPixelsOpt = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
@@ -324,6 +344,7 @@ def tag(
         precision,
         batch_size,
         workers,
+        threads,
         max_megapixels,
         cache,
         no_cache,
@@ -375,6 +396,7 @@ def sort(
     precision: PrecisionOpt = None,
     batch_size: BatchOpt = None,
     workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
     max_megapixels: MaxPixelsOpt = None,
     cache: CacheOpt = None,
     no_cache: NoCacheOpt = False,
@@ -406,6 +428,7 @@ def sort(
         precision,
         batch_size,
         workers,
+        threads,
         max_megapixels,
         cache,
         no_cache,
@@ -442,6 +465,7 @@ def index(
     precision: PrecisionOpt = None,
     batch_size: BatchOpt = None,
     workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
     max_megapixels: MaxPixelsOpt = None,
     cache: CacheOpt = None,
     no_wait: NoWaitOpt = False,
@@ -468,6 +492,7 @@ def index(
         precision,
         batch_size,
         workers,
+        threads,
         max_megapixels,
         cache,
         False,

@@ -56,7 +56,9 @@ class Embedder:
         self._loader = loader
         self._model: ClipModel | None = None
         self._lock = threading.Lock()
-        self.identity = model_identity(spec, DECODE_VERSION)
+        # int8 vectors differ slightly from the float ones: they are cached apart.
+        self._version = DECODE_VERSION + ("|int8" if precision == "int8" else "")
+        self.identity = model_identity(spec, self._version)
         self._model_id: int | None = None
         if cache is not None and self.identity is not None:
             self._model_id = cache.model_id(self.identity, spec.display)
@@ -84,7 +86,7 @@ class Embedder:
                     model = load_model(self.spec, self.device, self.precision)
                 if self.cache is not None:
                     if self.identity is None:  # a Hub model downloaded just now
-                        self.identity = model_identity(self.spec, DECODE_VERSION)
+                        self.identity = model_identity(self.spec, self._version)
                         if self.identity is None:
                             raise ModelError(f"cannot identify model {self.spec.display} for the cache")
                         self._model_id = self.cache.model_id(self.identity, self.spec.display)

@@ -33,6 +33,12 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+# torch's CPU kernels run on GNU OpenMP, whose threads spin at every barrier by default.
+# Beside clipsort's decode threads that spinning takes the cores the decoders need;
+# passive waiting measured +14% images/s end to end on 2 cores (docs/performance.md).
+# It only takes effect if set before torch is first imported, and a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 HF_PREFIX = "hf-hub:"
 LOCAL_PREFIX = "local-dir:"
 CONFIG_NAME = "open_clip_config.json"
@@ -299,7 +305,31 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+
+
+def default_threads() -> int:
+    """torch's CPU threads: its own choice (physical cores), but no more than the CPUs this process may use.
+
+    torch counts the machine's cores; a process limited by ``taskset`` or a container's
+    cpuset would otherwise run more threads than it has CPUs.
+    """
+    import torch
+
+    return max(1, min(torch.get_num_threads(), settings.usable_cpus()))
+
+
+def default_batch_size(device: str) -> int:
+    """Images per model call for ``device``: 32 on CPUs (larger batches were no faster on the
+    2-core reference machine), 256 on GPUs with 8 GiB or more, 64 on smaller GPUs and MPS."""
+    if device.startswith("cuda"):
+        import torch
+
+        total = torch.cuda.get_device_properties(torch.device(device)).total_memory
+        return 256 if total >= 8 << 30 else 64
+    if device == "mps":
+        return 64
+    return settings.DEFAULT_BATCH_SIZE
 
 
 def cpu_has_native_bf16() -> bool:
@@ -318,7 +348,9 @@ def resolve_precision(precision: str, device: str) -> str:
         raise UsageError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
     if precision != "auto":
         if precision == "fp16" and device == "cpu":
-            raise UsageError("--precision fp16 is for GPUs; on the CPU use bf16 or fp32")
+            raise UsageError("--precision fp16 is for GPUs; on the CPU use bf16, int8 or fp32")
+        if precision == "int8" and device != "cpu":
+            raise UsageError("--precision int8 is for CPUs (ONNX Runtime); on GPUs use fp16")
         return precision
     if device.startswith(("cuda", "mps")):
         return "fp16"
@@ -357,17 +389,46 @@ class ClipModel:
         self.precision = precision
         self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
         self.logit_scale = float(model.logit_scale.detach().float().exp().item())
-        self._pil_steps, self._mean, self._std = _split_transform(preprocess, device)
+        self._pil_steps, mean, std = _split_transform(preprocess, device)
+        # Normalize((x / 255 - mean) / std) as one multiply-add on the uint8 pixels: 5x faster than
+        # the three broadcast operations on a CPU, and the same to within float32 rounding.
+        self._scale = None if std is None else 1.0 / (255.0 * std)
+        self._shift = None if std is None else -mean / std
         size = model.visual.image_size
         self.image_size: int = int(max(size) if isinstance(size, (tuple, list)) else size)
         #: Fewest pixels on the short side a decoded picture needs for this model's preprocessing.
         self.min_side = self.image_size
+        #: Images per model call when the user did not choose (see :func:`default_batch_size`).
+        self.batch_size = default_batch_size(device)
+        #: torch's CPU threads (process-wide) when the model was loaded.
+        self.threads = torch.get_num_threads()
+        #: ONNX Runtime session of the int8 image encoder, for ``--precision int8``.
+        self._int8: Any = None
         #: Counts of work done, for reports and tests.
         self.images_encoded = 0
 
     @property
     def name(self) -> str:
         return self.spec.display
+
+    def use_int8_images(self) -> None:
+        """Embed images with the int8 ONNX Runtime encoder (see :mod:`clipsort.int8`), built on first use."""
+        from clipsort import int8
+
+        identity = model_identity(self.spec, "visual")
+        if identity is None:
+            raise ModelError(f"cannot identify model {self.spec.display} for its int8 encoder")
+        path = int8.quantized_path(identity)
+        if not path.is_file():
+            int8.build(self._model, self.image_size, path)
+        self._int8 = int8.session(path, self.threads)
+        self.precision = "int8"
+
+    def describe(self) -> str:
+        """Where and how it runs, for the run's first line: ``cpu (bf16, 2 threads)``."""
+        if self.device == "cpu":
+            return f"{self.device} ({self.precision}, {self.threads} thread{'s' if self.threads != 1 else ''})"
+        return f"{self.device} ({self.precision})"
 
     def prepare(self, picture: Image.Image) -> torch.Tensor:
         """The model's own preprocessing of an RGB picture, up to 8-bit pixels. Thread-safe.
@@ -395,8 +456,13 @@ class ClipModel:
                 pixels = pixels.pin_memory()
             pixels = pixels.to(self.device, non_blocking=True)
             if pixels.dtype == torch.uint8:
-                pixels = (pixels.float().div_(255) - self._mean) / self._std
-            features = self._model.encode_image(pixels.to(self.dtype))
+                assert self._shift is not None and self._scale is not None  # prepare() made uint8
+                pixels = torch.addcmul(self._shift, pixels.float(), self._scale)
+            if self._int8 is not None:
+                output = self._int8.run(None, {"input": pixels.float().numpy()})[0]
+                features = torch.from_numpy(output)
+            else:
+                features = self._model.encode_image(pixels.to(self.dtype))
             features = torch.nn.functional.normalize(features.float(), dim=-1)
         self.images_encoded += len(batch)
         return features.cpu().numpy()
@@ -433,8 +499,11 @@ def _split_transform(preprocess: Any, device: str) -> tuple[Any, Any, Any]:
     return transforms.Compose(steps[:-2]), mean, std
 
 
-def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -> ClipModel:
+def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto", threads: int | None = None) -> ClipModel:
     """Load ``spec`` on ``device`` at ``precision`` (see :func:`resolve_precision`).
+
+    ``threads`` sets torch's CPU threads (process-wide); None chooses from the CPUs this
+    process may use (see :func:`default_threads`).
 
     Raises :class:`ModelUnavailableError` when the weights are neither cached nor downloadable,
     :class:`ModelError` for anything else that stops the model from loading.
@@ -445,15 +514,18 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -
 
     chosen = resolve_precision(precision, resolved)
     cache = str(settings.hf_cache_dir())
-    if spec.pretrained == RANDOM:
-        import torch
+    import torch
 
+    if threads is not None and threads < 1:
+        raise UsageError("--threads must be at least 1")
+    torch.set_num_threads(threads or default_threads())
+    if spec.pretrained == RANDOM:
         torch.manual_seed(0)  # the same "random" weights every run, so cached vectors stay valid
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             source.model_name,
             pretrained=source.pretrained,
-            precision=chosen,
+            precision="fp32" if chosen == "int8" else chosen,
             device=resolved,
             cache_dir=cache,
             require_pretrained=spec.pretrained != RANDOM,
@@ -465,7 +537,10 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto") -
     except Exception as exc:  # open_clip raises RuntimeError, ValueError, OSError, KeyError...
         raise ModelError(f"cannot load model {spec.display}: {exc}") from exc
     model.eval()
-    return ClipModel(spec, model, preprocess, tokenizer, resolved, source.origin, chosen)
+    clip = ClipModel(spec, model, preprocess, tokenizer, resolved, source.origin, chosen)
+    if chosen == "int8":
+        clip.use_int8_images()
+    return clip
 
 
 # ----------------------------------------------------------------------------- listing

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from clipsort import score
+from clipsort import score, settings
 from clipsort.decode import default_max_megapixels, set_max_megapixels
 from clipsort.discover import ImageRef, discover
 from clipsort.embed import Embedder, Resolved
@@ -84,15 +84,16 @@ class SortOptions:
 
 @dataclass(frozen=True)
 class RunOptions:
-    batch_size: int = 32
-    #: Decode threads; None chooses from the number of cores.
+    #: Images per model call; None: the loaded model's default for its device (32 on CPUs).
+    batch_size: int | None = None
+    #: Decode threads; None chooses from the CPUs this process may use.
     workers: int | None = None
     #: Images with more pixels are refused; None derives a cap from the available memory.
     max_megapixels: float | None = None
 
 
 def default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    return max(1, min(4, settings.usable_cpus()))
 
 
 # ----------------------------------------------------------------------------- stages
@@ -148,8 +149,14 @@ def embedded_photos(
     flight, so memory stays bounded. Vectors are committed to the cache batch by
     batch. Files that fail are reported and skipped.
     """
-    batch_size = run.batch_size
-    ahead = batch_size * 2
+
+    def batch_size() -> int:
+        # Known once the model is loaded, which happens in the first photo's resolve().
+        if run.batch_size:
+            return run.batch_size
+        model = embedder.loaded
+        return model.batch_size if model is not None else settings.DEFAULT_BATCH_SIZE
+
     workers = run.workers or default_workers()
     set_max_megapixels(run.max_megapixels or default_max_megapixels(workers))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clipsort-decode") as pool:
@@ -159,6 +166,8 @@ def embedded_photos(
         to_embed = 0
         try:
             while True:
+                size = batch_size()
+                ahead = size * 2
                 while len(pending) < ahead:
                     ref = next(refs_iter, None)
                     if ref is None:
@@ -179,7 +188,7 @@ def embedded_photos(
                     else:
                         chunk.append(resolved)
                         to_embed += resolved.vector is None
-                if to_embed >= batch_size or len(chunk) >= ahead * 2 or (not pending and chunk):
+                if to_embed >= size or len(chunk) >= ahead * 2 or (not pending and chunk):
                     vectors = embedder.finish(chunk)
                     yield [(r.ref, v) for r, v in zip(chunk, vectors, strict=True)]
                     chunk, to_embed = [], 0

@@ -20,7 +20,23 @@ DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 DEFAULT_BATCH_SIZE = 32
 
 #: Settings a config file may hold, with their types.
-CONFIG_KEYS: dict[str, type] = {"model": str, "pretrained": str, "device": str, "precision": str, "batch_size": int}
+CONFIG_KEYS: dict[str, type] = {
+    "model": str,
+    "pretrained": str,
+    "device": str,
+    "precision": str,
+    "batch_size": int,
+    "threads": int,
+    "workers": int,
+}
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (``taskset`` and container cpusets count), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def cache_dir() -> Path:
@@ -107,8 +123,12 @@ class ModelChoice:
     model: str
     pretrained: str | None
     device: str
-    batch_size: int
+    #: None: chosen from the device once the model is loaded (see ``model.default_batch_size``).
+    batch_size: int | None = None
     precision: str = "auto"
+    #: torch CPU threads and decode threads; None: chosen from the CPUs.
+    threads: int | None = None
+    workers: int | None = None
 
 
 def resolve_model_choice(
@@ -118,6 +138,8 @@ def resolve_model_choice(
     batch_size: int | None = None,
     config: dict[str, Any] | None = None,
     precision: str | None = None,
+    threads: int | None = None,
+    workers: int | None = None,
 ) -> ModelChoice:
     """Apply flag > env > config file > default to the model settings."""
     config = load_config() if config is None else config
@@ -130,16 +152,34 @@ def resolve_model_choice(
     chosen_device = device or env.get("CLIPSORT_DEVICE") or config.get("device") or "auto"
     if chosen_device not in ("auto", "cpu", "cuda", "mps") and not chosen_device.startswith("cuda:"):
         raise UsageError(f"unknown device {chosen_device!r}: use auto, cpu, cuda, cuda:N or mps")
-    size = batch_size or config.get("batch_size") or DEFAULT_BATCH_SIZE
-    if size < 1:
+    size = batch_size or config.get("batch_size")
+    if size is not None and size < 1:
         raise UsageError("batch size must be at least 1")
+    env_threads = env.get("CLIPSORT_THREADS")
+    if threads is None and env_threads:
+        try:
+            threads = int(env_threads)
+        except ValueError:
+            raise UsageError(f"CLIPSORT_THREADS={env_threads!r}: expected a whole number") from None
+    threads = threads or config.get("threads")
+    workers = workers or config.get("workers")
+    for name, value in (("threads", threads), ("workers", workers)):
+        if value is not None and value < 1:
+            raise UsageError(f"{name} must be at least 1")
     chosen_precision = precision or env.get("CLIPSORT_PRECISION") or config.get("precision") or "auto"
-    if chosen_precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise UsageError(f"unknown precision {chosen_precision!r}: use auto, fp32, bf16 or fp16")
+    if chosen_precision not in ("auto", "fp32", "bf16", "fp16", "int8"):
+        raise UsageError(f"unknown precision {chosen_precision!r}: use auto, fp32, bf16, fp16 or int8")
+    if chosen_precision == "int8" and chosen_device != "cpu" and chosen_device != "auto":
+        # Checked here too, not only when the model loads: a fully cached run never loads it.
+        raise UsageError("--precision int8 is for CPUs (ONNX Runtime); on GPUs use fp16")
+    if chosen_precision == "fp16" and chosen_device == "cpu":
+        raise UsageError("--precision fp16 is for GPUs; on the CPU use bf16, int8 or fp32")
     return ModelChoice(
         model=chosen_model,
         pretrained=pretrained or None,
         device=chosen_device,
         batch_size=size,
         precision=chosen_precision,
+        threads=threads,
+        workers=workers,
     )

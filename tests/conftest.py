@@ -52,6 +52,7 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
         "CLIPSORT_PRETRAINED",
         "CLIPSORT_DEVICE",
         "CLIPSORT_PRECISION",
+        "CLIPSORT_THREADS",
         "CLIPSORT_CACHE",
         "CLIPSORT_DEBUG",
     ):

@@ -98,7 +98,7 @@ def test_tag_json_lines_on_stdout_summary_on_stderr(capsys, tmp_path: Path, labe
         assert set(record["scores"]) == {"red", "green", "blue"}
         assert record["labels"] == [photos[Path(record["path"])]] and record["action"] == "tagged"
         assert record["sidecar"].endswith(".xmp")
-    assert "model local-dir:" in err and re.search(r"on cpu \((fp32|bf16)\)", err)
+    assert "model local-dir:" in err and re.search(r"on cpu \((fp32|bf16), \d+ threads?\)", err)
     assert "tagged 4 | 4 photos in" in err and "images/s" in err
 
 
@@ -186,6 +186,30 @@ def test_config_file_sets_defaults_and_flags_win(capsys, tmp_path: Path, labels_
     (config / "config.toml").write_text("colour = 1\n", encoding="utf-8")
     code, _, err = run(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file))
     assert code == 2 and "unknown setting 'colour'" in err
+
+
+def test_threads_from_config_env_and_flag(capsys, tmp_path: Path, labels_file: Path, isolated_env: Path, monkeypatch):
+    import torch
+
+    config = isolated_env / "config"
+    config.mkdir()
+    (config / "config.toml").write_text("threads = 1\n", encoding="utf-8")
+    make_colour_photos(tmp_path / "p", ["red"], 1, **SMALL)
+    command = ["tag", str(tmp_path / "p"), "-l", str(labels_file), *MODEL, "--no-cache", "--dry-run"]
+    before = torch.get_num_threads()
+    try:
+        code, _, err = run(capsys, *command)
+        assert code == 0 and "1 thread)" in err
+        monkeypatch.setenv("CLIPSORT_THREADS", "2")
+        code, _, err = run(capsys, *command)
+        assert code == 0 and "2 threads)" in err
+        code, _, err = run(capsys, *command, "--threads", "1")
+        assert code == 0 and "1 thread)" in err
+        monkeypatch.setenv("CLIPSORT_THREADS", "many")
+        code, _, err = run(capsys, *command)
+        assert code == 2 and "CLIPSORT_THREADS='many'" in err and "Traceback" not in err
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_file_names_that_are_not_utf8(tmp_path: Path, labels_file: Path):

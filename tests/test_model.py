@@ -141,6 +141,7 @@ def test_cuda_half_precision_agrees_with_cpu(colour_model):
         pytest.skip("needs CUDA")
     gpu = load_model(parse_spec(str(COLOUR_MODEL)), "auto")
     assert gpu.device == "cuda" and gpu.precision == "fp16"
+    assert gpu.batch_size in (64, 256)  # sized for the device, not the CPU's 32
     prompts = ["a photo of a red.", "a photo of a blue."]
     cos = (gpu.encode_texts(prompts) * colour_model.encode_texts(prompts)).sum(axis=1)
     assert (cos > 0.99).all()
@@ -194,3 +195,48 @@ def test_uint8_preprocessing_matches_open_clips_transform(tmp_path: Path, colour
     ours = colour_model.encode_prepared(prepared)
     theirs = colour_model.encode_prepared([colour_model._preprocess(p) for p in pictures])
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_threads_are_applied_and_default_to_the_usable_cpus():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        model = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32", threads=1)
+        assert torch.get_num_threads() == 1 and model.describe() == "cpu (fp32, 1 thread)"
+        with pytest.raises(UsageError, match="at least 1"):
+            load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32", threads=0)
+    finally:
+        torch.set_num_threads(before)
+    assert model.batch_size == 32
+
+
+def test_default_threads_respect_cpu_affinity():
+    """A process pinned to one CPU (taskset, a container's cpuset) must not run two torch threads."""
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this system")
+    script = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "from clipsort.model import default_threads; print(default_threads())"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1"
+
+
+def test_openmp_threads_wait_passively_unless_the_user_chose():
+    """Spinning OpenMP threads take the cores the decode threads need (docs/performance.md)."""
+    import os
+    import subprocess
+    import sys
+
+    script = "import clipsort.model, torch, os; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "ACTIVE"

@@ -190,3 +190,15 @@ def test_decoding_failure_does_not_stop_the_batch(tmp_path: Path, colour_embedde
     report = run_tag([tmp_path], rgb_labels, colour_embedder, TagOptions(top_k=1), RunOptions(batch_size=2), events)
     assert [r.labels for r in events.results] == [("red",), ("blue",)]
     assert [f.path.name for f in report.failures] == ["b.png"]
+
+
+def test_batch_size_defaults_to_the_models_choice_for_its_device(
+    tmp_path: Path, colour_model, colour_embedder, rgb_labels, monkeypatch
+):
+    make_colour_photos(tmp_path, ["red", "blue"], 8, min_px=40, max_px=80)
+    sizes: list[int] = []
+    encode = colour_model.encode_prepared
+    monkeypatch.setattr(colour_model, "batch_size", 3)
+    monkeypatch.setattr(colour_model, "encode_prepared", lambda batch: sizes.append(len(batch)) or encode(batch))
+    report = run_tag([tmp_path], rgb_labels, colour_embedder, TagOptions(), RunOptions())
+    assert report.embedded == 8 and sizes == [3, 3, 2]
