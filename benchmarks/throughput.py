@@ -11,8 +11,13 @@ Prints, for the same photos on this machine:
 * ceiling:   the model alone on ready tensors, same precision and batch size as clipsort;
 * cached:    a second ``clipsort index`` over the same photos;
 * peak RSS of the clipsort command;
-* rclip:     when ``--rclip CMD`` is given (rclip >= 4 needs Python 3.12 and its model
-             files), the wall time of ``CMD`` indexing the same folder.
+* rclip:     when ``--rclip PATH`` is given (rclip >= 4, installed in a Python 3.12
+             venv), rclip indexing the same folder with random-weight stand-ins of its
+             model (benchmarks/rclip_standin.py).
+
+Whole commands (clipsort index, rclip) are also timed on a subset of the photos: the
+difference gives each tool's marginal rate, start-up excluded, which is what a large
+library sees.
 
 Photos are built from the large photos of ../shared/corpus/exif-samples when present
 (scaled to 8-12 MP, light noise so they do not compress unrealistically well, some
@@ -23,10 +28,11 @@ The default model is ViT-B-32 with random weights (the same speed as the real on
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import random
-import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,7 +44,7 @@ from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "exif-samples" / "jpg"
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 
 def build(folder: Path, count: int) -> None:
@@ -90,12 +96,48 @@ def naive(photos: list[Path], model_name: str, pretrained: str | None, batch: in
 def ceiling(model, batch: int, batches: int = 4) -> float:
     import torch
 
-    pixels = torch.randn(batch, 3, model.image_size, model.image_size)
+    pixels = torch.randint(0, 256, (batch, 3, model.image_size, model.image_size), dtype=torch.uint8)
     model.encode_prepared(list(pixels))  # warm-up
     start = time.perf_counter()
     for _ in range(batches):
         model.encode_prepared(list(pixels))
     return batch * batches / (time.perf_counter() - start)
+
+
+def subset(folder: Path, photos: list[Path], count: int, where: Path) -> Path:
+    """A folder of the first ``count`` photos (hard links), for the marginal rate of whole commands."""
+    where.mkdir()
+    for photo in photos[:count]:
+        try:
+            os.link(photo, where / photo.name)
+        except OSError:
+            shutil.copyfile(photo, where / photo.name)
+    return where
+
+
+def clipsort_command(folder: Path, args: argparse.Namespace, precision: str, cache: Path) -> tuple[float, float]:
+    """(seconds, peak RSS in MiB) of a whole ``clipsort index`` over ``folder``, in a fresh process."""
+    script = (
+        "import resource, sys\nfrom clipsort.cli import main\ntry:\n"
+        f"    main(['index', {str(folder)!r}, '--model', {args.model!r}, '--pretrained', {args.pretrained!r},"
+        f" '--precision', {precision!r}, '--batch-size', '{args.batch_size}', '--quiet',"
+        f" '--cache', {str(cache)!r}])\n"
+        "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    return time.perf_counter() - start, int(out.strip().splitlines()[-1]) / 1024
+
+
+def rclip_command(folder: Path, rclip: str, datadir: Path) -> float:
+    """Seconds for rclip to index ``folder`` from scratch (its index is deleted first) and answer a query."""
+    for stale in datadir.glob("db.sqlite3*"):
+        stale.unlink()
+    env = dict(os.environ, RCLIP_DATADIR=str(datadir), HF_HUB_OFFLINE="1")
+    start = time.perf_counter()
+    subprocess.run([rclip, "-f", "a photo"], cwd=folder, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -108,9 +150,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--naive-photos", type=int, default=64, help="photos for the (slow) naive baseline")
-    parser.add_argument("--rclip", help="command that makes rclip index the folder, run with the folder as cwd")
+    parser.add_argument("--subset", type=int, default=40, help="photos of the small run for marginal rates")
+    parser.add_argument(
+        "--rclip",
+        help="rclip's executable (rclip >= 4 in a Python 3.12 venv); it is given random-weight stand-ins"
+        " of its model built by benchmarks/rclip_standin.py (needs the onnx package here)",
+    )
     args = parser.parse_args()
 
+    import clipsort.model  # noqa: F401 - before torch, as in the command (it sets how OpenMP threads wait)
     from clipsort.cache import EmbeddingCache
     from clipsort.embed import Embedder
     from clipsort.model import parse_spec
@@ -127,7 +175,10 @@ def main() -> None:
             build(folder, args.photos)
             print(f"built {args.photos} JPEGs of 8-12 MP in {time.perf_counter() - start:.0f} s", flush=True)
         photos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
+        small = subset(folder, photos, args.subset, Path(tmp) / "subset")
         pretrained = None if args.pretrained == "none" else args.pretrained
+        for photo in photos:  # every contender reads from the page cache
+            photo.read_bytes()
 
         rate_naive = naive(photos[: args.naive_photos], args.model, pretrained, args.batch_size)
         print(
@@ -136,56 +187,76 @@ def main() -> None:
         )
 
         spec = parse_spec(args.model, args.pretrained)
-        with EmbeddingCache(Path(tmp) / "cache.sqlite3") as cache:
-            embedder = Embedder(spec, "cpu", cache, args.precision)
-            model = embedder.model()
-            rate_ceiling = ceiling(model, args.batch_size)
+        precisions = [args.precision]
+        if args.precision != "int8" and importlib.util.find_spec("onnxruntime") is not None:
+            precisions.append("int8")  # the opt-in, when its extra is installed
+        results: dict[str, tuple[float, float, float, float]] = {}
+        for precision in precisions:
+            with EmbeddingCache(Path(tmp) / f"cache-{precision}.sqlite3") as cache:
+                embedder = Embedder(spec, "cpu", cache, precision)
+                model = embedder.model()
+                before = ceiling(model, args.batch_size)
+                run = RunOptions(batch_size=args.batch_size, workers=args.workers)
+                start = time.perf_counter()
+                report = run_index([folder], embedder, run)
+                rate = report.embedded / (time.perf_counter() - start)
+                rate_ceiling = max(before, ceiling(model, args.batch_size))
+                label = model.precision
+                print(
+                    f"ceiling   {rate_ceiling:6.1f} img/s  (model alone on ready uint8 batches, {label},"
+                    f" batch {args.batch_size}, {model.threads} threads; best of before and after)",
+                    flush=True,
+                )
+                print(
+                    f"clipsort  {rate:6.1f} img/s  ({label}, {len(photos)} photos, model loaded beforehand)",
+                    flush=True,
+                )
+                if precision == args.precision:
+                    start = time.perf_counter()
+                    again = run_index([folder], Embedder(spec, "cpu", cache, precision), run)
+                    cached = again.cached / (time.perf_counter() - start)
+                    print(f"cached    {cached:6.0f} img/s  (second run, {again.cached} from the cache)", flush=True)
+                del embedder, model
+
+            whole, rss = clipsort_command(folder, args, precision, Path(tmp) / f"cli-{precision}.sqlite3")
+            part, _ = clipsort_command(small, args, precision, Path(tmp) / f"cli-small-{precision}.sqlite3")
+            marginal = (len(photos) - args.subset) / (whole - part)
             print(
-                f"ceiling   {rate_ceiling:6.1f} img/s  (model alone, {model.precision}, batch {args.batch_size})",
+                f"command   {len(photos) / whole:6.1f} img/s  (whole `clipsort index --precision {precision}`,"
+                f" start-up included: {whole:.1f} s), {marginal:.1f} img/s marginal ({args.subset} vs"
+                f" {len(photos)} photos), peak RSS {rss:.0f} MiB",
                 flush=True,
             )
-            run = RunOptions(batch_size=args.batch_size, workers=args.workers)
-            start = time.perf_counter()
-            report = run_index([folder], embedder, run)
-            rate = report.embedded / (time.perf_counter() - start)
-            print(
-                f"clipsort  {rate:6.1f} img/s  ({model.precision}, {len(photos)} photos, model loaded beforehand)",
-                flush=True,
-            )
-            start = time.perf_counter()
-            again = run_index([folder], Embedder(spec, "cpu", cache, args.precision), run)
-            cached = again.cached / (time.perf_counter() - start)
-            print(f"cached    {cached:6.0f} img/s  (second run, {again.cached} from the cache)", flush=True)
+            results[label] = (rate, rate_ceiling, marginal, whole)
 
-        script = (
-            "import resource, sys\nfrom clipsort.cli import main\ntry:\n"
-            f"    main(['index', {str(folder)!r}, '--model', {args.model!r}, '--pretrained', {args.pretrained!r},"
-            f" '--precision', {args.precision!r}, '--batch-size', '{args.batch_size}', '--quiet',"
-            f" '--cache', {str(Path(tmp) / 'cli.sqlite3')!r}])\n"
-            "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
-        )
-        start = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-        whole = time.perf_counter() - start
-        peak = int(out.strip().splitlines()[-1]) / 1024
-        print(
-            f"command   {len(photos) / whole:6.1f} img/s  (clipsort index, whole command with start-up),"
-            f" peak RSS {peak:.0f} MiB"
-        )
-
+        rclip_marginal = rclip_whole = None
         if args.rclip:
-            start = time.perf_counter()
-            subprocess.run(shlex.split(args.rclip), cwd=folder, check=True, capture_output=True)
-            rclip = len(photos) / (time.perf_counter() - start)
-            print(f"rclip     {rclip:6.1f} img/s  (whole command)")
-        else:
-            print("rclip     not measured here (pass --rclip); PEERS.md reports 12.6 img/s on this CPU")
+            from rclip_standin import build as build_standin
 
-        print(
-            f"\nclipsort / naive = {rate / rate_naive:.1f}x (goal 4x); clipsort / ceiling = {rate / rate_ceiling:.0%} "
-            f"(goal 85%); clipsort / rclip 12.6 = {rate / 12.6:.1f}x (goal 2x)"
-        )
+            datadir = Path(tmp) / "rclip-data"
+            build_standin(datadir)
+            rclip_time = rclip_command(folder, args.rclip, datadir)
+            rclip_part = rclip_command(small, args.rclip, datadir)
+            rclip_whole = len(photos) / rclip_time
+            rclip_marginal = (len(photos) - args.subset) / (rclip_time - rclip_part)
+            print(
+                f"rclip     {rclip_whole:6.1f} img/s  (whole `rclip -f`, start-up included: {rclip_time:.1f} s),"
+                f" {rclip_marginal:.1f} img/s marginal; ViT-B-32-256 fp32 on ONNX Runtime, random-weight stand-in"
+            )
+        else:
+            print("rclip     not measured (pass --rclip PATH)")
+
+        print()
+        for label, (rate, rate_ceiling, marginal, whole) in results.items():
+            print(
+                f"{label}: clipsort / naive = {rate / rate_naive:.1f}x (goal 4x),"
+                f" clipsort / ceiling = {rate / rate_ceiling:.0%} (goal 85%)"
+            )
+            if rclip_marginal and rclip_whole:
+                print(
+                    f"{label}: clipsort / rclip = {marginal / rclip_marginal:.1f}x marginal, "
+                    f"{len(photos) / whole / rclip_whole:.1f}x whole commands on {len(photos)} photos (goal 2x)"
+                )
 
 
 if __name__ == "__main__":
