@@ -129,7 +129,8 @@ def load_image(path: Path | str, min_side: int | None = None) -> Image.Image:
     """
     path = Path(path)
     try:
-        if os.stat(path).st_size == 0:
+        size = os.stat(path).st_size
+        if size == 0:
             raise DecodeError(path, "empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # EXIF and ICC warnings are not the user's problem
@@ -142,8 +143,13 @@ def load_image(path: Path | str, min_side: int | None = None) -> Image.Image:
                         f"(limit {_MAX_PIXELS / 1e6:.0f}; see --max-megapixels)",
                     )
                 orientation = exif_orientation(image, path)
-                if min_side and image.format == "JPEG":
-                    image.draft("RGB", (min_side, min_side))
+                if image.format == "JPEG":
+                    if min_side:
+                        image.draft("RGB", (min_side, min_side))
+                    # One read and one call into the decoder instead of one per 64 KiB: the GIL
+                    # is released once for the whole decode, so decoding goes on at full speed
+                    # while another thread runs Python (loading the model, say).
+                    image.decodermaxblock = max(image.decodermaxblock, min(size, 256 << 20))
                 image.load()
                 picture = to_rgb(image)
     except DecodeError:

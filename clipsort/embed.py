@@ -34,6 +34,9 @@ class Resolved:
     fingerprint: bytes = b""
     vector: np.ndarray | None = None
     prepared: Any = None
+    #: Decoded while the model was still loading (short side at least ``decoded_for``), prepared later.
+    picture: Any = None
+    decoded_for: int = 0
 
 
 class Embedder:
@@ -56,6 +59,7 @@ class Embedder:
         self._loader = loader
         self._model: ClipModel | None = None
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
         # int8 vectors differ slightly from the float ones: they are cached apart.
         self._version = DECODE_VERSION + ("|int8" if precision == "int8" else "")
         self.identity = model_identity(spec, self._version)
@@ -65,6 +69,10 @@ class Embedder:
         #: Photos whose vectors came from the cache (same file or same content), and photos embedded.
         self.from_cache = 0
         self.embedded = 0
+        self._loading: threading.Thread | None = None
+        self._load_error: BaseException | None = None
+        self._size_hint: int | None = None
+        self._size_hint_known = False
 
     @property
     def name(self) -> str:
@@ -74,27 +82,65 @@ class Embedder:
     def loaded(self) -> ClipModel | None:
         return self._model
 
+    @property
+    def loading(self) -> bool:
+        """The model is being loaded in the background (see :meth:`resolve`)."""
+        return self._model is None and self._loading is not None and self._loading.is_alive()
+
     def model(self) -> ClipModel:
         """The loaded model (loaded now if it was not)."""
         with self._lock:
             if self._model is None:
-                if self._loader is not None:
-                    model = self._loader(self.spec, self.device, self.precision)
-                else:
-                    from clipsort.model import load_model
-
-                    model = load_model(self.spec, self.device, self.precision)
-                if self.cache is not None:
-                    if self.identity is None:  # a Hub model downloaded just now
-                        self.identity = model_identity(self.spec, self._version)
-                        if self.identity is None:
-                            raise ModelError(f"cannot identify model {self.spec.display} for the cache")
-                        self._model_id = self.cache.model_id(self.identity, self.spec.display)
-                    assert self._model_id is not None
-                    self.cache.set_logit_scale(self._model_id, model.logit_scale)
-                self._model = model
-                self._on_load(model)
+                if self._load_error is not None:  # the background load failed: the same error here
+                    raise self._load_error
+                try:
+                    self._load()
+                except BaseException as exc:
+                    self._load_error = exc
+                    raise
+            assert self._model is not None
             return self._model
+
+    def _load(self) -> None:
+        if self._loader is not None:
+            model = self._loader(self.spec, self.device, self.precision)
+        else:
+            from clipsort.model import load_model
+
+            model = load_model(self.spec, self.device, self.precision)
+        if self.cache is not None:
+            if self.identity is None:  # a Hub model downloaded just now
+                self.identity = model_identity(self.spec, self._version)
+                if self.identity is None:
+                    raise ModelError(f"cannot identify model {self.spec.display} for the cache")
+                self._model_id = self.cache.model_id(self.identity, self.spec.display)
+            assert self._model_id is not None
+            self.cache.set_logit_scale(self._model_id, model.logit_scale)
+        self._model = model
+        self._on_load(model)
+
+    def _start_loading(self) -> None:
+        """Load the model in a thread of its own, so that decoding goes on meanwhile."""
+        with self._start_lock:
+            if self._loading is None and self._model is None:
+                self._loading = threading.Thread(target=self._load_quietly, name="clipsort-model", daemon=True)
+                self._loading.start()
+
+    def _load_quietly(self) -> None:
+        try:
+            self.model()
+        except BaseException:  # noqa: BLE001 - kept in _load_error; model() raises it in the run's thread
+            pass
+
+    def _decode_size_hint(self) -> int | None:
+        """The model's input size read from its config files, before the model is loaded."""
+        with self._start_lock:
+            if not self._size_hint_known:
+                from clipsort.model import image_size_hint
+
+                self._size_hint = image_size_hint(self.spec)
+                self._size_hint_known = True
+            return self._size_hint
 
     def logit_scale(self) -> float:
         if self.cache is not None and self._model_id is not None:
@@ -142,9 +188,32 @@ class Embedder:
             vector = cache.lookup_fingerprint(model_id, fingerprint, reader)
             if vector is not None:
                 return Resolved(ref, "alias", fingerprint, vector=vector)
-        model = self.model()
+        model = self._model
+        if model is None:
+            if self._load_error is not None:  # no use decoding photos for a model that will not load
+                raise self._load_error
+            hint = self._decode_size_hint()
+            if hint is not None:
+                # The first photo to decode starts loading the model (seconds: torch, open_clip,
+                # the weights) in the background; photos are decoded meanwhile at the size the
+                # model's config gives, and prepared once it is there.
+                self._start_loading()
+                picture = load_image(ref.path, min_side=hint)
+                model = self._model
+                if model is None:
+                    return Resolved(ref, "decode", fingerprint, picture=picture, decoded_for=hint)
+                if model.min_side <= hint:
+                    return Resolved(ref, "decode", fingerprint, prepared=model.prepare(picture))
+            model = self.model()
         picture = load_image(ref.path, min_side=model.min_side)
         return Resolved(ref, "decode", fingerprint, prepared=model.prepare(picture))
+
+    def _prepare_late(self, resolved: Resolved, model: ClipModel) -> None:
+        picture = resolved.picture
+        if resolved.decoded_for < model.min_side:  # the config's size was not the model's: decode again
+            picture = load_image(resolved.ref.path, min_side=model.min_side)
+        resolved.prepared = model.prepare(picture)
+        resolved.picture = None
 
     def finish(self, batch: Sequence[Resolved]) -> np.ndarray:
         """Vectors for a batch in order: cached ones as they are, the rest embedded now.
@@ -154,7 +223,11 @@ class Embedder:
         """
         to_embed = [r for r in batch if r.vector is None]
         if to_embed:
-            vectors = as_stored(self.model().encode_prepared([r.prepared for r in to_embed]))
+            model = self.model()
+            for resolved in to_embed:
+                if resolved.prepared is None:
+                    self._prepare_late(resolved, model)
+            vectors = as_stored(model.encode_prepared([r.prepared for r in to_embed]))
             for resolved, vector in zip(to_embed, vectors, strict=True):
                 resolved.vector = vector
                 resolved.prepared = None

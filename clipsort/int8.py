@@ -94,6 +94,9 @@ def session(path: Path, threads: int) -> Any:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Without its arena, ONNX Runtime ran as fast here and its memory stopped growing with each
+    # new batch shape (a last, smaller batch); with it, peak RSS reached 2.6 GB on 200 photos.
+    options.enable_cpu_mem_arena = False
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     try:

@@ -167,7 +167,8 @@ def embedded_photos(
         try:
             while True:
                 size = batch_size()
-                ahead = size * 2
+                # While the model loads (seconds), the decode threads run further ahead.
+                ahead = size * (4 if embedder.loading else 2)
                 while len(pending) < ahead:
                     ref = next(refs_iter, None)
                     if ref is None:

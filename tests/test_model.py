@@ -240,3 +240,17 @@ def test_openmp_threads_wait_passively_unless_the_user_chose():
     env["OMP_WAIT_POLICY"] = "ACTIVE"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "ACTIVE"
+
+
+def test_image_size_hint_reads_configs_without_importing_torch(tmp_path: Path):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nfrom clipsort.model import image_size_hint, parse_spec\n"
+        f"print(image_size_hint(parse_spec('ViT-B-32', 'none')), image_size_hint(parse_spec('ViT-L-14-336', 'openai')),"
+        f" image_size_hint(parse_spec({str(COLOUR_MODEL)!r})), image_size_hint(parse_spec('hf-hub:nobody/nothing')),"
+        f" image_size_hint(parse_spec({str(tmp_path)!r})), 'torch' in sys.modules, 'open_clip' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["224", "336", "48", "None", "None", "False", "False"]

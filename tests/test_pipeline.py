@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import corpus, make_colour_photos, save_photo
 from PIL import Image
@@ -202,3 +203,71 @@ def test_batch_size_defaults_to_the_models_choice_for_its_device(
     monkeypatch.setattr(colour_model, "encode_prepared", lambda batch: sizes.append(len(batch)) or encode(batch))
     report = run_tag([tmp_path], rgb_labels, colour_embedder, TagOptions(), RunOptions())
     assert report.embedded == 8 and sizes == [3, 3, 2]
+
+
+def _vectors(embedder, folder: Path) -> dict[Path, list[float]]:
+    from clipsort.pipeline import embedded_photos, find_photos
+    from clipsort.report import Report
+
+    class Quiet:
+        def __getattr__(self, name):  # noqa: ANN001, ANN204 - every event is ignored
+            return lambda *args, **kwargs: None
+
+    report = Report("index")
+    refs = find_photos([folder], report, Quiet())
+    chunks = embedded_photos(refs, embedder, RunOptions(batch_size=4), report, Quiet())
+    return {ref.path: vector.tolist() for chunk in chunks for ref, vector in chunk}
+
+
+@pytest.mark.parametrize("hint", ["right", "too small"])
+def test_photos_are_decoded_while_the_model_loads(tmp_path: Path, colour_model, monkeypatch, hint):
+    """The model loads in its own thread; photos decoded meanwhile end up with the very same vectors."""
+    import threading
+
+    import clipsort.embed as embed_module
+    import clipsort.model as model_module
+    from clipsort.embed import Embedder
+
+    make_colour_photos(tmp_path / "p", ["red", "blue"], 12, min_px=40, max_px=300)
+    reference = _vectors(Embedder(colour_model.spec, "cpu", None, loader=lambda *a: colour_model), tmp_path / "p")
+    if hint == "too small":  # a config that understates the input size: early photos are decoded again
+        monkeypatch.setattr(model_module, "image_size_hint", lambda spec: colour_model.min_side // 3)
+    decoded = threading.Semaphore(0)
+    load_image = embed_module.load_image
+
+    def counting_load_image(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        picture = load_image(*args, **kwargs)
+        decoded.release()
+        return picture
+
+    def slow_loader(spec, device, precision):  # noqa: ANN001, ANN202
+        for _ in range(6):  # the model is "loading" until six photos have been decoded
+            assert decoded.acquire(timeout=20), "no photo was decoded while the model loaded"
+        return colour_model
+
+    monkeypatch.setattr(embed_module, "load_image", counting_load_image)
+    embedder = Embedder(colour_model.spec, "cpu", None, loader=slow_loader)
+    vectors = _vectors(embedder, tmp_path / "p")
+    assert vectors.keys() == reference.keys()
+    for path, vector in vectors.items():
+        np.testing.assert_allclose(vector, reference[path], atol=1e-6)
+
+
+def test_a_model_that_fails_to_load_in_the_background_stops_the_run(tmp_path: Path, rgb_labels):
+    import json
+
+    from conftest import COLOUR_MODEL
+
+    from clipsort.embed import Embedder
+    from clipsort.errors import ModelError
+    from clipsort.model import parse_spec
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text((COLOUR_MODEL / "open_clip_config.json").read_text())
+    (folder / "open_clip_model.safetensors").write_bytes(b"not weights")
+    make_colour_photos(tmp_path / "p", ["red"], 6, min_px=40, max_px=80)
+    embedder = Embedder(parse_spec(str(folder)), "cpu", None, precision="fp32")
+    with pytest.raises(ModelError):
+        run_tag([tmp_path / "p"], rgb_labels, embedder, TagOptions(), RunOptions(batch_size=2))
+    assert json.loads((folder / "open_clip_config.json").read_text())  # untouched
