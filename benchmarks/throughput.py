@@ -75,12 +75,12 @@ def build(folder: Path, count: int) -> None:
         picture.save(folder / f"IMG_{i:04d}.jpg", quality=90, exif=exif.tobytes())
 
 
-def naive(photos: list[Path], model_name: str, pretrained: str | None, batch: int) -> float:
+def naive(photos: list[Path], model_name: str, pretrained: str | None, batch: int, device: str) -> float:
     import open_clip
     import torch
 
     torch.manual_seed(0)
-    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
+    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=device)
     model.eval()
     start = time.perf_counter()
     with torch.inference_mode():
@@ -89,8 +89,54 @@ def naive(photos: list[Path], model_name: str, pretrained: str | None, batch: in
             for path in photos[first : first + batch]:
                 with Image.open(path) as image:
                     tensors.append(preprocess(ImageOps.exif_transpose(image).convert("RGB")))
-            model.encode_image(torch.stack(tensors))
+            model.encode_image(torch.stack(tensors).to(device)).cpu()
     return len(photos) / (time.perf_counter() - start)
+
+
+def decode_only(photos: list[Path], model, workers: int) -> float:
+    """Images/s of the decode threads alone (decode, orientation, preprocessing to uint8), no model."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from clipsort.decode import load_image
+
+    def one(path: Path) -> None:
+        model.prepare(load_image(path, min_side=model.min_side))
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, photos))
+    return len(photos) / (time.perf_counter() - start)
+
+
+def transfer_only(model, batch: int, batches: int = 20) -> float | None:
+    """Images/s of pinned uint8 batches copied to a CUDA device; None elsewhere."""
+    import torch
+
+    if not model.device.startswith("cuda"):
+        return None
+    pixels = torch.randint(0, 256, (batch, 3, model.image_size, model.image_size), dtype=torch.uint8)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(batches):
+        pixels.pin_memory().to(model.device, non_blocking=True)
+    torch.cuda.synchronize()
+    return batch * batches / (time.perf_counter() - start)
+
+
+class BusyClock:
+    """Time spent inside the model's encode calls (they end by copying the result to the host)."""
+
+    def __init__(self, model) -> None:
+        self.seconds = 0.0
+        self._encode = model.encode_prepared
+        model.encode_prepared = self._timed
+
+    def _timed(self, batch):
+        start = time.perf_counter()
+        try:
+            return self._encode(batch)
+        finally:
+            self.seconds += time.perf_counter() - start
 
 
 def ceiling(model, batch: int, batches: int = 4) -> float:
@@ -120,7 +166,7 @@ def clipsort_command(folder: Path, args: argparse.Namespace, precision: str, cac
     script = (
         "import resource, sys\nfrom clipsort.cli import main\ntry:\n"
         f"    main(['index', {str(folder)!r}, '--model', {args.model!r}, '--pretrained', {args.pretrained!r},"
-        f" '--precision', {precision!r}, '--batch-size', '{args.batch_size}', '--quiet',"
+        f" '--precision', {precision!r}, '--batch-size', '{args.batch_size}', '--quiet', '--device', {args.device!r},"
         f" '--cache', {str(cache)!r}])\n"
         "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
@@ -149,6 +195,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int)
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     parser.add_argument("--naive-photos", type=int, default=64, help="photos for the (slow) naive baseline")
     parser.add_argument("--subset", type=int, default=40, help="photos of the small run for marginal rates")
     parser.add_argument(
@@ -162,7 +209,7 @@ def main() -> None:
     from clipsort.cache import EmbeddingCache
     from clipsort.embed import Embedder
     from clipsort.model import parse_spec
-    from clipsort.pipeline import RunOptions, run_index
+    from clipsort.pipeline import RunOptions, default_workers, run_index
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
@@ -180,7 +227,7 @@ def main() -> None:
         for photo in photos:  # every contender reads from the page cache
             photo.read_bytes()
 
-        rate_naive = naive(photos[: args.naive_photos], args.model, pretrained, args.batch_size)
+        rate_naive = naive(photos[: args.naive_photos], args.model, pretrained, args.batch_size, args.device)
         print(
             f"naive     {rate_naive:6.1f} img/s  (fp32, full-size sequential decode, {args.naive_photos} photos)",
             flush=True,
@@ -188,18 +235,32 @@ def main() -> None:
 
         spec = parse_spec(args.model, args.pretrained)
         precisions = [args.precision]
-        if args.precision != "int8" and importlib.util.find_spec("onnxruntime") is not None:
+        if args.device == "cpu" and args.precision != "int8" and importlib.util.find_spec("onnxruntime") is not None:
             precisions.append("int8")  # the opt-in, when its extra is installed
         results: dict[str, tuple[float, float, float, float]] = {}
         for precision in precisions:
             with EmbeddingCache(Path(tmp) / f"cache-{precision}.sqlite3") as cache:
-                embedder = Embedder(spec, "cpu", cache, precision)
+                embedder = Embedder(spec, args.device, cache, precision)
                 model = embedder.model()
+                workers = args.workers or default_workers()
+                if precision == args.precision:
+                    decode_rate = decode_only(photos[: args.naive_photos], model, workers)
+                    print(
+                        f"decode    {decode_rate:6.1f} img/s  ({workers} decode threads alone, no model,"
+                        f" {args.naive_photos} photos)",
+                        flush=True,
+                    )
+                    transfer = transfer_only(model, args.batch_size)
+                    if transfer is not None:
+                        print(f"transfer  {transfer:6.0f} img/s  (pinned uint8 batches to {model.device})", flush=True)
                 before = ceiling(model, args.batch_size)
                 run = RunOptions(batch_size=args.batch_size, workers=args.workers)
                 start = time.perf_counter()
+                clock = BusyClock(model)
                 report = run_index([folder], embedder, run)
-                rate = report.embedded / (time.perf_counter() - start)
+                elapsed = time.perf_counter() - start
+                rate = report.embedded / elapsed
+                busy = clock.seconds / elapsed
                 rate_ceiling = max(before, ceiling(model, args.batch_size))
                 label = model.precision
                 print(
@@ -208,12 +269,13 @@ def main() -> None:
                     flush=True,
                 )
                 print(
-                    f"clipsort  {rate:6.1f} img/s  ({label}, {len(photos)} photos, model loaded beforehand)",
+                    f"clipsort  {rate:6.1f} img/s  ({label}, {len(photos)} photos, model loaded beforehand;"
+                    f" model busy {busy:.0%} of the time)",
                     flush=True,
                 )
                 if precision == args.precision:
                     start = time.perf_counter()
-                    again = run_index([folder], Embedder(spec, "cpu", cache, precision), run)
+                    again = run_index([folder], Embedder(spec, args.device, cache, precision), run)
                     cached = again.cached / (time.perf_counter() - start)
                     print(f"cached    {cached:6.0f} img/s  (second run, {again.cached} from the cache)", flush=True)
                 del embedder, model
@@ -228,6 +290,19 @@ def main() -> None:
                 flush=True,
             )
             results[label] = (rate, rate_ceiling, marginal, whole)
+            if precision == args.precision:
+                slowest = min(("decode", decode_rate), ("model", rate_ceiling), key=lambda pair: pair[1])
+                if transfer is not None and transfer < slowest[1]:
+                    slowest = ("transfer", transfer)
+                print(f"bottleneck: {slowest[0]} ({slowest[1]:.1f} img/s alone)", flush=True)
+                if args.device == "cpu":
+                    # Decode and model share the same cores: their times add up.
+                    bound = 1 / (1 / decode_rate + 1 / rate_ceiling)
+                    print(
+                        f"shared-core bound {bound:.1f} img/s = 1 / (1/decode + 1/ceiling), {bound / rate_ceiling:.0%}"
+                        f" of the ceiling; clipsort reached {rate / bound:.0%} of it",
+                        flush=True,
+                    )
 
         rclip_marginal = rclip_whole = None
         if args.rclip:
