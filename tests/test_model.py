@@ -254,3 +254,22 @@ def test_image_size_hint_reads_configs_without_importing_torch(tmp_path: Path):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["224", "336", "48", "None", "None", "False", "False"]
+
+
+def test_loading_weights_skips_random_init_without_changing_the_model(monkeypatch, colour_model):
+    import contextlib
+
+    import torch
+
+    import clipsort.model as model_module
+
+    before = {name: getattr(torch.nn.init, name) for name in dir(torch.nn.init)}
+    fast = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32")
+    assert {name: getattr(torch.nn.init, name) for name in dir(torch.nn.init)} == before  # restored
+    monkeypatch.setattr(model_module, "_no_random_init", contextlib.nullcontext)
+    slow = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32")
+    fast_state, slow_state = fast._model.state_dict(), slow._model.state_dict()
+    assert fast_state.keys() == slow_state.keys()
+    assert all(torch.equal(fast_state[key], slow_state[key]) for key in fast_state)
+    prompts = ["a photo of a red.", "a photo of a blue."]
+    np.testing.assert_array_equal(fast.encode_texts(prompts), slow.encode_texts(prompts))
