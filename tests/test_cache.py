@@ -298,3 +298,57 @@ def test_fully_cached_run_does_not_import_torch(tmp_path, labels_file):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+SCHEMA_1 = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE models(id INTEGER PRIMARY KEY, identity TEXT UNIQUE NOT NULL, name TEXT NOT NULL,
+    logit_scale REAL, used_ns INTEGER NOT NULL);
+CREATE TABLE images(model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE, path BLOB NOT NULL,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, fingerprint BLOB NOT NULL, vector BLOB NOT NULL,
+    PRIMARY KEY(model_id, path)) WITHOUT ROWID;
+CREATE INDEX images_by_fingerprint ON images(model_id, fingerprint);
+CREATE TABLE texts(model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE, text TEXT NOT NULL,
+    vector BLOB NOT NULL, PRIMARY KEY(model_id, text)) WITHOUT ROWID;
+"""
+
+
+def test_a_schema_1_cache_is_migrated_keeping_every_vector_and_shrinks(tmp_path):
+    """Schema 1 kept 1 KB vectors in WITHOUT ROWID tables, one overflow page per photo."""
+    import sqlite3
+
+    from clipsort.cache import APPLICATION_ID, EmbeddingCache, to_blob
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_1)
+    db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    db.execute("INSERT INTO meta VALUES('schema_version', '1')")
+    db.execute("INSERT INTO models VALUES(1, 'arch|tag|decode-1', 'arch (tag)', 100.0, 1)")
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3000, 512)).astype(np.float16)
+    db.executemany(
+        "INSERT INTO images VALUES(1, ?, ?, ?, ?, ?)",
+        [
+            (f"/photos/{i}.jpg".encode(), 1000 + i, 7 + i, i.to_bytes(16, "big"), to_blob(v))
+            for i, v in enumerate(vectors)
+        ],
+    )
+    db.execute("INSERT INTO texts VALUES(1, 'a photo of a dog.', ?)", (to_blob(vectors[0]),))
+    db.commit()
+    db.close()
+    before = path.stat().st_size
+
+    with EmbeddingCache(path) as cache:
+        assert cache.model_id("arch|tag|decode-1", "arch (tag)") == 1
+        assert cache.image_count() == 3000
+        for i in (0, 1234, 2999):
+            found = cache.lookup_path(1, Path(f"/photos/{i}.jpg"), 1000 + i, 7 + i)
+            np.testing.assert_array_equal(found, vectors[i].astype(np.float32))
+        np.testing.assert_array_equal(
+            cache.lookup_fingerprint(1, (5).to_bytes(16, "big")), vectors[5].astype(np.float32)
+        )
+        assert list(cache.texts(1, ["a photo of a dog."])) == ["a photo of a dog."]
+        assert cache.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+        assert cache.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert path.stat().st_size < before / 3
