@@ -20,7 +20,7 @@ from clipsort import score, settings
 from clipsort.decode import default_max_megapixels, set_max_megapixels
 from clipsort.discover import ImageRef, discover
 from clipsort.embed import Embedder, Resolved
-from clipsort.errors import ClipsortError, DestinationFullError, FileFailure, UsageError
+from clipsort.errors import ClipsortError, DestinationFullError, FileFailure, SidecarError, UsageError
 from clipsort.journal import Journal, recover
 from clipsort.labels import Label, LabelSet
 from clipsort.mover import Mover
@@ -236,11 +236,21 @@ def run_tag(
     """Score every photo under ``roots`` and write the kept labels to its sidecar."""
     events = events or SilentEvents()
     report = Report("tag", dry_run=options.dry_run)
+    #: With --xmp-name stem, photo.jpg and photo.png would share photo.xmp: the first one keeps it.
+    sidecar_of: dict[Path, Path] = {}
     for ref, row in _score_all(roots, labels, embedder, run, report, events):
         kept_idx = score.select(row, options.threshold, options.top_k)
         kept: list[Label] = [labels.labels[i] for i in kept_idx]
         names = tuple(label.name for label in kept)
         try:
+            if options.sidecar == "xmp" and options.xmp_name == "stem":
+                owner = sidecar_of.setdefault(xmp_path(ref.path, "stem"), ref.path)
+                if owner != ref.path:
+                    raise SidecarError(
+                        ref.path,
+                        f"its sidecar {owner.with_suffix('.xmp').name} belongs to {owner.name} (--xmp-name stem);"
+                        " not tagged: use --xmp-name full to give each photo its own",
+                    )
             sidecar = _write_tags(ref.path, kept, row, labels, embedder.name, options)
         except FileFailure as failure:
             report.fail(failure)

@@ -271,3 +271,24 @@ def test_a_model_that_fails_to_load_in_the_background_stops_the_run(tmp_path: Pa
     with pytest.raises(ModelError):
         run_tag([tmp_path / "p"], rgb_labels, embedder, TagOptions(), RunOptions(batch_size=2))
     assert json.loads((folder / "open_clip_config.json").read_text())  # untouched
+
+
+def test_two_photos_never_share_a_stem_sidecar(tmp_path: Path, colour_embedder, rgb_labels):
+    """photo.jpg and photo.png would both write photo.xmp with --xmp-name stem."""
+
+    def subjects() -> str:
+        text = (tmp_path / "photo.xmp").read_text(encoding="utf-8")
+        return "red" if "<rdf:li>red</rdf:li>" in text and "<rdf:li>blue</rdf:li>" not in text else text
+
+    save_photo(make_picture("red", (64, 64), random.Random(1)), tmp_path / "photo.jpg")
+    save_photo(make_picture("blue", (64, 64), random.Random(2)), tmp_path / "photo.png")
+    options = TagOptions(top_k=1, xmp_name="stem")
+    report = run_tag([tmp_path], rgb_labels, colour_embedder, options, RunOptions(batch_size=2))
+    assert report.exit_code == ExitCode.PARTIAL
+    [failure] = report.failures
+    assert failure.path == tmp_path / "photo.png" and "belongs to photo.jpg" in failure.reason
+    assert "--xmp-name full" in failure.reason
+    assert subjects() == "red"  # photo.jpg's keyword, not overwritten by the blue photo.png
+    again = run_tag([tmp_path], rgb_labels, colour_embedder, options, RunOptions(batch_size=2))
+    assert [f.path for f in again.failures] == [tmp_path / "photo.png"]
+    assert subjects() == "red"
