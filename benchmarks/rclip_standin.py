@@ -28,47 +28,18 @@ def build(datadir: Path) -> None:
     import open_clip
     import torch
 
+    from clipsort.int8 import export  # the same ONNX export as clipsort's int8 encoder
+
     torch.manual_seed(0)
     model = open_clip.create_model(ARCHITECTURE, pretrained=None).eval()
     target = datadir / SUBDIR
     target.mkdir(parents=True, exist_ok=True)
 
-    class Visual(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.clip = model
-
-        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-            return self.clip.encode_image(pixels)
-
-    class Textual(Visual):
-        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-            return self.clip.encode_text(tokens)
-
-    torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel has no ONNX export
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
-    with torch.no_grad():
-        torch.onnx.export(
-            Visual(),
-            (torch.randn(2, 3, size, size),),
-            str(target / "visual.onnx"),
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-        torch.onnx.export(
-            Textual(),
-            (open_clip.get_tokenizer(ARCHITECTURE)(["a photo", "a dog"]),),
-            str(target / "textual.onnx"),
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
+    export(model, "image", torch.randn(2, 3, size, size), target / "visual.onnx")
+    tokens = open_clip.get_tokenizer(ARCHITECTURE)(["a photo", "a dog"])
+    export(model, "text", tokens, target / "textual.onnx")
     vocab = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
     (datadir / "tokenizer").mkdir(exist_ok=True)
     shutil.copyfile(vocab, datadir / "tokenizer" / vocab.name)

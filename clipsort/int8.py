@@ -43,44 +43,54 @@ def quantized_path(identity: str) -> Path:
     return settings.cache_dir() / "int8" / f"visual-{hashlib.blake2b(key.encode(), digest_size=10).hexdigest()}.onnx"
 
 
+def export(model: Any, encoder: str, example: Any, target: Path) -> None:
+    """Export an open_clip model's ``encode_image`` or ``encode_text`` (``encoder``) to ONNX.
+
+    Input ``input``, output ``output``, batch axis dynamic; ``example`` is a batch of two.
+    """
+    import torch
+
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.clip = model
+
+        def forward(self, batch: torch.Tensor) -> torch.Tensor:
+            return getattr(self.clip, f"encode_{encoder}")(batch)
+
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel has no ONNX export
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shapes: ours are fixed but the batch
+            torch.onnx.export(
+                Encoder().eval(),
+                (example,),
+                str(target),
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
 def build(model: Any, image_size: int, target: Path) -> None:
     """Export ``model``'s image encoder (an fp32 open_clip model) to ONNX and quantize it into ``target``."""
     import torch
 
     _, quantization = _modules()
-
-    class Visual(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.clip = model
-
-        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-            return self.clip.encode_image(pixels)
-
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="clipsort-int8-", dir=target.parent) as tmp:
         exported = Path(tmp) / "visual-fp32.onnx"
         quantized = Path(tmp) / "visual-int8.onnx"
-        fastpath = torch.backends.mha.get_fastpath_enabled()
-        torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel has no ONNX export
         try:
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tracer warnings about shapes: ours are fixed but the batch
-                torch.onnx.export(
-                    Visual().eval(),
-                    (torch.zeros(2, 3, image_size, image_size),),
-                    str(exported),
-                    input_names=["input"],
-                    output_names=["output"],
-                    dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                    opset_version=OPSET,
-                    dynamo=False,
-                )
+            export(model, "image", torch.zeros(2, 3, image_size, image_size), exported)
             quantization.quantize_dynamic(str(exported), str(quantized), weight_type=quantization.QuantType.QInt8)
         except Exception as exc:  # export and quantization raise whatever their libraries raise
             raise ModelError(f"cannot build the int8 image encoder: {exc}") from exc
-        finally:
-            torch.backends.mha.set_fastpath_enabled(fastpath)
         os.replace(quantized, target)  # whole or not at all: a run killed here leaves no half file
 
 
