@@ -126,10 +126,23 @@ class Ui:
         self._write_log("error: " + message)
         self.err.print(Text.assemble(("error: ", "bold red"), message))
 
-    def status(self, message: str):  # noqa: ANN201 - a rich Status or a no-op context manager
-        if self.quiet or not self.err.is_terminal or self._progress is not None:
-            return _Null()  # rich shows one live display at a time: the progress bar wins
+    def status(self, message: str):  # noqa: ANN201 - a rich Status or a context manager
+        if self.quiet or not self.err.is_terminal:
+            return _Null()
+        if self._progress is not None:
+            # rich shows one live display at a time: the progress bar says it instead
+            return self._progress_says(message)
         return self.err.status(message)
+
+    @contextlib.contextmanager
+    def _progress_says(self, message: str) -> Iterator[None]:
+        progress, task = self._progress, self._task
+        assert progress is not None and task is not None
+        progress.update(task, description=f"photos ({message.rstrip('.')}...)")
+        try:
+            yield
+        finally:
+            progress.update(task, description="photos")
 
     # -- pipeline events --------------------------------------------------------------------
     def discovering(self, count: int) -> None:

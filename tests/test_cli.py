@@ -227,3 +227,24 @@ def test_file_names_that_are_not_utf8(tmp_path: Path, labels_file: Path):
         assert result.returncode == 0, result.stderr
         assert b"Traceback" not in result.stderr
     assert json.loads((folder / (name + ".clipsort.json")).read_text(encoding="ascii"))["labels"] == ["red"]
+
+
+def test_the_progress_bar_says_when_the_model_is_loading():
+    """The model loads while the bar is shown (rich shows one live display): the bar says so."""
+    import io
+
+    from rich.console import Console
+
+    from clipsort.console import Ui
+
+    ui = Ui()
+    screen = io.StringIO()
+    ui.err = Console(file=screen, force_terminal=True, width=120)
+    ui.started(3)
+    try:
+        with ui.status("loading model ViT-B-32 (laion2b_s34b_b79k)..."):
+            ui._progress.refresh()
+            assert "photos (loading model ViT-B-32 (laion2b_s34b_b79k)...)" in screen.getvalue()
+        assert [task.description for task in ui._progress.tasks] == ["photos"]
+    finally:
+        ui.stop()
