@@ -211,7 +211,10 @@ class Embedder:
     def _prepare_late(self, resolved: Resolved, model: ClipModel) -> None:
         picture = resolved.picture
         if resolved.decoded_for < model.min_side:  # the config's size was not the model's: decode again
-            picture = load_image(resolved.ref.path, min_side=model.min_side)
+            try:
+                picture = load_image(resolved.ref.path, min_side=model.min_side)
+            except DecodeError:  # the file changed since: the early picture still serves
+                pass
         resolved.prepared = model.prepare(picture)
         resolved.picture = None
 

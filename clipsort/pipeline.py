@@ -146,12 +146,12 @@ def embedded_photos(
 
     A pool of threads looks each photo up in the cache, or decodes and preprocesses
     it, ahead of the model (Pillow releases the GIL); at most two batches are in
-    flight, so memory stays bounded. Vectors are committed to the cache batch by
-    batch. Files that fail are reported and skipped.
+    flight (four while the model loads), so memory stays bounded. Vectors are
+    committed to the cache batch by batch. Files that fail are reported and skipped.
     """
 
     def batch_size() -> int:
-        # Known once the model is loaded, which happens in the first photo's resolve().
+        # Known once the model has loaded (started by the first photo that needs it).
         if run.batch_size:
             return run.batch_size
         model = embedder.loaded
