@@ -264,7 +264,7 @@ def _run(
 
         def loader(spec, device, precision):  # noqa: ANN001, ANN202
             with ui.status(f"loading model {spec.display}..."):
-                return load_model(spec, device, precision, choice.threads)
+                return load_model(spec, device, precision, choice.threads, on_step=ui.info)
 
         def loaded(model) -> None:  # noqa: ANN001
             ui.info(f"model {model.name} on {model.describe()}")

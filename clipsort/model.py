@@ -446,8 +446,11 @@ class ClipModel:
     def name(self) -> str:
         return self.spec.display
 
-    def use_int8_images(self) -> None:
-        """Embed images with the int8 ONNX Runtime encoder (see :mod:`clipsort.int8`), built on first use."""
+    def use_int8_images(self, on_step: Callable[[str], None] | None = None) -> None:
+        """Embed images with the int8 ONNX Runtime encoder (see :mod:`clipsort.int8`), built on first use.
+
+        ``on_step`` hears about the build, which takes a while (about 20 s for ViT-B-32 on 2 cores).
+        """
         from clipsort import int8
 
         identity = model_identity(self.spec, "visual")
@@ -455,6 +458,11 @@ class ClipModel:
             raise ModelError(f"cannot identify model {self.spec.display} for its int8 encoder")
         path = int8.quantized_path(identity)
         if not path.is_file():
+            if on_step is not None:
+                on_step(
+                    f"building the int8 image encoder of {self.spec.display}"
+                    f" (once per model; it is kept in {path.parent})"
+                )
             int8.build(self._model, self.image_size, path)
         import torch
 
@@ -564,11 +572,18 @@ def _no_random_init() -> Iterator[None]:
             setattr(torch.nn.init, name, function)
 
 
-def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto", threads: int | None = None) -> ClipModel:
+def load_model(
+    spec: ModelSpec,
+    device: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> ClipModel:
     """Load ``spec`` on ``device`` at ``precision`` (see :func:`resolve_precision`).
 
     ``threads`` sets torch's CPU threads (process-wide); None chooses from the CPUs this
-    process may use (see :func:`default_threads`).
+    process may use (see :func:`default_threads`). ``on_step`` hears about slow one-off
+    steps (building the int8 encoder), for the user.
 
     Raises :class:`ModelUnavailableError` when the weights are neither cached nor downloadable,
     :class:`ModelError` for anything else that stops the model from loading.
@@ -605,7 +620,7 @@ def load_model(spec: ModelSpec, device: str = "auto", precision: str = "auto", t
     model.eval()
     clip = ClipModel(spec, model, preprocess, tokenizer, resolved, source.origin, chosen)
     if chosen == "int8":
-        clip.use_int8_images()
+        clip.use_int8_images(on_step)
     return clip
 
 

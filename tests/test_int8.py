@@ -42,8 +42,10 @@ def test_int8_agrees_with_fp32_on_the_top_label(tmp_path: Path, colour_model):
 def test_the_int8_encoder_is_built_once_and_rebuilt_when_damaged(monkeypatch):
     from clipsort import int8
 
-    load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8")
+    steps: list[str] = []
+    load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8", on_step=steps.append)
     [built] = encoders()
+    assert len(steps) == 1 and "building the int8 image encoder" in steps[0]  # the user hears why it waits
     stamp = built.stat().st_mtime_ns
 
     def no_rebuild(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -51,8 +53,8 @@ def test_the_int8_encoder_is_built_once_and_rebuilt_when_damaged(monkeypatch):
 
     with monkeypatch.context() as patch:
         patch.setattr(int8, "build", no_rebuild)
-        load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8")
-    assert built.stat().st_mtime_ns == stamp
+        load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8", on_step=steps.append)
+    assert built.stat().st_mtime_ns == stamp and len(steps) == 1
 
     built.write_bytes(b"not an onnx file")
     with pytest.raises(ModelError, match="rebuilt next run"):
