@@ -340,18 +340,21 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
-
-
 def default_threads() -> int:
     """torch's CPU threads: its own choice (physical cores), but no more than the CPUs this process may use.
 
     torch counts the machine's cores; a process limited by ``taskset`` or a container's
     cpuset would otherwise run more threads than it has CPUs.
     """
-    import torch
+    global _TORCH_THREADS
+    if _TORCH_THREADS is None:  # torch's own choice, read before clipsort first changes it
+        import torch
 
-    return max(1, min(torch.get_num_threads(), settings.usable_cpus()))
+        _TORCH_THREADS = torch.get_num_threads()
+    return max(1, min(_TORCH_THREADS, settings.usable_cpus()))
+
+
+_TORCH_THREADS: int | None = None
 
 
 def default_batch_size(device: str) -> int:
@@ -379,13 +382,8 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_precision(precision: str, device: str) -> str:
     """``auto``: fp16 on CUDA and MPS, bf16 on CPUs with native bf16, fp32 otherwise."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    settings.check_precision(precision, device)
     if precision != "auto":
-        if precision == "fp16" and device == "cpu":
-            raise UsageError("--precision fp16 is for GPUs; on the CPU use bf16, int8 or fp32")
-        if precision == "int8" and device != "cpu":
-            raise UsageError("--precision int8 is for CPUs (ONNX Runtime); on GPUs use fp16")
         return precision
     if device.startswith(("cuda", "mps")):
         return "fp16"
@@ -598,7 +596,8 @@ def load_model(
 
     if threads is not None and threads < 1:
         raise UsageError("--threads must be at least 1")
-    torch.set_num_threads(threads or default_threads())
+    default = default_threads()  # first call: remembers torch's own choice before it is changed
+    torch.set_num_threads(threads or default)
     if spec.pretrained == RANDOM:
         torch.manual_seed(0)  # the same "random" weights every run, so cached vectors stay valid
     try:

@@ -31,6 +31,20 @@ CONFIG_KEYS: dict[str, type] = {
 }
 
 
+#: ``--precision`` values; ``auto`` is resolved by ``model.resolve_precision`` once the device is known.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+
+
+def check_precision(precision: str, device: str) -> None:
+    """Refuse unknown precisions and those the device cannot run (``auto`` devices are not judged)."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device == "cpu":
+        raise UsageError("--precision fp16 is for GPUs; on the CPU use bf16, int8 or fp32")
+    if precision == "int8" and device not in ("cpu", "auto"):
+        raise UsageError("--precision int8 is for CPUs (ONNX Runtime); on GPUs use fp16")
+
+
 def usable_cpus() -> int:
     """CPUs this process may run on (``taskset`` and container cpusets count), at least 1."""
     try:
@@ -167,13 +181,8 @@ def resolve_model_choice(
         if value is not None and value < 1:
             raise UsageError(f"{name} must be at least 1")
     chosen_precision = precision or env.get("CLIPSORT_PRECISION") or config.get("precision") or "auto"
-    if chosen_precision not in ("auto", "fp32", "bf16", "fp16", "int8"):
-        raise UsageError(f"unknown precision {chosen_precision!r}: use auto, fp32, bf16, fp16 or int8")
-    if chosen_precision == "int8" and chosen_device != "cpu" and chosen_device != "auto":
-        # Checked here too, not only when the model loads: a fully cached run never loads it.
-        raise UsageError("--precision int8 is for CPUs (ONNX Runtime); on GPUs use fp16")
-    if chosen_precision == "fp16" and chosen_device == "cpu":
-        raise UsageError("--precision fp16 is for GPUs; on the CPU use bf16, int8 or fp32")
+    # Checked here, not only when the model loads: a fully cached run never loads it.
+    check_precision(chosen_precision, chosen_device)
     return ModelChoice(
         model=chosen_model,
         pretrained=pretrained or None,

@@ -204,6 +204,9 @@ def test_threads_are_applied_and_default_to_the_usable_cpus():
     try:
         model = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32", threads=1)
         assert torch.get_num_threads() == 1 and model.describe() == "cpu (fp32, 1 thread)"
+        # the next load without a choice goes back to the default, not to the last value set
+        again = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32")
+        assert again.threads == min(before, settings.usable_cpus())
         with pytest.raises(UsageError, match="at least 1"):
             load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32", threads=0)
     finally:
