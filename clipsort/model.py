@@ -259,13 +259,19 @@ def model_identity(spec: ModelSpec, decode_version: str) -> str | None:
         if spec.pretrained and os.path.isfile(spec.pretrained):
             return f"{spec.name}|file:{sample_hash(Path(spec.pretrained))}|{decode_version}"
         return f"{spec.name}|{spec.pretrained}|{decode_version}"
+    return _folder_identity(_config_folder(spec), decode_version)
+
+
+def _config_folder(spec: ModelSpec) -> Path:
+    """Where a Hub or folder model's ``open_clip_config.json`` is, or would be, on this machine.
+
+    Hub models: the download cache's snapshot when it has the config, else the offline
+    folder under :func:`settings.models_dir`.
+    """
     if spec.kind == "hf-hub":
-        config = _hf_cached(spec.name, [CONFIG_NAME])
-        if config is None:
-            offline = settings.models_dir() / spec.folder_name
-            return _folder_identity(offline, decode_version) if (offline / CONFIG_NAME).is_file() else None
-        return _folder_identity(Path(config).parent, decode_version)
-    return _folder_identity(Path(spec.name), decode_version)
+        cached = _hf_cached(spec.name, [CONFIG_NAME])
+        return Path(cached).parent if cached else settings.models_dir() / spec.folder_name
+    return Path(spec.name)
 
 
 def image_size_hint(spec: ModelSpec) -> int | None:
@@ -286,13 +292,7 @@ def image_size_hint(spec: ModelSpec) -> int | None:
             model_cfg = json.loads(config_file.read_text(encoding="utf-8"))
             preprocess_cfg: dict[str, Any] = {}
         else:
-            if spec.kind == "hf-hub":
-                cached = _hf_cached(spec.name, [CONFIG_NAME])
-                offline = settings.models_dir() / spec.folder_name / CONFIG_NAME
-                config_path = Path(cached) if cached else offline
-            else:
-                config_path = Path(spec.name) / CONFIG_NAME
-            config = json.loads(config_path.read_text(encoding="utf-8"))
+            config = json.loads((_config_folder(spec) / CONFIG_NAME).read_text(encoding="utf-8"))
             model_cfg = config["model_cfg"]
             preprocess_cfg = config.get("preprocess_cfg") or {}
         sizes = [model_cfg["vision_cfg"]["image_size"], preprocess_cfg.get("size", 0)]
