@@ -79,11 +79,15 @@ def test_int8_is_for_cpus_and_never_chosen_by_auto():
         settings.resolve_model_choice(device="cuda", precision="int8", config={})
 
 
-def test_int8_vectors_are_cached_apart_from_float_ones(tmp_path: Path):
+def test_int8_vectors_are_cached_apart_from_float_ones(tmp_path: Path, colour_model):
+    """A cache filled in fp32 must not serve an int8 run (their vectors differ), nor the other way round."""
     from clipsort.cache import EmbeddingCache
     from clipsort.embed import Embedder
+    from clipsort.pipeline import RunOptions, run_index
 
+    make_colour_photos(tmp_path / "p", ["red", "blue"], 6, min_px=64, max_px=200)
+    spec = parse_spec(str(COLOUR_MODEL))
     with EmbeddingCache(tmp_path / "c.sqlite3") as cache:
-        floats = Embedder(parse_spec(str(COLOUR_MODEL)), "cpu", cache, "fp32")
-        quantized = Embedder(parse_spec(str(COLOUR_MODEL)), "cpu", cache, "int8")
-        assert floats.identity != quantized.identity
+        for precision, embedded in (("fp32", 6), ("int8", 6), ("fp32", 0), ("int8", 0)):
+            report = run_index([tmp_path / "p"], Embedder(spec, "cpu", cache, precision), RunOptions(batch_size=4))
+            assert (report.embedded, report.cached) == (embedded, 6 - embedded), precision
