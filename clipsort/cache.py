@@ -266,6 +266,20 @@ class EmbeddingCache:
         with _transaction(self.db):
             self.db.execute("UPDATE models SET logit_scale=? WHERE id=?", (logit_scale, model_id))
 
+    def model_fact(self, model_id: int, name: str) -> float | None:
+        """A number measured once per model (``unrelated_level``), kept in the meta table."""
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (f"model:{model_id}:{name}",)).fetchone()
+        try:
+            return None if row is None else float(row[0])
+        except ValueError:
+            return None
+
+    def set_model_fact(self, model_id: int, name: str, value: float) -> None:
+        with _transaction(self.db):
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (f"model:{model_id}:{name}", repr(value))
+            )
+
     def models(self) -> list[ModelInfo]:
         rows = self.db.execute(
             "SELECT m.identity, m.name, m.logit_scale, m.used_ns,"

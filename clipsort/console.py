@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -25,13 +25,20 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 from rich.text import Text
 
 from clipsort.errors import FileFailure
 from clipsort.report import PhotoResult, Report
 
+if TYPE_CHECKING:
+    from clipsort.evaluate import Evaluation
+    from clipsort.labelled import LearnOutcome
+
 _SUMMARY_ORDER = (
     "indexed",
+    "learned",
+    "evaluated",
     "tagged",
     "untagged",
     "moved",
@@ -83,6 +90,12 @@ class Ui:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._log: TextIO | None = None
+        self.explain = False
+
+    def explaining(self, explain: bool) -> Ui:
+        """Print every label's score, threshold and verdict per photo on stdout (``--explain``)."""
+        self.explain = explain
+        return self
 
     # -- plain-text log (--log) -------------------------------------------------------------
     @contextlib.contextmanager
@@ -180,8 +193,11 @@ class Ui:
                 self._out(json.dumps(record, ensure_ascii=False) + "\n")
             except UnicodeEncodeError:  # a file name that is not valid UTF-8: JSON escapes it
                 self._out(json.dumps(record) + "\n")
-        elif result.dry_run:
-            self._out(_plan_line(result) + "\n")
+        else:
+            if result.dry_run or self.explain:
+                self._out(_plan_line(result) + "\n")
+            if self.explain:
+                self._out(explanation(result))
 
     def _out(self, text: str) -> None:
         try:
@@ -206,6 +222,81 @@ class Ui:
             self._progress.stop()
             self._progress = None
 
+    # -- results of learn and eval ----------------------------------------------------------
+    def learned(self, outcome: LearnOutcome) -> None:
+        """What ``learn`` fitted: examples per label, thresholds, held-out figures."""
+        learned = outcome.learned
+        table = Table(title=f"learned {len(outcome.labels)} labels -> {outcome.output}", title_justify="left")
+        for column in ("label", "examples", "threshold", "held-out precision", "held-out recall"):
+            table.add_column(column, justify="left" if column == "label" else "right")
+        for label, stats in zip(outcome.labels.labels, learned.stats, strict=True):
+            table.add_row(
+                label.name,
+                str(stats.examples),
+                f"{stats.threshold:.3f}",
+                _figure(stats.precision),
+                _figure(stats.recall),
+            )
+        self._table(table)
+        held = (
+            f"held-out accuracy {learned.held_out_accuracy:.1%}"
+            if learned.held_out_accuracy is not None
+            else "no held-out estimate (a label has a single example)"
+        )
+        self._out(
+            printable(
+                f"{held}; zero-shot on the same photos {learned.zero_shot_accuracy:.1%}; pull {learned.strength:g}"
+            )
+            + "\n"
+        )
+
+    def evaluation(self, evaluation: Evaluation) -> None:
+        """``eval``'s figures: one JSON object with ``--json``, else tables."""
+        from clipsort.evaluate import NONE
+
+        if self.json_lines:
+            record = {
+                "accuracy": evaluation.accuracy,
+                "photos": evaluation.photos,
+                "target_precision": evaluation.target_precision,
+                "labels": {
+                    f.name: {
+                        "photos": f.photos,
+                        "precision": f.precision,
+                        "recall": f.recall,
+                        "threshold": f.threshold,
+                        "suggested_threshold": f.suggested,
+                    }
+                    for f in evaluation.labels
+                },
+                "confusion": evaluation.confusion,
+            }
+            self._out(json.dumps(record, ensure_ascii=False) + "\n")
+            return
+        right = round(evaluation.accuracy * evaluation.photos)
+        self._out(f"accuracy {evaluation.accuracy:.1%} ({right} of {evaluation.photos} photos)\n")
+        table = Table(title="per label", title_justify="left")
+        for column in ("label", "photos", "precision", "recall", "threshold", f"for {evaluation.target_precision:g}"):
+            table.add_column(column, justify="left" if column == "label" else "right")
+        for f in evaluation.labels:
+            suggested = f"{f.suggested:.3f}" if f.suggested is not None else "-"
+            table.add_row(
+                f.name, str(f.photos), _figure(f.precision), _figure(f.recall), f"{f.threshold:.3f}", suggested
+            )
+        self._table(table)
+        names = [n for n in evaluation.confusion if any(evaluation.confusion[n].values()) or n != NONE]
+        matrix = Table(title="confusion: rows are the right label, columns sort's decision", title_justify="left")
+        matrix.add_column("")
+        for name in names:
+            matrix.add_column(name, justify="right")
+        for name in names:
+            matrix.add_row(name, *(str(evaluation.confusion[name][other] or ".") for other in names))
+        self._table(matrix)
+
+    def _table(self, table: Table) -> None:
+        console = Console(file=self.stdout, highlight=False, soft_wrap=False, width=max(100, self.err.width))
+        console.print(table)
+
     # -- summary ----------------------------------------------------------------------------
     def summary(self, report: Report) -> None:
         self.stop()
@@ -222,12 +313,30 @@ class Ui:
             self.err.print(Text(f"journal {report.journal} ('clipsort undo' puts everything back)"))
 
 
+def explanation(result: PhotoResult) -> str:
+    """``--explain``'s lines for one photo: every label, best first, with score, threshold and why."""
+    if not result.explained:
+        return ""
+    width = max(len(name) for name in result.explained)
+    rows = sorted(result.explained.items(), key=lambda item: -item[1].score)
+    lines = []
+    for name, judgement in rows:
+        sign = ">=" if judgement.score >= judgement.threshold else "< "
+        mark = "+" if judgement.kept else " "
+        lines.append(
+            printable(
+                f"  {mark} {name.ljust(width)}  {judgement.score:.3f} {sign} {judgement.threshold:.3f}  {judgement.why}"
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _plan_line(result: PhotoResult) -> str:
     return printable(_plan_text(result))
 
 
 def _plan_text(result: PhotoResult) -> str:
-    verb = _DRY_VERBS.get(result.action, result.action)
+    verb = _DRY_VERBS.get(result.action, result.action) if result.dry_run else result.action
     labels = ", ".join(result.labels) if result.labels else "-"
     if result.destination is not None and result.destination != result.path:
         return f"{verb}: {result.path} -> {result.destination}"
@@ -248,6 +357,10 @@ def summary_line(report: Report) -> str:
         f"{counts} | {report.found} photos in {report.elapsed:.1f} s, {report.rate:.1f} images/s"
         f" | embedded {report.embedded}, from cache {report.cached}"
     )
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 class _Null:

@@ -39,6 +39,10 @@ class Resolved:
     decoded_for: int = 0
 
 
+#: The cache's name for the unrelated level; bump its version when the way it is measured changes.
+_UNRELATED_FACT = "unrelated_level_v1"
+
+
 class Embedder:
     """Gives vectors for photos and prompts, loading the model on first real need. Thread-safe :meth:`resolve`."""
 
@@ -116,6 +120,8 @@ class Embedder:
                 self._model_id = self.cache.model_id(self.identity, self.spec.display)
             assert self._model_id is not None
             self.cache.set_logit_scale(self._model_id, model.logit_scale)
+            if self.cache.model_fact(self._model_id, _UNRELATED_FACT) is None:
+                self._remember_unrelated(measure_unrelated_level(model))
         self._model = model
         self._on_load(model)
 
@@ -148,6 +154,22 @@ class Embedder:
             if cached is not None:
                 return cached
         return self.model().logit_scale
+
+    def unrelated_level(self) -> float:
+        """The model's *unrelated level* (docs/scoring.md), measured once per model and kept in the
+        cache (it is measured whenever the model loads and the cache lacks it), so that scoring
+        from the cache needs no model."""
+        if self.cache is not None and self._model_id is not None:
+            cached = self.cache.model_fact(self._model_id, _UNRELATED_FACT)
+            if cached is not None:
+                return cached
+        level = measure_unrelated_level(self.model())
+        self._remember_unrelated(level)
+        return level
+
+    def _remember_unrelated(self, level: float) -> None:
+        if self.cache is not None and self._model_id is not None:
+            self.cache.set_model_fact(self._model_id, _UNRELATED_FACT, level)
 
     # -- texts ----------------------------------------------------------------------------------
     def text_vectors(self, prompts: Sequence[str]) -> np.ndarray:
@@ -245,3 +267,29 @@ class Embedder:
             if rows:
                 self.cache.put_images(self._model_id, rows)
         return np.stack([r.vector for r in batch if r.vector is not None])
+
+
+def measure_unrelated_level(model: ClipModel) -> float:
+    """The mean cosine between plain pictures (black to white, a gradient, noise) and everyday
+    prompts (:data:`clipsort.decide.UNRELATED_PROMPTS` in the built-in templates)."""
+    from clipsort.decide import UNRELATED_PROMPTS
+    from clipsort.labels import prompts_for
+    from clipsort.score import label_embedding, normalise
+
+    per_word = [prompts_for(word) for word in UNRELATED_PROMPTS]
+    vectors = as_stored(model.encode_texts([p for prompts in per_word for p in prompts]))
+    texts = np.stack([label_embedding(chunk) for chunk in np.split(vectors, len(per_word))])
+    pictures = normalise(as_stored(model.encode_images(_plain_pictures())))
+    return float((pictures @ texts.T).mean())
+
+
+def _plain_pictures() -> list[Any]:
+    """Pictures of nothing: five grey levels, a gradient and noise (fixed, so the level is repeatable)."""
+    from PIL import Image
+
+    size = (224, 224)
+    pictures = [Image.new("RGB", size, (v, v, v)) for v in (0, 64, 128, 192, 255)]
+    pictures.append(Image.linear_gradient("L").resize(size).convert("RGB"))
+    rng = np.random.default_rng(0)
+    pictures.append(Image.fromarray(rng.integers(64, 192, (*size, 3), dtype=np.uint8), "RGB"))
+    return pictures

@@ -18,8 +18,12 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clipsort.errors import LabelFileError
+
+if TYPE_CHECKING:
+    from clipsort.model import ModelSpec
 
 #: Photo prompt templates ensembled for labels without prompts of their own.
 #: A subset of the CLIP paper's ImageNet templates that suits personal photos.
@@ -47,13 +51,28 @@ _MAX_SEGMENT = 100
 
 @dataclass(frozen=True)
 class Label:
-    """One label: a path of one or more segments and the prompts that describe it."""
+    """One label: a path of one or more segments, the prompts that describe it, and how it is decided."""
 
     path: tuple[str, ...]
     prompts: tuple[str, ...]
     #: True when the label file gave the prompts; False when they come from templates.
     custom_prompts: bool
-    line: int
+    line: int | None
+    #: The label's own threshold (label file or learned), and where it came from.
+    threshold: float | None = None
+    threshold_source: str = ""
+    #: Where ``sort`` puts it, relative to DEST; None: the label's own path.
+    folder: tuple[str, ...] | None = None
+    #: Other names of the same thing: they join the prompt ensemble.
+    aliases: tuple[str, ...] = ()
+    #: A label that takes photos (so that they are not given another) but is never written or sorted to.
+    exclude: bool = False
+    #: A learned classifier direction (``clipsort learn``), used instead of the prompts' embedding,
+    #: and its calibration (a, b): score = sigmoid(a * cos + b).
+    vector: tuple[float, ...] | None = None
+    calibration: tuple[float, float] | None = None
+    #: What a learned label was learned from (shown by ``labels check``).
+    learned: str = ""
 
     @property
     def name(self) -> str:
@@ -65,13 +84,36 @@ class Label:
         """The last segment (``dog``): the flat keyword."""
         return self.path[-1]
 
+    @property
+    def folder_path(self) -> tuple[str, ...]:
+        """The folder ``sort`` moves its photos into, relative to DEST."""
+        return self.folder if self.folder is not None else self.path
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """The model a learned label file was learned with."""
+
+    display: str
+    identity: str
+
 
 @dataclass(frozen=True)
 class LabelSet:
-    """The labels of one label file, in file order."""
+    """The labels of one label file, in file order, with the file's own defaults."""
 
     labels: tuple[Label, ...]
     source: Path
+    #: ``threshold`` and ``margin`` of the file (None: the built-in defaults), with their lines.
+    threshold: float | None = None
+    threshold_line: int | None = None
+    margin: float | None = None
+    tag_root: str | None = None
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    #: "text", "toml" or "learned".
+    kind: str = "text"
+    #: Learned files only: the model they belong to.
+    model: ModelRecord | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -79,6 +121,20 @@ class LabelSet:
     @property
     def names(self) -> list[str]:
         return [label.name for label in self.labels]
+
+    def check_model(self, spec: ModelSpec) -> None:
+        """Refuse a learned file under another model than the one it was learned with."""
+        if self.model is None:
+            return
+        from clipsort.learn import model_key
+
+        key = model_key(spec)
+        if key is not None and key != self.model.identity:
+            raise LabelFileError(
+                self.source,
+                f"learned with model {self.model.display}, but this run uses {spec.display}: "
+                f"use --model {self.model.display} or learn again with this model",
+            )
 
 
 def _fold(name: str) -> str:
@@ -89,10 +145,10 @@ def _fold(name: str) -> str:
 
 def prompts_for(leaf: str, templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> tuple[str, ...]:
     """The ensemble of prompts used for a label that has none of its own."""
-    return tuple(template.format(leaf) for template in templates)
+    return tuple(template.replace("{label}", "{}").format(leaf) for template in templates)
 
 
-def _parse_label_path(raw: str, source: Path, line_no: int) -> tuple[str, ...]:
+def _parse_label_path(raw: str, source: Path, line_no: int | None) -> tuple[str, ...]:
     if not raw:
         raise LabelFileError(source, "empty label name before ':'", line_no)
     segments = tuple(segment.strip() for segment in raw.split("/"))
@@ -150,11 +206,19 @@ def parse_labels(text: str, source: Path | str = "<labels>") -> LabelSet:
         labels.append(label)
     if not labels:
         raise LabelFileError(source, "no labels: the file is empty or holds only comments")
-    return LabelSet(labels=tuple(labels), source=source)
+    return LabelSet(labels=tuple(labels), source=source, kind="text")
+
+
+#: Built-in defaults of the decision rules (docs/scoring.md).
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_MARGIN = 1.0
 
 
 def load_labels(path: Path | str) -> LabelSet:
-    """Read and parse a label file (UTF-8, a BOM is accepted)."""
+    """Read a label file: ``.toml`` (rich form), a file made by ``clipsort learn`` (JSON), or text.
+
+    Every form gives one :class:`LabelSet`; errors name the file and, where known, the line.
+    """
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -169,4 +233,12 @@ def load_labels(path: Path | str) -> LabelSet:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise LabelFileError(path, f"not valid UTF-8 (byte {exc.start}); save the file as UTF-8", line) from None
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        from clipsort.learn import parse_learned
+
+        return parse_learned(text, path)
+    if path.suffix.lower() == ".toml":
+        from clipsort.labels_toml import parse_toml_labels
+
+        return parse_toml_labels(text, path)
     return parse_labels(text, path)

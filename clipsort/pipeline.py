@@ -16,13 +16,13 @@ from typing import Protocol
 
 import numpy as np
 
-from clipsort import score, settings
+from clipsort import decide, score, settings
 from clipsort.decode import default_max_megapixels, set_max_megapixels
 from clipsort.discover import ImageRef, discover
 from clipsort.embed import Embedder, Resolved
 from clipsort.errors import ClipsortError, DestinationFullError, FileFailure, SidecarError, UsageError
 from clipsort.journal import Journal, recover
-from clipsort.labels import Label, LabelSet
+from clipsort.labels import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Label, LabelSet
 from clipsort.mover import Mover
 from clipsort.report import PhotoResult, Report
 from clipsort.sidecar import json_path, keywords_for, write_json, write_xmp, xmp_path
@@ -63,18 +63,23 @@ class SilentEvents:
 
 @dataclass(frozen=True)
 class TagOptions:
-    threshold: float = 0.3
-    top_k: int = 3
+    #: None: each label's own, else the label file's, else the built-in default (docs/scoring.md).
+    threshold: float | None = None
+    #: Keep at most this many labels per photo; None: no limit.
+    top_k: int | None = None
     sidecar: str = "xmp"  #: xmp or json
     xmp_name: str = "full"  #: full (photo.jpg.xmp) or stem (photo.xmp)
-    tag_root: str = "clipsort"
+    #: None: the label file's tag_root, else "clipsort".
+    tag_root: str | None = None
     dry_run: bool = False
 
 
 @dataclass(frozen=True)
 class SortOptions:
     dest: Path | None = None
-    threshold: float = 0.3
+    threshold: float | None = None
+    #: How far (in logits) the best label must lead the runner-up; None: the label file's, else the default.
+    margin: float | None = None
     mode: str = "move"
     unsorted: str = "_unsorted"
     leave_unsorted: bool = False
@@ -133,6 +138,65 @@ def label_matrix(embedder: Embedder, labels: LabelSet) -> np.ndarray:
         rows.append(score.label_embedding(embedded[start : start + len(label.prompts)]))
         start += len(label.prompts)
     return np.stack(rows)
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """A label set made ready to judge photos: the scorer, and each label's threshold with its source."""
+
+    labels: LabelSet
+    scorer: decide.Scorer
+    thresholds: tuple[float, ...]
+    threshold_sources: tuple[str, ...]
+    margin: float
+    exclude: tuple[bool, ...]
+
+
+def threshold_of(label: Label, labels: LabelSet, override: float | None) -> tuple[float, str]:
+    """A label's threshold and where it comes from: the label's own (label file, or learned), else
+    ``--threshold``, else the file's ``threshold``, else the built-in default."""
+    if label.threshold is not None:
+        return label.threshold, label.threshold_source or labels.source.name
+    if override is not None:
+        return override, "--threshold"
+    if labels.threshold is not None:
+        where = f":{labels.threshold_line}" if labels.threshold_line else ""
+        return labels.threshold, f"{labels.source.name}{where} (file default)"
+    return DEFAULT_THRESHOLD, "built-in default"
+
+
+def prepare_decisions(
+    embedder: Embedder, labels: LabelSet, threshold: float | None = None, margin: float | None = None
+) -> Decisions:
+    """Embed the labels (from the cache where it can) and calibrate them (docs/scoring.md)."""
+    rows = [i for i, label in enumerate(labels.labels) if label.vector is None]
+    zero_shot = None
+    if rows:
+        text_labels = LabelSet(tuple(labels.labels[i] for i in rows), labels.source)
+        zero_shot = decide.Scorer.zero_shot(
+            label_matrix(embedder, text_labels), embedder.logit_scale(), embedder.unrelated_level()
+        )
+    learned = labels.labels[0].vector if zero_shot is None else None
+    dimension = zero_shot.directions.shape[1] if zero_shot is not None else len(learned or ())
+    directions = np.zeros((len(labels), dimension), dtype=np.float32)
+    a, b = np.zeros(len(labels)), np.zeros(len(labels))
+    if zero_shot is not None:
+        directions[rows], a[rows], b[rows] = zero_shot.directions, zero_shot.a, zero_shot.b
+    for i, label in enumerate(labels.labels):
+        if label.vector is not None and label.calibration is not None:
+            directions[i] = label.vector
+            a[i], b[i] = label.calibration
+    resolved = [threshold_of(label, labels, threshold) for label in labels.labels]
+    if margin is None:
+        margin = labels.margin if labels.margin is not None else DEFAULT_MARGIN
+    return Decisions(
+        labels=labels,
+        scorer=decide.Scorer(score.normalise(directions), a, b),
+        thresholds=tuple(t for t, _ in resolved),
+        threshold_sources=tuple(src for _, src in resolved),
+        margin=margin,
+        exclude=tuple(label.exclude for label in labels.labels),
+    )
 
 
 def embedded_photos(
@@ -210,19 +274,22 @@ def _fail(report: Report, events: Events, failure: FileFailure) -> None:
 
 
 def _score_all(
-    roots: Sequence[Path], labels: LabelSet, embedder: Embedder, run: RunOptions, report: Report, events: Events
-) -> Iterator[tuple[ImageRef, np.ndarray]]:
+    roots: Sequence[Path], decisions: Decisions, embedder: Embedder, run: RunOptions, report: Report, events: Events
+) -> Iterator[tuple[ImageRef, np.ndarray, np.ndarray]]:
+    """(photo, scores, logits) for every photo under ``roots``, in discovery order."""
     refs = find_photos(roots, report, events)
     events.started(len(refs))
-    classifier = label_matrix(embedder, labels)
-    logit_scale = embedder.logit_scale()
     for chunk in embedded_photos(refs, embedder, run, report, events):
-        probabilities = score.probabilities(np.stack([v for _, v in chunk]), classifier, logit_scale)
-        yield from zip((ref for ref, _ in chunk), probabilities, strict=True)
+        logits = decisions.scorer.logits(np.stack([v for _, v in chunk]))
+        yield from zip((ref for ref, _ in chunk), decide.sigmoid(logits), logits, strict=True)
 
 
 def _scores(labels: LabelSet, row: np.ndarray) -> dict[str, float]:
     return {label.name: float(p) for label, p in zip(labels.labels, row, strict=True)}
+
+
+def _explained(decisions: Decisions, judgements: Sequence[decide.Judgement]) -> dict[str, decide.Judgement]:
+    return {label.name: j for label, j in zip(decisions.labels.labels, judgements, strict=True)}
 
 
 def run_tag(
@@ -233,13 +300,15 @@ def run_tag(
     run: RunOptions = RunOptions(),
     events: Events | None = None,
 ) -> Report:
-    """Score every photo under ``roots`` and write the kept labels to its sidecar."""
+    """Score every photo under ``roots`` and write the labels it passes to its sidecar (multi-label)."""
     events = events or SilentEvents()
     report = Report("tag", dry_run=options.dry_run)
+    decisions = prepare_decisions(embedder, labels, options.threshold)
+    tag_root = options.tag_root if options.tag_root is not None else (labels.tag_root or "clipsort")
     #: With --xmp-name stem, photo.jpg and photo.png would share photo.xmp: the first one keeps it.
     sidecar_of: dict[Path, Path] = {}
-    for ref, row in _score_all(roots, labels, embedder, run, report, events):
-        kept_idx = score.select(row, options.threshold, options.top_k)
+    for ref, row, _ in _score_all(roots, decisions, embedder, run, report, events):
+        kept_idx, judgements = decide.multi_label(row, decisions.thresholds, decisions.exclude, options.top_k)
         kept: list[Label] = [labels.labels[i] for i in kept_idx]
         names = tuple(label.name for label in kept)
         try:
@@ -251,24 +320,35 @@ def run_tag(
                         f"its sidecar {owner.with_suffix('.xmp').name} belongs to {owner.name} (--xmp-name stem);"
                         " not tagged: use --xmp-name full to give each photo its own",
                     )
-            sidecar = _write_tags(ref.path, kept, row, labels, embedder.name, options)
+            sidecar = _write_tags(ref.path, kept, row, labels, embedder.name, options, tag_root)
         except FileFailure as failure:
             report.fail(failure)
             events.failed(failure)
         else:
             action = "tagged" if kept else "untagged"
-            _record(
-                report,
-                events,
-                PhotoResult(ref.path, _scores(labels, row), names, action, sidecar=sidecar, dry_run=options.dry_run),
+            result = PhotoResult(
+                ref.path,
+                _scores(labels, row),
+                names,
+                action,
+                sidecar=sidecar,
+                dry_run=options.dry_run,
+                explained=_explained(decisions, judgements),
             )
+            _record(report, events, result)
         events.advanced(1)
     report.finish()
     return report
 
 
 def _write_tags(
-    photo: Path, kept: Sequence[Label], row: np.ndarray, labels: LabelSet, model_name: str, options: TagOptions
+    photo: Path,
+    kept: Sequence[Label],
+    row: np.ndarray,
+    labels: LabelSet,
+    model_name: str,
+    options: TagOptions,
+    tag_root: str,
 ) -> Path | None:
     if options.sidecar == "json":
         if options.dry_run:
@@ -279,7 +359,7 @@ def _write_tags(
         return None  # nothing to write, and no earlier clipsort keywords to remove
     if options.dry_run:
         return path
-    return write_xmp(photo, keywords_for(kept, options.tag_root), options.tag_root, model_name, options.xmp_name)
+    return write_xmp(photo, keywords_for(kept, tag_root), tag_root, model_name, options.xmp_name)
 
 
 def run_index(
@@ -350,16 +430,22 @@ def run_sort(
     mover = Mover(options.mode, journal, dedupe=options.dedupe)
     past = {"move": "moved", "copy": "copied", "link": "linked", "dedupe": "deduplicated"}
     try:
-        for ref, row in _score_all(roots, labels, embedder, run, report, events):
-            best = score.select(row, options.threshold, 1)
-            label = labels.labels[best[0]] if best else None
+        decisions = prepare_decisions(embedder, labels, options.threshold, options.margin)
+        for ref, row, logits in _score_all(roots, decisions, embedder, run, report, events):
+            best, judgements = decide.single_label(
+                row, logits, decisions.thresholds, decisions.margin, decisions.exclude
+            )
+            label = labels.labels[best] if best is not None else None
             names = (label.name,) if label else ()
+            explained = _explained(decisions, judgements)
             if label is None and options.leave_unsorted:
-                result = PhotoResult(ref.path, _scores(labels, row), names, "left", dry_run=options.dry_run)
+                result = PhotoResult(
+                    ref.path, _scores(labels, row), names, "left", dry_run=options.dry_run, explained=explained
+                )
                 _record(report, events, result)
                 events.advanced(1)
                 continue
-            folder = dest.joinpath(*label.path) if label else dest / options.unsorted
+            folder = dest.joinpath(*label.folder_path) if label else dest / options.unsorted
             try:
                 plan = mover.plan(ref.path, folder)
                 if plan.action in ("in-place", "duplicate"):
@@ -377,7 +463,13 @@ def run_sort(
                 _fail(report, events, failure)
                 continue
             result = PhotoResult(
-                ref.path, _scores(labels, row), names, action, destination=plan.target, dry_run=options.dry_run
+                ref.path,
+                _scores(labels, row),
+                names,
+                action,
+                destination=plan.target,
+                dry_run=options.dry_run,
+                explained=explained,
             )
             _record(report, events, result)
             events.advanced(1)

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clipsort.decide import Judgement
 from clipsort.errors import ExitCode, FileFailure
 
 
@@ -24,6 +25,8 @@ class PhotoResult:
     destination: Path | None = None
     sidecar: Path | None = None
     dry_run: bool = False
+    #: Per label: its score, threshold, whether it was kept and why (``--explain``, ``--json``).
+    explained: dict[str, Judgement] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         record: dict[str, object] = {
@@ -38,6 +41,9 @@ class PhotoResult:
             record["sidecar"] = str(self.sidecar)
         if self.dry_run:
             record["dry_run"] = True
+        if self.explained:
+            record["thresholds"] = {name: round(j.threshold, 6) for name, j in self.explained.items()}
+            record["why"] = {name: j.why for name, j in self.explained.items()}
         return record
 
 

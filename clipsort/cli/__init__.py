@@ -1,0 +1,45 @@
+"""The ``clipsort`` command: parses options, calls the library, renders. No logic lives here.
+
+One module per command or command group; the options they share are declared once
+in :mod:`clipsort.cli.options`. torch and open_clip are imported only by commands
+that need a model, so ``clipsort --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from clipsort.cli.app import app
+from clipsort.errors import ClipsortError, ExitCode
+
+__all__ = ["app", "main"]
+
+# Each module registers its commands when imported; --help lists them in this order.
+for _module in ("tag", "sort", "index", "learn", "evaluate", "labels", "cache", "journal", "models"):
+    importlib.import_module(f"clipsort.cli.{_module}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the app, maps clipsort errors to one-line messages and exit codes.
+
+    Usage errors of the command line itself are Typer's (exit 2).
+    """
+    try:
+        app(args=argv, prog_name="clipsort")
+    except ClipsortError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted", err=True)
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as exc:  # noqa: BLE001 - last resort: a message, not a traceback
+        if os.environ.get("CLIPSORT_DEBUG"):
+            raise
+        typer.echo(
+            f"error: internal error: {type(exc).__name__}: {exc} (set CLIPSORT_DEBUG=1 for the traceback)", err=True
+        )
+        sys.exit(int(ExitCode.ERROR))

@@ -1,0 +1,69 @@
+"""``clipsort eval``: how right sort is on photos whose label is known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clipsort.cli.app import app
+from clipsort.cli.options import ClipsortCommand, LabelsOpt, RunSettings, ThresholdOpt, run_options
+from clipsort.cli.runner import run_command
+from clipsort.cli.sort import MarginOpt
+
+
+@app.command("eval", cls=ClipsortCommand)
+@run_options()
+def evaluate(
+    labelled: Annotated[
+        Path,
+        typer.Argument(help="Folder with one subfolder of photos per label, as learn reads.", show_default=False),
+    ],
+    labels: LabelsOpt,
+    threshold: ThresholdOpt = None,
+    margin: MarginOpt = None,
+    target_precision: Annotated[
+        float,
+        typer.Option("--target-precision", min=0.0, max=1.0, help="Suggest per-label thresholds for this precision."),
+    ] = 0.9,
+    save_thresholds: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-thresholds",
+            help="Write the label file with the suggested thresholds to this new file (TOML).",
+            show_default=False,
+        ),
+    ] = None,
+    common: RunSettings = RunSettings(),
+) -> None:
+    """Measure sort's decisions on photos whose right label is their folder's name.
+
+    Prints the accuracy (a photo counts as right when sort would put it in its
+    own folder; photos in folders that are no label are right when sort leaves
+    them unsorted), per-label precision and recall, the confusion matrix, and the
+    threshold each label needs for --target-precision. Moves nothing.
+
+    Examples:
+
+      clipsort eval ~/Checked --labels labels.toml
+
+      clipsort eval ~/Checked -l labels.toml --target-precision 0.95 --save-thresholds tuned.toml
+
+      clipsort eval ~/Checked -l mine.labels.json --json
+    """
+    from clipsort.labelled import EvalOptions, run_eval
+    from clipsort.labelled import save_thresholds as save
+
+    options = EvalOptions(threshold=threshold, margin=margin, target_precision=target_precision)
+
+    def work(label_set, embedder, run, ui):  # noqa: ANN001, ANN202
+        report, evaluation = run_eval(labelled, label_set, embedder, options, run, ui)
+        ui.stop()
+        ui.evaluation(evaluation)
+        if save_thresholds is not None:
+            count = save(label_set, evaluation, save_thresholds)
+            ui.info(f"wrote {save_thresholds} with {count} suggested thresholds")
+        return report
+
+    run_command("eval", common, [labelled], labels, work)

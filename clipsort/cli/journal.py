@@ -1,0 +1,72 @@
+"""``clipsort undo`` and ``clipsort history``: the journals of sort runs."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from clipsort.cli.app import app
+from clipsort.cli.options import ClipsortCommand
+from clipsort.errors import ExitCode
+
+
+@app.command(cls=ClipsortCommand)
+def undo(
+    journal: Annotated[
+        str | None,
+        typer.Argument(
+            help="Journal file or name from 'clipsort history'. [default: the last sort run]", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Put back every photo (and its sidecars) that a sort run moved, copied or linked.
+
+    Refuses, photo by photo, where a file has changed or its old name is taken
+    since; run it again after fixing that. An interrupted run is completed or
+    rolled back first.
+
+    Examples:
+
+      clipsort undo
+
+      clipsort undo 20261122-173000-4242.jsonl
+    """
+    from clipsort.console import Ui
+    from clipsort.journal import undo as undo_run
+
+    ui = Ui()
+    path, result = undo_run(journal, ui.warn)
+    refused = result.refused or []
+    for failure in refused:
+        ui.error(f"{failure.path}: {failure.reason}")
+    ui.info(f"undid {result.undone} photos of {path}" + (f"; {len(refused)} refused" if refused else ""))
+    if refused:
+        raise typer.Exit(int(ExitCode.PARTIAL))
+
+
+@app.command(cls=ClipsortCommand)
+def history() -> None:
+    """List past sort runs, newest last, with their journals (for 'clipsort undo').
+
+    Example:
+
+      clipsort history
+    """
+    from clipsort.journal import history as past_runs
+
+    runs = past_runs()
+    if not runs:
+        typer.echo("no sort runs yet", err=True)
+    for view in runs:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(view.started))
+        counts = view.counts()
+        state = "undone" if view.undone else ("complete" if view.ended else "running or interrupted")
+        if view.interrupted and not view.undone:
+            state = "interrupted, recovered"
+        moved = counts.get("done", 0)
+        typer.echo(
+            f"{when}  {view.path.name}  {view.run.get('mode', 'move')} {moved} photos"
+            f" -> {view.run.get('dest', '?')}  [{state}]"
+        )

@@ -1,0 +1,58 @@
+"""``clipsort labels check``: what each label of a label file became."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clipsort.cli.app import labels_app
+from clipsort.cli.options import ClipsortCommand
+
+
+@labels_app.command("check", cls=ClipsortCommand)
+def labels_check(
+    file: Annotated[Path, typer.Argument(help="The label file to check (.txt, .toml, or made by 'clipsort learn').")],
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Show thresholds as a run with this --threshold."),
+    ] = None,
+) -> None:
+    """Validate a label file and explain what each label became: its prompts, folder,
+    keywords, threshold and where the threshold comes from.
+
+    Examples:
+
+      clipsort labels check labels.txt
+
+      clipsort labels check labels.toml --threshold 0.6
+
+      clipsort labels check mine.labels.json
+    """
+    from clipsort.labels import DEFAULT_MARGIN, load_labels
+    from clipsort.pipeline import threshold_of
+
+    label_set = load_labels(file)
+    root = label_set.tag_root if label_set.tag_root is not None else "clipsort"
+    for label in label_set.labels:
+        value, source = threshold_of(label, label_set, threshold)
+        where = f"line {label.line}; " if label.line else ""
+        keywords = [label.leaf, "|".join((root, *label.path) if root else label.path)]
+        if label.exclude:
+            role = "excluded: takes photos, never written or sorted to"
+        else:
+            role = f"folder {'/'.join(label.folder_path)}/; keywords {', '.join(keywords)}"
+        typer.echo(f"{label.name}  ({where}{role})")
+        typer.echo(f"    threshold {value:g} ({source})")
+        if label.aliases:
+            typer.echo(f"    aliases {', '.join(label.aliases)}")
+        if label.vector is not None:
+            typer.echo(f"    learned classifier ({label.learned}); its name's prompts were the starting point:")
+        else:
+            typer.echo(f"    prompts ({'own' if label.custom_prompts else 'templates'}):")
+        for prompt in label.prompts:
+            typer.echo(f"      {prompt}")
+    margin = label_set.margin if label_set.margin is not None else DEFAULT_MARGIN
+    extra = f"; learned with {label_set.model.display}" if label_set.model is not None else ""
+    typer.echo(f"{len(label_set)} labels OK ({label_set.kind} file; sort margin {margin:g}{extra})", err=True)

@@ -1,0 +1,56 @@
+"""``clipsort models`` and ``clipsort paths``: what is installed where."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from clipsort.cli.app import app
+from clipsort.cli.options import ClipsortCommand
+from clipsort.cli.runner import setup_quiet_libraries
+
+
+@app.command(cls=ClipsortCommand)
+def models(
+    cached: Annotated[bool, typer.Option("--cached", help="Only models whose weights are cached here.")] = False,
+) -> None:
+    """List open_clip architectures with their pretrained tags; cached ones are marked '*'.
+
+    Examples:
+
+      clipsort models
+
+      clipsort models --cached
+    """
+    from clipsort.model import cached_folders, list_models
+
+    setup_quiet_libraries()
+    rows = list_models()
+    width = max(len(r.architecture) for r in rows)
+    for row in rows:
+        if cached and not row.cached_tags:
+            continue
+        tags = [t + ("*" if t in row.cached_tags else "") for t in row.tags if not cached or t in row.cached_tags]
+        typer.echo(f"{row.architecture.ljust(width)}  {', '.join(tags) if tags else '(no pretrained tags)'}")
+    folders = cached_folders()
+    if folders:
+        typer.echo("\ncached model folders:")
+        for folder in folders:
+            typer.echo(f"  {folder}")
+
+
+@app.command(cls=ClipsortCommand)
+def paths() -> None:
+    """Print where clipsort keeps its cache, model folders and config file."""
+    from clipsort import settings
+
+    config = settings.config_file()
+    rows = [
+        ("cache", settings.cache_dir(), "[CLIPSORT_CACHE_DIR]"),
+        ("models", settings.models_dir(), "model folders in the local-dir layout, found by name (offline use)"),
+        ("downloads", settings.hf_cache_dir(), "weights downloaded by open_clip / Hugging Face"),
+        ("config", config, "[CLIPSORT_CONFIG_DIR]" + ("" if config.is_file() else " (not present)")),
+    ]
+    for name, path, note in rows:
+        typer.echo(f"{name:<10} {path}  {note}")

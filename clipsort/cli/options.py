@@ -1,0 +1,249 @@
+"""Options shared by several commands, declared once.
+
+The model and run options of ``tag``, ``sort``, ``index``, ``learn`` and ``eval`` are
+added to a command's signature by :func:`run_options`, which hands the command one
+:class:`RunSettings` instead of fourteen parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand
+
+
+class ClipsortCommand(TyperCommand):
+    """Usage lines as people write them: ``PATH...``, ``[JOURNAL]`` (Typer's own shows ``{PATH}...``)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = (param.metavar or param.name or "ARG").upper()
+                name = name if param.required else f"[{name}]"
+                pieces.append(name + ("..." if param.nargs != 1 else ""))
+        return pieces
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+PathsArg = Annotated[
+    list[Path], typer.Argument(help="Photos and folders (walked recursively).", show_default=False, metavar="PATH")
+]
+LabelsOpt = Annotated[
+    Path,
+    typer.Option(
+        "--labels",
+        "-l",
+        help="Label file: labels.txt (one label per line), labels.toml, or a file made by 'clipsort learn'.",
+    ),
+]
+ThresholdOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--threshold",
+        "-t",
+        min=0.0,
+        max=1.0,
+        help="Keep a label only if its score is at least this; labels with their own threshold in the label "
+        "file keep it. [default: the label file's, else 0.5]",
+        show_default=False,
+    ),
+]
+ExplainOpt = Annotated[
+    bool,
+    typer.Option("--explain", help="Print every label's score and threshold per photo, and why it was kept or not."),
+]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", "-n", help="Print the plan on stdout; change nothing.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per photo on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")]
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache",
+        help="Embedding cache file. [env CLIPSORT_CACHE; default: embeddings.sqlite3 in the cache dir]",
+        show_default=False,
+    ),
+]
+NoWaitOpt = Annotated[
+    bool, typer.Option("--no-wait", help="If another run is using the cache, exit with code 75 instead of waiting.")
+]
+
+
+@dataclass
+class RunSettings:
+    """The model, cache and output options of the commands that embed photos."""
+
+    model: str | None = None
+    pretrained: str | None = None
+    device: Device | None = None
+    precision: Precision | None = None
+    batch_size: int | None = None
+    workers: int | None = None
+    threads: int | None = None
+    max_megapixels: float | None = None
+    cache: Path | None = None
+    no_cache: bool = False
+    no_wait: bool = False
+    log: Path | None = None
+    json_out: bool = False
+    quiet: bool = False
+
+
+#: The shared options, in the order ``--help`` lists them (after each command's own).
+_SHARED: dict[str, tuple[Any, Any]] = {
+    "model": (
+        Annotated[
+            str | None,
+            typer.Option(
+                "--model",
+                "-m",
+                help="open_clip architecture (ViT-B-32), hf-hub:ORG/REPO, local-dir:FOLDER or a model folder. "
+                "[env CLIPSORT_MODEL; default ViT-B-32]",
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    "pretrained": (
+        Annotated[
+            str | None,
+            typer.Option(
+                "--pretrained",
+                help="Pretrained tag or checkpoint file for an architecture; 'none' for random weights. "
+                "[env CLIPSORT_PRETRAINED; default laion2b_s34b_b79k for ViT-B-32]",
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    "device": (
+        Annotated[
+            Device | None,
+            typer.Option(
+                "--device",
+                help="Compute device; auto prefers cuda, then mps, then cpu. [default auto]",
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    "precision": (
+        Annotated[
+            Precision | None,
+            typer.Option(
+                "--precision",
+                help="auto: fp16 on GPUs, bf16 on CPUs with native bf16 (AVX-512 BF16, AMX), else fp32. "
+                "int8 (CPUs, opt-in): image encoder quantized, on ONNX Runtime (pip install 'clipsort[int8]'). "
+                "[env CLIPSORT_PRECISION; default auto]",
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    "batch_size": (
+        Annotated[
+            int | None,
+            typer.Option(
+                "--batch-size",
+                min=1,
+                help="Images per model call. [default: 32 on CPUs, 256 on GPUs]",
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    "workers": (
+        Annotated[
+            int | None,
+            typer.Option(
+                "--workers", min=1, help="Decode threads. [default: from the CPU count, at most 4]", show_default=False
+            ),
+        ],
+        None,
+    ),
+    "threads": (
+        Annotated[
+            int | None,
+            typer.Option(
+                "--threads",
+                min=1,
+                help="torch CPU threads for the model. [env CLIPSORT_THREADS; default: the CPU count]",
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    "max_megapixels": (
+        Annotated[
+            float | None,
+            typer.Option(
+                "--max-megapixels",
+                min=1,
+                help="Refuse images larger than this (decompression bombs). [default: from the available memory]",
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    "cache": (CacheOpt, None),
+    "no_cache": (
+        Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the embedding cache.")],
+        False,
+    ),
+    "no_wait": (NoWaitOpt, False),
+    "log": (
+        Annotated[Path | None, typer.Option("--log", help="Append a plain-text log of the run to this file.")],
+        None,
+    ),
+    "json_out": (JsonOpt, False),
+    "quiet": (QuietOpt, False),
+}
+assert set(_SHARED) == {f.name for f in fields(RunSettings)}
+
+
+def run_options(*, omit: tuple[str, ...] = ()) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Add the shared run options to a command whose last parameter is ``common: RunSettings``.
+
+    ``omit`` leaves options out of the command (``index`` has no ``--no-cache``).
+    """
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "common"]
+        shared = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            for name, (annotation, default) in _SHARED.items()
+            if name not in omit
+        ]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> None:
+            common = RunSettings(**{name: kwargs.pop(name) for name in _SHARED if name in kwargs})
+            command(**kwargs, common=common)
+
+        wrapper.__signature__ = signature.replace(parameters=own + shared)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in own + shared}
+        return wrapper
+
+    return decorate

@@ -1,0 +1,106 @@
+"""What every command that embeds photos does around its own work: settings, label file,
+cache lock, the model's loader, rendering and the exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from clipsort.cli.options import RunSettings
+from clipsort.errors import ExitCode
+
+if TYPE_CHECKING:
+    from clipsort.console import Ui
+    from clipsort.embed import Embedder
+    from clipsort.labels import LabelSet
+    from clipsort.pipeline import RunOptions
+    from clipsort.report import Report
+
+#: A command's own work: (label set or None, embedder, run options, ui) -> report.
+Work = Callable[["LabelSet | None", "Embedder", "RunOptions", "Ui"], "Report"]
+
+
+def setup_quiet_libraries() -> None:
+    # open_clip logs through the root logger and torch warns freely; users see our messages only.
+    logging.getLogger().addHandler(logging.NullHandler())
+    warnings.filterwarnings("ignore")
+
+
+def run_command(
+    command: str,
+    common: RunSettings,
+    paths: Sequence[Path],
+    labels_file: Path | None,
+    work: Work,
+    check: Callable[[LabelSet], object] | None = None,
+    ui: Ui | None = None,
+) -> Report:
+    """Cheap checks first (they fail in milliseconds), then the cache lock, then the run.
+
+    The model loads only if something must be embedded. Renders the summary and exits
+    with the report's code when it is not 0; returns the report otherwise.
+    """
+    from clipsort import settings
+    from clipsort.cache import CacheLock, EmbeddingCache
+    from clipsort.console import Ui
+    from clipsort.embed import Embedder
+    from clipsort.labels import load_labels
+    from clipsort.model import RANDOM, load_model, parse_spec
+    from clipsort.pipeline import RunOptions, check_roots
+
+    ui = ui or Ui(quiet=common.quiet, json_lines=common.json_out)
+    with contextlib.ExitStack() as stack:
+        if common.log is not None:
+            stack.enter_context(ui.logging_to(common.log, ["clipsort", command, *map(str, paths)]))
+        choice = settings.resolve_model_choice(
+            common.model,
+            common.pretrained,
+            common.device.value if common.device else None,
+            common.batch_size,
+            precision=common.precision.value if common.precision else None,
+            threads=common.threads,
+            workers=common.workers,
+        )
+        label_set = load_labels(labels_file) if labels_file is not None else None
+        check_roots(paths)
+        if check is not None and label_set is not None:
+            check(label_set)
+        spec = parse_spec(choice.model, choice.pretrained)
+        if label_set is not None:
+            label_set.check_model(spec)
+        cache = None
+        if not common.no_cache:
+            cache_path = settings.cache_file(common.cache)
+            stack.enter_context(CacheLock(cache_path, wait=not common.no_wait, on_wait=ui.warn))
+            cache = stack.enter_context(EmbeddingCache(cache_path, warn=ui.warn))
+        setup_quiet_libraries()
+
+        def loader(spec, device, precision):  # noqa: ANN001, ANN202
+            with ui.status(f"loading model {spec.display}..."):
+                return load_model(spec, device, precision, choice.threads, on_step=ui.info)
+
+        def loaded(model) -> None:  # noqa: ANN001
+            ui.info(f"model {model.name} on {model.describe()}")
+
+        embedder = Embedder(spec, choice.device, cache, choice.precision, on_load=loaded, loader=loader)
+        if spec.pretrained == RANDOM:
+            ui.warn("random weights (--pretrained none): the labels will be meaningless")
+        run_options = RunOptions(choice.batch_size, choice.workers, common.max_megapixels)
+        try:
+            report = work(label_set, embedder, run_options, ui)
+        except KeyboardInterrupt:
+            ui.stop()
+            ui.error("interrupted; files already written or moved stay as they are")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        finally:
+            ui.stop()
+        ui.summary(report)
+    if report.exit_code:
+        raise typer.Exit(int(report.exit_code))
+    return report

@@ -1,0 +1,117 @@
+"""``clipsort tag``: keywords in sidecars."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from clipsort.cli.app import app
+from clipsort.cli.options import (
+    ClipsortCommand,
+    DryRunOpt,
+    ExplainOpt,
+    LabelsOpt,
+    PathsArg,
+    RunSettings,
+    ThresholdOpt,
+    run_options,
+)
+from clipsort.cli.runner import run_command
+
+if TYPE_CHECKING:
+    from clipsort.labels import LabelSet
+
+
+class SidecarFormat(str, Enum):
+    xmp = "xmp"
+    json = "json"
+
+
+class XmpName(str, Enum):
+    full = "full"
+    stem = "stem"
+
+
+@app.command(cls=ClipsortCommand)
+@run_options()
+def tag(
+    paths: PathsArg,
+    labels: LabelsOpt,
+    threshold: ThresholdOpt = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option(
+            "--top-k",
+            "-k",
+            min=1,
+            help="Keep at most this many labels per photo. [default: no limit]",
+            show_default=False,
+        ),
+    ] = None,
+    sidecar: Annotated[
+        SidecarFormat,
+        typer.Option(
+            "--sidecar", help="xmp: keywords for photo managers; json: photo.jpg.clipsort.json with every score."
+        ),
+    ] = SidecarFormat.xmp,
+    xmp_name: Annotated[
+        XmpName,
+        typer.Option("--xmp-name", help="full: photo.jpg.xmp (digiKam, darktable); stem: photo.xmp (Lightroom)."),
+    ] = XmpName.full,
+    tag_root: Annotated[
+        str | None,
+        typer.Option(
+            "--tag-root",
+            help="Parent of hierarchical keywords (clipsort|animals|dog); '' for none. "
+            "[default: the label file's tag_root, else clipsort]",
+            show_default=False,
+        ),
+    ] = None,
+    explain: ExplainOpt = False,
+    dry_run: DryRunOpt = False,
+    common: RunSettings = RunSettings(),
+) -> None:
+    """Write the labels that fit each photo to its XMP (or JSON) sidecar.
+
+    Each label is judged on its own (multi-label): a photo of a red circle gets
+    both "red" and "circle", and adding a label to the file never changes
+    whether another is kept. See docs/scoring.md for the scale and thresholds.
+
+    Sidecars are merged: keywords of other tools are kept, and a re-run replaces
+    only clipsort's own keywords. Vectors are cached: a re-run over unchanged
+    photos, or with a new label file, decodes nothing.
+
+    Examples:
+
+      clipsort tag ~/Photos --labels labels.txt
+
+      clipsort tag photo.jpg -l labels.toml --explain
+
+      clipsort tag ~/Raw -l labels.txt --xmp-name stem --threshold 0.6 --json
+    """
+    from clipsort.pipeline import TagOptions, run_tag
+
+    options = TagOptions(
+        threshold=threshold,
+        top_k=top_k,
+        sidecar=sidecar.value,
+        xmp_name=xmp_name.value,
+        tag_root=tag_root.strip().strip("|/") if tag_root is not None else None,
+        dry_run=dry_run,
+    )
+    run_command(
+        "tag",
+        common,
+        paths,
+        labels,
+        lambda label_set, embedder, run, ui: run_tag(
+            paths, _need(label_set), embedder, options, run, ui.explaining(explain)
+        ),
+    )
+
+
+def _need(label_set: LabelSet | None) -> LabelSet:
+    assert label_set is not None  # --labels is required
+    return label_set
