@@ -77,6 +77,7 @@ class Embedder:
         self._load_error: BaseException | None = None
         self._size_hint: int | None = None
         self._size_hint_known = False
+        self._unrelated: float | None = None
 
     @property
     def name(self) -> str:
@@ -159,15 +160,19 @@ class Embedder:
         """The model's *unrelated level* (docs/scoring.md), measured once per model and kept in the
         cache (it is measured whenever the model loads and the cache lacks it), so that scoring
         from the cache needs no model."""
+        if self._unrelated is not None:
+            return self._unrelated
         if self.cache is not None and self._model_id is not None:
             cached = self.cache.model_fact(self._model_id, _UNRELATED_FACT)
             if cached is not None:
+                self._unrelated = cached
                 return cached
         level = measure_unrelated_level(self.model())
         self._remember_unrelated(level)
         return level
 
     def _remember_unrelated(self, level: float) -> None:
+        self._unrelated = level
         if self.cache is not None and self._model_id is not None:
             self.cache.set_model_fact(self._model_id, _UNRELATED_FACT, level)
 
@@ -279,7 +284,9 @@ def measure_unrelated_level(model: ClipModel) -> float:
     per_word = [prompts_for(word) for word in UNRELATED_PROMPTS]
     vectors = as_stored(model.encode_texts([p for prompts in per_word for p in prompts]))
     texts = np.stack([label_embedding(chunk) for chunk in np.split(vectors, len(per_word))])
+    photos_so_far = model.images_encoded  # the count is of photos: plain pictures are not
     pictures = normalise(as_stored(model.encode_images(_plain_pictures())))
+    model.images_encoded = photos_so_far
     return float((pictures @ texts.T).mean())
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -121,8 +122,11 @@ def test_bad_files_among_good_ones_exit_3(tmp_path: Path, labels_file: Path):
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.count("zero.jpg") == 1 and result.stderr.count("notes.jpg") == 1
-    assert f"tagged {expected}, failed 2" in result.stderr
-    assert len(list((tmp_path / "p").rglob("*.xmp"))) == expected
+    found = re.search(r"tagged (\d+)(?:, untagged (\d+))?, failed 2 ", result.stderr)
+    assert found, result.stderr
+    tagged, untagged = int(found.group(1)), int(found.group(2) or 0)
+    assert tagged + untagged == expected and tagged >= 100  # the corpus photo may fit no colour
+    assert len(list((tmp_path / "p").rglob("*.xmp"))) == tagged
     if corrupted.exists():
         assert (tmp_path / "p" / "corrupted.jpg.xmp").is_file()
 
