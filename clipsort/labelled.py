@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from clipsort import decide, learn
+from clipsort.classifier import prepare_decisions
 from clipsort.discover import ImageRef
 from clipsort.embed import Embedder
 from clipsort.errors import UsageError
 from clipsort.evaluate import Evaluation, decide_all, evaluate
 from clipsort.labels import DEFAULT_TEMPLATES, Label, LabelSet, ModelRecord, _fold, prompts_for
-from clipsort.pipeline import Events, RunOptions, SilentEvents, embedded_photos, find_photos, prepare_decisions
+from clipsort.pipeline import Events, RunOptions, SilentEvents, embedded_photos, find_photos
 from clipsort.report import Report
 
 

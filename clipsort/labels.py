@@ -178,7 +178,6 @@ def parse_labels(text: str, source: Path | str = "<labels>") -> LabelSet:
     """Parse label-file text. Raises :class:`LabelFileError` naming the offending line."""
     source = Path(source)
     labels: list[Label] = []
-    seen: dict[str, int] = {}
     for line_no, raw_line in enumerate(text.splitlines(), start=1):
         line = _COMMENT.sub("", raw_line).strip()
         if not line:
@@ -198,15 +197,25 @@ def parse_labels(text: str, source: Path | str = "<labels>") -> LabelSet:
         path = _parse_label_path(_SPACES.sub(" ", raw_name.strip()), source, line_no)
         if not custom:
             prompts = prompts_for(path[-1])
-        label = Label(path=path, prompts=prompts, custom_prompts=custom, line=line_no)
+        labels.append(Label(path=path, prompts=prompts, custom_prompts=custom, line=line_no))
+    return LabelSet(
+        labels=checked(labels, source, "no labels: the file is empty or holds only comments"),
+        source=source,
+        kind="text",
+    )
+
+
+def checked(labels: list[Label], source: Path, when_empty: str) -> tuple[Label, ...]:
+    """The labels of a file, refused when there are none or two would share a folder."""
+    if not labels:
+        raise LabelFileError(source, when_empty)
+    seen: dict[str, int | None] = {}
+    for label in labels:
         key = _fold(label.name)
         if key in seen:
-            raise LabelFileError(source, f"duplicate label {label.name!r} (first on line {seen[key]})", line_no)
-        seen[key] = line_no
-        labels.append(label)
-    if not labels:
-        raise LabelFileError(source, "no labels: the file is empty or holds only comments")
-    return LabelSet(labels=tuple(labels), source=source, kind="text")
+            raise LabelFileError(source, f"duplicate label {label.name!r} (first on line {seen[key]})", label.line)
+        seen[key] = label.line
+    return tuple(labels)
 
 
 #: Built-in defaults of the decision rules (docs/scoring.md).

@@ -33,8 +33,8 @@ from clipsort.labels import (
     DEFAULT_TEMPLATES,
     Label,
     LabelSet,
-    _fold,
     _parse_label_path,
+    checked,
     prompts_for,
 )
 
@@ -148,7 +148,6 @@ def parse_toml_labels(text: str, source: Path | str = "<labels.toml>") -> LabelS
     if not isinstance(table, dict):
         raise LabelFileError(source, "labels must be a table: [labels.NAME]", lines.key("labels"))
     labels: list[Label] = []
-    seen: dict[str, int | None] = {}
     for raw_name, body in table.items():
         line = lines.label(raw_name)
         if body is None or not isinstance(body, dict):
@@ -201,15 +200,9 @@ def parse_toml_labels(text: str, source: Path | str = "<labels.toml>") -> LabelS
             aliases=aliases,
             exclude=exclude,
         )
-        key = _fold(label.name)
-        if key in seen:
-            raise LabelFileError(source, f"duplicate label {label.name!r} (first on line {seen[key]})", line)
-        seen[key] = line
         labels.append(label)
-    if not labels:
-        raise LabelFileError(source, "no labels: add a [labels.NAME] table for each label")
     return LabelSet(
-        labels=tuple(labels),
+        labels=checked(labels, source, "no labels: add a [labels.NAME] table for each label"),
         source=source,
         threshold=threshold,
         threshold_line=lines.key("threshold") if threshold is not None else None,

@@ -16,13 +16,14 @@ from typing import Protocol
 
 import numpy as np
 
-from clipsort import decide, score, settings
+from clipsort import decide, settings
+from clipsort.classifier import Decisions, prepare_decisions
 from clipsort.decode import default_max_megapixels, set_max_megapixels
 from clipsort.discover import ImageRef, discover
 from clipsort.embed import Embedder, Resolved
 from clipsort.errors import ClipsortError, DestinationFullError, FileFailure, SidecarError, UsageError
 from clipsort.journal import Journal, recover
-from clipsort.labels import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Label, LabelSet
+from clipsort.labels import Label, LabelSet
 from clipsort.mover import Mover
 from clipsort.report import PhotoResult, Report
 from clipsort.sidecar import json_path, keywords_for, write_json, write_xmp, xmp_path
@@ -127,76 +128,6 @@ def find_photos(roots: Sequence[Path], report: Report, events: Events) -> list[I
             events.discovering(len(refs))
     report.found = len(refs)
     return refs
-
-
-def label_matrix(embedder: Embedder, labels: LabelSet) -> np.ndarray:
-    """(labels x D) zero-shot classifier: each label's prompts embedded, averaged, normalised."""
-    prompts = [prompt for label in labels.labels for prompt in label.prompts]
-    embedded = embedder.text_vectors(prompts)
-    rows, start = [], 0
-    for label in labels.labels:
-        rows.append(score.label_embedding(embedded[start : start + len(label.prompts)]))
-        start += len(label.prompts)
-    return np.stack(rows)
-
-
-@dataclass(frozen=True)
-class Decisions:
-    """A label set made ready to judge photos: the scorer, and each label's threshold with its source."""
-
-    labels: LabelSet
-    scorer: decide.Scorer
-    thresholds: tuple[float, ...]
-    threshold_sources: tuple[str, ...]
-    margin: float
-    exclude: tuple[bool, ...]
-
-
-def threshold_of(label: Label, labels: LabelSet, override: float | None) -> tuple[float, str]:
-    """A label's threshold and where it comes from: the label's own (label file, or learned), else
-    ``--threshold``, else the file's ``threshold``, else the built-in default."""
-    if label.threshold is not None:
-        return label.threshold, label.threshold_source or labels.source.name
-    if override is not None:
-        return override, "--threshold"
-    if labels.threshold is not None:
-        where = f":{labels.threshold_line}" if labels.threshold_line else ""
-        return labels.threshold, f"{labels.source.name}{where} (file default)"
-    return DEFAULT_THRESHOLD, "built-in default"
-
-
-def prepare_decisions(
-    embedder: Embedder, labels: LabelSet, threshold: float | None = None, margin: float | None = None
-) -> Decisions:
-    """Embed the labels (from the cache where it can) and calibrate them (docs/scoring.md)."""
-    rows = [i for i, label in enumerate(labels.labels) if label.vector is None]
-    zero_shot = None
-    if rows:
-        text_labels = LabelSet(tuple(labels.labels[i] for i in rows), labels.source)
-        zero_shot = decide.Scorer.zero_shot(
-            label_matrix(embedder, text_labels), embedder.logit_scale(), embedder.unrelated_level()
-        )
-    learned = labels.labels[0].vector if zero_shot is None else None
-    dimension = zero_shot.directions.shape[1] if zero_shot is not None else len(learned or ())
-    directions = np.zeros((len(labels), dimension), dtype=np.float32)
-    a, b = np.zeros(len(labels)), np.zeros(len(labels))
-    if zero_shot is not None:
-        directions[rows], a[rows], b[rows] = zero_shot.directions, zero_shot.a, zero_shot.b
-    for i, label in enumerate(labels.labels):
-        if label.vector is not None and label.calibration is not None:
-            directions[i] = label.vector
-            a[i], b[i] = label.calibration
-    resolved = [threshold_of(label, labels, threshold) for label in labels.labels]
-    if margin is None:
-        margin = labels.margin if labels.margin is not None else DEFAULT_MARGIN
-    return Decisions(
-        labels=labels,
-        scorer=decide.Scorer(score.normalise(directions), a, b),
-        thresholds=tuple(t for t, _ in resolved),
-        threshold_sources=tuple(src for _, src in resolved),
-        margin=margin,
-        exclude=tuple(label.exclude for label in labels.labels),
-    )
 
 
 def embedded_photos(

@@ -28,12 +28,3 @@ def probabilities(image_embeddings: np.ndarray, label_embeddings: np.ndarray, lo
     logits = logits - logits.max(axis=1, keepdims=True)
     weights = np.exp(logits)
     return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float64)
-
-
-def select(row: np.ndarray, threshold: float, top_k: int) -> list[int]:
-    """Indices of the labels kept for one image: the best ``top_k`` with probability >= ``threshold``.
-
-    Ties are broken by label order, so results are deterministic.
-    """
-    order = np.argsort(-row, kind="stable")[: max(top_k, 0)]
-    return [int(i) for i in order if row[i] >= threshold]

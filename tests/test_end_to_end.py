@@ -61,7 +61,7 @@ def test_sort_end_to_end(tmp_path: Path, library, labels_file: Path):
 
     dry = clipsort("sort", str(inbox), "--labels", str(labels_file), *MODEL, "--dest", str(dest), "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "on cpu (" in dry.stderr
+    assert re.search(r" on (cpu|cuda|mps) \(", dry.stderr)
     assert tree(inbox) == before and not dest.exists()
     assert len(dry.stdout.splitlines()) == 60 and all(
         line.startswith("would move: ") for line in dry.stdout.splitlines()

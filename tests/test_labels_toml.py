@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from clipsort.classifier import threshold_of
 from clipsort.errors import ExitCode, LabelFileError
 from clipsort.labels import DEFAULT_TEMPLATES, load_labels
 from clipsort.labels_toml import parse_toml_labels
-from clipsort.pipeline import threshold_of
 
 RICH = """\
 templates = ["a photo of a {}.", "a picture of a {label}."]

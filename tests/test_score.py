@@ -25,11 +25,3 @@ def test_large_logit_scale_does_not_overflow():
 def test_label_embedding_is_the_normalised_mean_of_normalised_prompts():
     prompts = np.array([[3.0, 0.0], [0.0, 0.5]])
     np.testing.assert_allclose(score.label_embedding(prompts), [np.sqrt(0.5), np.sqrt(0.5)], rtol=1e-6)
-
-
-def test_select_keeps_top_k_at_or_above_threshold_in_score_order():
-    row = np.array([0.1, 0.5, 0.3, 0.1])
-    assert score.select(row, threshold=0.0, top_k=2) == [1, 2]
-    assert score.select(row, threshold=0.3, top_k=3) == [1, 2]
-    assert score.select(row, threshold=0.6, top_k=3) == []
-    assert score.select(row, threshold=0.1, top_k=4) == [1, 2, 0, 3]  # ties keep label order

@@ -32,6 +32,12 @@ def setup_quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
 
 
+def required(label_set: LabelSet | None) -> LabelSet:
+    """The label set of a command whose ``--labels`` Typer requires."""
+    assert label_set is not None
+    return label_set
+
+
 def run_command(
     command: str,
     common: RunSettings,

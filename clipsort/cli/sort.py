@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -19,10 +19,7 @@ from clipsort.cli.options import (
     ThresholdOpt,
     run_options,
 )
-from clipsort.cli.runner import run_command
-
-if TYPE_CHECKING:
-    from clipsort.labels import LabelSet
+from clipsort.cli.runner import required, run_command
 
 
 class Mode(str, Enum):
@@ -104,12 +101,7 @@ def sort(
         paths,
         labels,
         lambda label_set, embedder, run, ui: run_sort(
-            paths, _need(label_set), embedder, options, run, ui.explaining(explain)
+            paths, required(label_set), embedder, options, run, ui.explaining(explain)
         ),
         check=lambda label_set: check_sort_options(paths, label_set, options),
     )
-
-
-def _need(label_set: LabelSet | None) -> LabelSet:
-    assert label_set is not None  # --labels is required
-    return label_set

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -18,10 +18,7 @@ from clipsort.cli.options import (
     ThresholdOpt,
     run_options,
 )
-from clipsort.cli.runner import run_command
-
-if TYPE_CHECKING:
-    from clipsort.labels import LabelSet
+from clipsort.cli.runner import required, run_command
 
 
 class SidecarFormat(str, Enum):
@@ -107,11 +104,6 @@ def tag(
         paths,
         labels,
         lambda label_set, embedder, run, ui: run_tag(
-            paths, _need(label_set), embedder, options, run, ui.explaining(explain)
+            paths, required(label_set), embedder, options, run, ui.explaining(explain)
         ),
     )
-
-
-def _need(label_set: LabelSet | None) -> LabelSet:
-    assert label_set is not None  # --labels is required
-    return label_set
