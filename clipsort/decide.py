@@ -28,7 +28,7 @@ import numpy as np
 from clipsort.score import normalise
 
 #: Logits above the unrelated level that make a score of 0.5 (docs/scoring.md, "the scale").
-OFFSET_LOGITS = 7.0
+OFFSET_LOGITS = 5.5
 
 #: Everyday subjects, filled into the label templates: what "unrelated" captions look like.
 UNRELATED_PROMPTS: tuple[str, ...] = (

@@ -14,7 +14,7 @@ from conftest import COLOUR_MODEL, save_photo
 from shapes import make_picture
 
 from clipsort.cli import main
-from clipsort.labels import parse_labels
+from clipsort.labels import load_labels, parse_labels
 from clipsort.pipeline import SilentEvents, SortOptions, TagOptions, run_sort, run_tag
 
 MODEL = ["--model", f"local-dir:{COLOUR_MODEL}"]
@@ -160,3 +160,48 @@ def test_learned_file_is_refused_under_another_model_and_bad_examples_are_named(
         capsys, "tag", str(tmp_path / "ex"), "-l", str(tmp_path / "l.json"), "--model", f"local-dir:{other}"
     )
     assert code == 2 and "learned with model" in err and "l.json" in err
+
+
+SHAPES_MODEL = Path(__file__).resolve().parent / "models" / "tiny-shapes"
+
+
+@pytest.fixture(scope="module")
+def shapes_embedder():
+    from clipsort.embed import Embedder
+    from clipsort.model import load_model, parse_spec
+
+    model = load_model(parse_spec(f"local-dir:{SHAPES_MODEL}"), "cpu", "fp32")
+    return Embedder(model.spec, "cpu", cache=None, loader=lambda spec, device, precision: model)
+
+
+def test_a_red_circle_is_tagged_red_and_circle_and_nothing_else(tmp_path: Path, shapes_embedder):
+    rng = random.Random(12)
+    shown = {}
+    for i in range(30):
+        picture = make_picture("red", (rng.randint(250, 700), rng.randint(250, 700)), rng, shape="circle")
+        shown[save_photo(picture, tmp_path / "in" / f"red-circle-{i:02d}.jpg")] = {"red", "circle"}
+    for i, (colour, shape) in enumerate([("blue", "square"), ("yellow", "triangle"), ("green", "circle")] * 6):
+        picture = make_picture(colour, (rng.randint(250, 700), rng.randint(250, 700)), rng, shape=shape)
+        shown[save_photo(picture, tmp_path / "in" / f"{colour}-{shape}-{i:02d}.jpg")] = {colour, shape}
+    labels = parse_labels("red\ngreen\nblue\nyellow\ncircle\nsquare\ntriangle\n", "labels.txt")
+    events = Collect()
+    run_tag([tmp_path / "in"], labels, shapes_embedder, TagOptions(dry_run=True), events=events)
+    kept = {r.path: set(r.labels) for r in events.results}
+    red_circles = [p for p in shown if p.name.startswith("red-circle")]
+    assert sum(kept[p] == {"red", "circle"} for p in red_circles) >= 0.9 * len(red_circles), kept
+    assert sum(kept[p] == shown[p] for p in shown) >= 0.9 * len(shown)
+
+
+def test_eval_writes_a_label_file_with_the_suggested_thresholds(tmp_path: Path, capsys):
+    make_photos(tmp_path / "checked", ["red", "green", "blue", "orange"], 5, seed=13)
+    labels = tmp_path / "labels.toml"
+    labels.write_text('[labels.red]\naliases = ["crimson"]\n[labels.green]\n[labels.blue]\n', encoding="utf-8")
+    tuned = tmp_path / "tuned.toml"
+    args = ["eval", str(tmp_path / "checked"), "-l", str(labels), *MODEL, "--target-precision", "0.95"]
+    code, out, err = run_cli(capsys, *args, "--save-thresholds", str(tuned))
+    assert code == 0 and "accuracy" in out and "confusion" in out and f"wrote {tuned}" in err
+    written = load_labels(tuned)
+    assert written.names == ["red", "green", "blue"] and written.labels[0].aliases == ("crimson",)
+    assert all(label.threshold is not None for label in written.labels)
+    code, _, err = run_cli(capsys, *args, "--save-thresholds", str(tuned))
+    assert code == 2 and "exists" in err  # never overwritten
