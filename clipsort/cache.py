@@ -189,7 +189,7 @@ class EmbeddingCache:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             migrated = False
-            with _transaction(db):
+            with transaction(db):
                 db.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 for statement in _statements(_SCHEMA):  # not executescript(): it commits on its own
                     db.execute(statement)
@@ -248,7 +248,7 @@ class EmbeddingCache:
     # -- models -------------------------------------------------------------------------------
     def model_id(self, identity: str, name: str) -> int:
         now = time.time_ns()
-        with _transaction(self.db):
+        with transaction(self.db):
             self.db.execute(
                 "INSERT INTO models(identity, name, used_ns) VALUES(?, ?, ?) "
                 "ON CONFLICT(identity) DO UPDATE SET used_ns=excluded.used_ns, name=excluded.name",
@@ -263,7 +263,7 @@ class EmbeddingCache:
 
     def set_logit_scale(self, model_id: int, logit_scale: float) -> None:
         """Remember the model's logit scale, so that scoring from the cache needs no model."""
-        with _transaction(self.db):
+        with transaction(self.db):
             self.db.execute("UPDATE models SET logit_scale=? WHERE id=?", (logit_scale, model_id))
 
     def model_fact(self, model_id: int, name: str) -> float | None:
@@ -275,7 +275,7 @@ class EmbeddingCache:
             return None
 
     def set_model_fact(self, model_id: int, name: str, value: float) -> None:
-        with _transaction(self.db):
+        with transaction(self.db):
             self.db.execute(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (f"model:{model_id}:{name}", repr(value))
             )
@@ -301,7 +301,7 @@ class EmbeddingCache:
         return found
 
     def put_texts(self, model_id: int, texts: Sequence[str], vectors: np.ndarray) -> None:
-        with _transaction(self.db):
+        with transaction(self.db):
             self.db.executemany(
                 "INSERT OR REPLACE INTO texts(model_id, text, vector) VALUES(?, ?, ?)",
                 [(model_id, text, to_blob(v)) for text, v in zip(texts, vectors, strict=True)],
@@ -344,7 +344,7 @@ class EmbeddingCache:
 
     def put_images(self, model_id: int, rows: Iterable[tuple[Path, int, int, bytes, np.ndarray]]) -> None:
         """Store (path, size, mtime_ns, fingerprint, vector) rows in one transaction."""
-        with _transaction(self.db):
+        with transaction(self.db):
             self.db.executemany(
                 "INSERT OR REPLACE INTO images(model_id, path, size, mtime_ns, fingerprint, vector)"
                 " VALUES(?, ?, ?, ?, ?, ?)",
@@ -367,14 +367,14 @@ class EmbeddingCache:
                 gone.append((model_id, raw))
             if on_progress and seen % 1000 == 0:
                 on_progress(seen)
-        with _transaction(self.db):
+        with transaction(self.db):
             self.db.executemany("DELETE FROM images WHERE model_id=? AND path=?", gone)
         self.vacuum()
         return len(gone)
 
     def clear(self, model: str | None = None) -> int:
         """Drop every entry, or those of models whose name or identity contains ``model``. Returns models dropped."""
-        with _transaction(self.db):
+        with transaction(self.db):
             if model is None:
                 count = self.db.execute("SELECT COUNT(*) FROM models").fetchone()[0]
                 self.db.execute("DELETE FROM images")
@@ -418,7 +418,7 @@ def _schema_version(db: sqlite3.Connection) -> int | None:
 
 
 @contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("BEGIN IMMEDIATE")
     try:
         yield

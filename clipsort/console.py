@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 _SUMMARY_ORDER = (
     "indexed",
+    "paired",
     "learned",
     "evaluated",
     "tagged",
@@ -48,6 +49,7 @@ _SUMMARY_ORDER = (
     "left",
     "in-place",
     "duplicate",
+    "already-tagged",
 )
 _DRY_VERBS = {
     "tagged": "would tag",
@@ -307,6 +309,10 @@ class Ui:
         if self.quiet:
             return
         self.err.print(Text(line))
+        for name, (count, install) in report.unreadable.items():
+            self.err.print(Text(f"not read: {count} {name} file(s); to read them: {install}"))
+        for note in report.notes:
+            self.err.print(Text(f"note: {note}"))
         if report.dry_run:
             self.err.print(Text("dry run: nothing was changed"))
         elif report.journal is not None:
@@ -352,6 +358,8 @@ def summary_line(report: Report) -> str:
     parts += [f"{a} {n}" for a, n in sorted(report.actions.items()) if a not in _SUMMARY_ORDER and n]
     if report.failures:
         parts.append(f"failed {len(report.failures)}")
+    if report.unchanged:
+        parts.append(f"sidecars unchanged {report.unchanged}")
     counts = ", ".join(parts) if parts else "nothing to do"
     return (
         f"{counts} | {report.found} photos in {report.elapsed:.1f} s, {report.rate:.1f} images/s"

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from clipsort.errors import DecodeError
+from clipsort.formats import available, format_of, register_plugins
 
 _ORIENTATION_TAG = 0x0112
 #: EXIF orientation -> the transpose that makes the picture upright.
@@ -128,10 +129,19 @@ def load_image(path: Path | str, min_side: int | None = None) -> Image.Image:
     ``min_side=None`` decodes at full size.
     """
     path = Path(path)
+    register_plugins()
+    fmt = format_of(path.name)
+    if fmt is not None and not available(fmt):
+        raise DecodeError(path, f"{fmt.name} files need {fmt.reader}: {fmt.install}")
     try:
         size = os.stat(path).st_size
         if size == 0:
             raise DecodeError(path, "empty file (0 bytes)")
+        if fmt is not None and fmt.raw:
+            from clipsort.decode_raw import load_raw
+
+            picture, orientation = load_raw(path, min_side, _MAX_PIXELS)
+            return _finish(picture, orientation, min_side)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # EXIF and ICC warnings are not the user's problem
             with Image.open(path) as image:
@@ -142,7 +152,12 @@ def load_image(path: Path | str, min_side: int | None = None) -> Image.Image:
                         f"too large to decode safely: {width}x{height} is {width * height / 1e6:.0f} megapixels "
                         f"(limit {_MAX_PIXELS / 1e6:.0f}; see --max-megapixels)",
                     )
-                orientation = exif_orientation(image, path)
+                if image.format == "HEIF":
+                    orientation = 1  # libheif applies the file's rotation and mirroring itself
+                else:
+                    orientation = exif_orientation(image, path)
+                if min_side and image.format == "HEIF":
+                    image.draft("RGB", (min_side, min_side))  # an embedded thumbnail, when one is large enough
                 if image.format == "JPEG":
                     if min_side:
                         image.draft("RGB", (min_side, min_side))
@@ -166,6 +181,11 @@ def load_image(path: Path | str, min_side: int | None = None) -> Image.Image:
         raise DecodeError(path, f"cannot decode: {reason}") from None
     except MemoryError:
         raise DecodeError(path, "not enough memory to decode") from None
+    return _finish(picture, orientation, min_side)
+
+
+def _finish(picture: Image.Image, orientation: int, min_side: int | None) -> Image.Image:
+    """Reduce ``picture`` to no less than ``min_side`` on its short side, then turn it upright."""
     if min_side:
         factor = min(picture.size) // min_side
         if factor >= 2:

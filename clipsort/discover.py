@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-#: File extensions (lower case) treated as images.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
+from clipsort.formats import KNOWN_EXTENSIONS, format_of, is_raw
+
+#: File extensions (lower case) treated as images: every format of clipsort.formats, readable here or not.
+IMAGE_EXTENSIONS = KNOWN_EXTENSIONS
 
 #: Folders that hold thumbnails or trash of NAS boxes and operating systems.
 JUNK_DIRS = frozenset({"@eaDir", "#recycle", "#snapshot", "$RECYCLE.BIN", "__MACOSX", "System Volume Information"})
@@ -131,3 +133,31 @@ def _points_to_ancestor(link: Path) -> bool:
     except OSError:
         return False
     return here == target or target in here.parents
+
+
+def pair_raw_with_jpeg(refs: Sequence[ImageRef]) -> tuple[list[ImageRef], dict[Path, list[ImageRef]]]:
+    """Split RAW+JPEG pairs (same folder, same stem): the photos to score, and each JPEG's RAW partners.
+
+    A camera shooting RAW+JPEG writes two files of one picture; the JPEG (or HEIC)
+    stands for both: it is embedded and judged once, and its RAW partners get the
+    same labels and travel with it. A RAW without a JPEG beside it is a photo of its own.
+    """
+    by_key: dict[tuple[Path, str], list[ImageRef]] = {}
+    for ref in refs:
+        by_key.setdefault((ref.path.parent, ref.path.stem), []).append(ref)
+    partners: dict[Path, list[ImageRef]] = {}
+    skipped: set[Path] = set()
+    for group in by_key.values():
+        if len(group) < 2:
+            continue
+        raws = [r for r in group if is_raw(r.path.name)]
+        primary = next((r for r in group if _pairs_with_raw(r.path.name)), None)
+        if raws and primary is not None:
+            partners[primary.path] = raws
+            skipped.update(r.path for r in raws)
+    return [r for r in refs if r.path not in skipped], partners
+
+
+def _pairs_with_raw(name: str) -> bool:
+    fmt = format_of(name)
+    return fmt is not None and fmt.name in ("JPEG", "HEIC/HEIF")

@@ -31,7 +31,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -97,20 +97,27 @@ class FolderIndex:
         return [self.folder / n for n in sorted(self._by_stem.get(photo.stem, ())) if n != photo.name]
 
 
-def companions_of(photo: Path, index: FolderIndex | None = None) -> list[Path]:
-    """The sidecars and companion files of ``photo`` that exist.
+def companions_of(photo: Path, index: FolderIndex | None = None, partners: Sequence[Path] = ()) -> list[Path]:
+    """The sidecars and companion files of ``photo`` that exist, and its RAW ``partners`` with theirs.
 
     ``photo.xmp`` is taken only when no other image or raw file shares the stem
-    (``photo.jpg`` beside ``photo.cr2`` makes it ambiguous).
+    (``photo.jpg`` beside ``photo.cr2`` makes it ambiguous), unless the others are
+    the photo's partners: a RAW+JPEG pair moves as one, with the sidecar it shares.
     """
     index = index or FolderIndex(photo.parent)
     found = [p for p in (xmp_path(photo, "full"), json_path(photo)) if p.name in index.names]
     same_stem = index.same_stem(photo)
     stem_xmp = xmp_path(photo, "stem")
     if stem_xmp != photo and stem_xmp.name in index.names:
-        others = [p for p in same_stem if p.suffix.lower() not in COMPANION_EXTENSIONS + (".xmp",)]
+        others = [
+            p for p in same_stem if p.suffix.lower() not in COMPANION_EXTENSIONS + (".xmp",) and p not in partners
+        ]
         if not others:
             found.insert(1, stem_xmp)
+    for partner in partners:
+        if partner.name in index.names:
+            found.append(partner)
+            found += [p for p in (xmp_path(partner, "full"), json_path(partner)) if p.name in index.names]
     found += [p for p in same_stem if p.suffix.lower() in COMPANION_EXTENSIONS]
     return found
 
@@ -158,11 +165,11 @@ class Mover:
             if os.path.abspath(target.parent) in self._folders:
                 self._index(target.parent).add(target.name)
 
-    def plan(self, photo: Path, folder: Path) -> Plan:
-        """Where ``photo`` goes in ``folder``, with its companions."""
+    def plan(self, photo: Path, folder: Path, partners: Sequence[Path] = ()) -> Plan:
+        """Where ``photo`` goes in ``folder``, with its companions and RAW partners."""
         if photo.parent.exists() and folder.exists() and _same_folder(photo.parent, folder):
             return Plan("in-place", photo, photo)
-        companions = companions_of(photo, self._index(photo.parent))
+        companions = companions_of(photo, self._index(photo.parent), partners)
         stem, suffix = photo.stem, photo.suffix
         n = 0
         while True:

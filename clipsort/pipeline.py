@@ -17,16 +17,14 @@ from typing import Protocol
 import numpy as np
 
 from clipsort import decide, settings
-from clipsort.classifier import Decisions, prepare_decisions
+from clipsort.classifier import Decisions
 from clipsort.decode import default_max_megapixels, set_max_megapixels
-from clipsort.discover import ImageRef, discover
+from clipsort.discover import ImageRef, discover, pair_raw_with_jpeg
 from clipsort.embed import Embedder, Resolved
-from clipsort.errors import ClipsortError, DestinationFullError, FileFailure, SidecarError, UsageError
-from clipsort.journal import Journal, recover
-from clipsort.labels import Label, LabelSet
-from clipsort.mover import Mover
+from clipsort.errors import ClipsortError, FileFailure, UsageError
+from clipsort.formats import FORMATS, available, format_of
+from clipsort.labels import LabelSet
 from clipsort.report import PhotoResult, Report
-from clipsort.sidecar import json_path, keywords_for, write_json, write_xmp, xmp_path
 
 
 class Events(Protocol):
@@ -63,32 +61,6 @@ class SilentEvents:
 
 
 @dataclass(frozen=True)
-class TagOptions:
-    #: None: each label's own, else the label file's, else the built-in default (docs/scoring.md).
-    threshold: float | None = None
-    #: Keep at most this many labels per photo; None: no limit.
-    top_k: int | None = None
-    sidecar: str = "xmp"  #: xmp or json
-    xmp_name: str = "full"  #: full (photo.jpg.xmp) or stem (photo.xmp)
-    #: None: the label file's tag_root, else "clipsort".
-    tag_root: str | None = None
-    dry_run: bool = False
-
-
-@dataclass(frozen=True)
-class SortOptions:
-    dest: Path | None = None
-    threshold: float | None = None
-    #: How far (in logits) the best label must lead the runner-up; None: the label file's, else the default.
-    margin: float | None = None
-    mode: str = "move"
-    unsorted: str = "_unsorted"
-    leave_unsorted: bool = False
-    dedupe: bool = False
-    dry_run: bool = False
-
-
-@dataclass(frozen=True)
 class RunOptions:
     #: Images per model call; None: the loaded model's default for its device (32 on CPUs).
     batch_size: int | None = None
@@ -96,6 +68,8 @@ class RunOptions:
     workers: int | None = None
     #: Images with more pixels are refused; None derives a cap from the available memory.
     max_megapixels: float | None = None
+    #: RAW+JPEG pairs judged once, through the JPEG (False: every file on its own).
+    pairs: bool = True
 
 
 def default_workers() -> int:
@@ -122,11 +96,23 @@ def find_photos(roots: Sequence[Path], report: Report, events: Events) -> list[I
         report.fail(failure)
         events.failed(failure)
 
+    unreadable: dict[str, list[ImageRef]] = {}
     for ref in discover(roots, on_error=on_error):
-        refs.append(ref)
+        fmt = format_of(ref.path.name)
+        if fmt is not None and not available(fmt):
+            unreadable.setdefault(fmt.name, []).append(ref)
+        else:
+            refs.append(ref)
         if len(refs) % 1000 == 0:
             events.discovering(len(refs))
     report.found = len(refs)
+    for name, skipped in unreadable.items():
+        fmt = next(f for f in FORMATS if f.name == name)
+        note = f"{fmt.name} needs {fmt.reader}: {fmt.install}"
+        report.unreadable[name] = (len(skipped), fmt.install)
+        events.warned(f"{len(skipped)} {fmt.name} file(s) skipped: this installation cannot read them ({note})")
+        for ref in skipped:
+            record(report, events, PhotoResult(ref.path, {}, (), "unreadable", note=note))
     return refs
 
 
@@ -176,11 +162,11 @@ def embedded_photos(
                     try:
                         resolved = future.result()
                     except FileFailure as failure:
-                        _fail(report, events, failure)
+                        fail(report, events, failure)
                     except (ClipsortError, KeyboardInterrupt):
                         raise
                     except Exception as exc:  # noqa: BLE001 - one bad file never stops the run
-                        _fail(report, events, FileFailure(ref.path, f"cannot decode: {exc}"))
+                        fail(report, events, FileFailure(ref.path, f"cannot decode: {exc}"))
                     else:
                         chunk.append(resolved)
                         to_embed += resolved.vector is None
@@ -195,7 +181,7 @@ def embedded_photos(
             report.cached = embedder.from_cache
 
 
-def _fail(report: Report, events: Events, failure: FileFailure) -> None:
+def fail(report: Report, events: Events, failure: FileFailure) -> None:
     report.fail(failure)
     events.failed(failure)
     events.advanced(1)
@@ -204,93 +190,38 @@ def _fail(report: Report, events: Events, failure: FileFailure) -> None:
 # ----------------------------------------------------------------------------- commands
 
 
-def _score_all(
-    roots: Sequence[Path], decisions: Decisions, embedder: Embedder, run: RunOptions, report: Report, events: Events
-) -> Iterator[tuple[ImageRef, np.ndarray, np.ndarray]]:
-    """(photo, scores, logits) for every photo under ``roots``, in discovery order."""
+def photos_to_score(
+    roots: Sequence[Path], run: RunOptions, report: Report, events: Events
+) -> tuple[list[ImageRef], dict[Path, list[ImageRef]]]:
+    """The photos to embed and judge, and each JPEG's RAW partners (RAW+JPEG pairs are judged once)."""
     refs = find_photos(roots, report, events)
-    events.started(len(refs))
+    partners: dict[Path, list[ImageRef]] = {}
+    if run.pairs:
+        refs, partners = pair_raw_with_jpeg(refs)
+    if partners:
+        report.notes.append(
+            f"{len(partners)} RAW+JPEG pair(s) judged once, through the JPEG; the RAW files share its labels"
+            " (--no-pairs treats every file on its own)"
+        )
+    events.started(len(refs) + sum(len(p) for p in partners.values()))
+    return refs, partners
+
+
+def score_all(
+    refs: Sequence[ImageRef], decisions: Decisions, embedder: Embedder, run: RunOptions, report: Report, events: Events
+) -> Iterator[tuple[ImageRef, np.ndarray, np.ndarray]]:
+    """(photo, scores, logits) for every photo of ``refs``, in order."""
     for chunk in embedded_photos(refs, embedder, run, report, events):
         logits = decisions.scorer.logits(np.stack([v for _, v in chunk]))
         yield from zip((ref for ref, _ in chunk), decide.sigmoid(logits), logits, strict=True)
 
 
-def _scores(labels: LabelSet, row: np.ndarray) -> dict[str, float]:
+def scores_of(labels: LabelSet, row: np.ndarray) -> dict[str, float]:
     return {label.name: float(p) for label, p in zip(labels.labels, row, strict=True)}
 
 
-def _explained(decisions: Decisions, judgements: Sequence[decide.Judgement]) -> dict[str, decide.Judgement]:
+def explained_of(decisions: Decisions, judgements: Sequence[decide.Judgement]) -> dict[str, decide.Judgement]:
     return {label.name: j for label, j in zip(decisions.labels.labels, judgements, strict=True)}
-
-
-def run_tag(
-    roots: Sequence[Path],
-    labels: LabelSet,
-    embedder: Embedder,
-    options: TagOptions,
-    run: RunOptions = RunOptions(),
-    events: Events | None = None,
-) -> Report:
-    """Score every photo under ``roots`` and write the labels it passes to its sidecar (multi-label)."""
-    events = events or SilentEvents()
-    report = Report("tag", dry_run=options.dry_run)
-    decisions = prepare_decisions(embedder, labels, options.threshold)
-    tag_root = options.tag_root if options.tag_root is not None else (labels.tag_root or "clipsort")
-    #: With --xmp-name stem, photo.jpg and photo.png would share photo.xmp: the first one keeps it.
-    sidecar_of: dict[Path, Path] = {}
-    for ref, row, _ in _score_all(roots, decisions, embedder, run, report, events):
-        kept_idx, judgements = decide.multi_label(row, decisions.thresholds, decisions.exclude, options.top_k)
-        kept: list[Label] = [labels.labels[i] for i in kept_idx]
-        names = tuple(label.name for label in kept)
-        try:
-            if options.sidecar == "xmp" and options.xmp_name == "stem":
-                owner = sidecar_of.setdefault(xmp_path(ref.path, "stem"), ref.path)
-                if owner != ref.path:
-                    raise SidecarError(
-                        ref.path,
-                        f"its sidecar {owner.with_suffix('.xmp').name} belongs to {owner.name} (--xmp-name stem);"
-                        " not tagged: use --xmp-name full to give each photo its own",
-                    )
-            sidecar = _write_tags(ref.path, kept, row, labels, embedder.name, options, tag_root)
-        except FileFailure as failure:
-            report.fail(failure)
-            events.failed(failure)
-        else:
-            action = "tagged" if kept else "untagged"
-            result = PhotoResult(
-                ref.path,
-                _scores(labels, row),
-                names,
-                action,
-                sidecar=sidecar,
-                dry_run=options.dry_run,
-                explained=_explained(decisions, judgements),
-            )
-            _record(report, events, result)
-        events.advanced(1)
-    report.finish()
-    return report
-
-
-def _write_tags(
-    photo: Path,
-    kept: Sequence[Label],
-    row: np.ndarray,
-    labels: LabelSet,
-    model_name: str,
-    options: TagOptions,
-    tag_root: str,
-) -> Path | None:
-    if options.sidecar == "json":
-        if options.dry_run:
-            return json_path(photo)
-        return write_json(photo, model_name, _scores(labels, row), [label.name for label in kept])
-    path = xmp_path(photo, options.xmp_name)
-    if not kept and not path.exists():
-        return None  # nothing to write, and no earlier clipsort keywords to remove
-    if options.dry_run:
-        return path
-    return write_xmp(photo, keywords_for(kept, tag_root), tag_root, model_name, options.xmp_name)
 
 
 def run_index(
@@ -302,116 +233,19 @@ def run_index(
     """Fill the cache with the vectors of every photo under ``roots``; tag and move nothing."""
     events = events or SilentEvents()
     report = Report("index")
-    refs = find_photos(roots, report, events)
-    events.started(len(refs))
+    refs, partners = photos_to_score(roots, run, report, events)
     for chunk in embedded_photos(refs, embedder, run, report, events):
         for ref, _ in chunk:
-            _record(report, events, PhotoResult(ref.path, {}, (), "indexed"))
+            record(report, events, PhotoResult(ref.path, {}, (), "indexed"))
             events.advanced(1)
+            for partner in partners.get(ref.path, []):
+                note = f"RAW+JPEG pair: embedded once, through {ref.path.name}"
+                record(report, events, PhotoResult(partner.path, {}, (), "paired", note=note))
+                events.advanced(1)
     report.finish()
     return report
 
 
-def sort_destination(roots: Sequence[Path], dest: Path | None) -> Path:
-    """``--dest``, or the folder being sorted when there is exactly one."""
-    if dest is not None:
-        return dest
-    if len(roots) == 1 and Path(roots[0]).is_dir():
-        return Path(roots[0])
-    raise UsageError("--dest is needed when sorting several paths or a single file")
-
-
-def check_unsorted_name(labels: LabelSet, name: str) -> None:
-    if not name or "/" in name or name in (".", ".."):
-        raise UsageError(f"--unsorted-name {name!r} must be a plain folder name")
-    for label in labels.labels:
-        if label.path[0].casefold() == name.casefold():
-            raise UsageError(f"--unsorted-name {name!r} is also a label (line {label.line}); choose another name")
-
-
-def check_sort_options(roots: Sequence[Path], labels: LabelSet, options: SortOptions) -> Path:
-    """Validate what can be validated before any work; returns the destination folder."""
-    dest = sort_destination(roots, options.dest)
-    check_unsorted_name(labels, options.unsorted)
-    if dest.exists() and not dest.is_dir():
-        raise UsageError(f"--dest {dest} is a file, not a folder")
-    return dest
-
-
-def run_sort(
-    roots: Sequence[Path],
-    labels: LabelSet,
-    embedder: Embedder,
-    options: SortOptions,
-    run: RunOptions = RunOptions(),
-    events: Events | None = None,
-) -> Report:
-    """Move (copy, link) every photo under ``roots`` into ``DEST/<label>/`` by its top label."""
-    events = events or SilentEvents()
-    dest = check_sort_options(roots, labels, options)
-    report = Report("sort", dry_run=options.dry_run)
-    journal = None
-    if not options.dry_run:
-        recover(events.warned)
-        journal = Journal.create(
-            "sort",
-            {"dest": str(dest.absolute()), "mode": options.mode, "roots": [str(Path(r).absolute()) for r in roots]},
-        )
-        report.journal = journal.path
-    mover = Mover(options.mode, journal, dedupe=options.dedupe)
-    past = {"move": "moved", "copy": "copied", "link": "linked", "dedupe": "deduplicated"}
-    try:
-        decisions = prepare_decisions(embedder, labels, options.threshold, options.margin)
-        for ref, row, logits in _score_all(roots, decisions, embedder, run, report, events):
-            best, judgements = decide.single_label(
-                row, logits, decisions.thresholds, decisions.margin, decisions.exclude
-            )
-            label = labels.labels[best] if best is not None else None
-            names = (label.name,) if label else ()
-            explained = _explained(decisions, judgements)
-            if label is None and options.leave_unsorted:
-                result = PhotoResult(
-                    ref.path, _scores(labels, row), names, "left", dry_run=options.dry_run, explained=explained
-                )
-                _record(report, events, result)
-                events.advanced(1)
-                continue
-            folder = dest.joinpath(*label.folder_path) if label else dest / options.unsorted
-            try:
-                plan = mover.plan(ref.path, folder)
-                if plan.action in ("in-place", "duplicate"):
-                    action = plan.action
-                else:
-                    action = past[plan.action] if label or plan.action == "dedupe" else "unsorted"
-                    if not options.dry_run:
-                        for warning in mover.execute(plan):
-                            report.warnings.append(warning)
-                            events.warned(warning)
-            except DestinationFullError as exc:
-                report.fatal = str(exc)
-                break
-            except FileFailure as failure:
-                _fail(report, events, failure)
-                continue
-            result = PhotoResult(
-                ref.path,
-                _scores(labels, row),
-                names,
-                action,
-                destination=plan.target,
-                dry_run=options.dry_run,
-                explained=explained,
-            )
-            _record(report, events, result)
-            events.advanced(1)
-    finally:
-        report.finish()
-        if journal is not None:
-            journal.end({"actions": dict(report.actions), "failed": len(report.failures), "fatal": report.fatal})
-            journal.close()
-    return report
-
-
-def _record(report: Report, events: Events, result: PhotoResult) -> None:
+def record(report: Report, events: Events, result: PhotoResult) -> None:
     report.record(result)
     events.photo(result)

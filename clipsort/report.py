@@ -19,7 +19,8 @@ class PhotoResult:
     scores: dict[str, float]
     labels: tuple[str, ...]
     #: tagged, untagged (no label kept), moved, copied, linked, in-place, duplicate,
-    #: unsorted (to the unsorted folder), left (below threshold, --leave-unsorted).
+    #: unsorted (to the unsorted folder), left (below threshold, --leave-unsorted),
+    #: unreadable (a format this installation cannot decode; ``note`` says what to install).
     #: In a dry run it is what would happen.
     action: str
     destination: Path | None = None
@@ -27,6 +28,8 @@ class PhotoResult:
     dry_run: bool = False
     #: Per label: its score, threshold, whether it was kept and why (``--explain``, ``--json``).
     explained: dict[str, Judgement] = field(default_factory=dict)
+    #: Why a photo was not read (``unreadable``: the package its format needs).
+    note: str | None = None
 
     def to_json(self) -> dict[str, object]:
         record: dict[str, object] = {
@@ -39,6 +42,8 @@ class PhotoResult:
             record["destination"] = str(self.destination)
         if self.sidecar is not None:
             record["sidecar"] = str(self.sidecar)
+        if self.note:
+            record["note"] = self.note
         if self.dry_run:
             record["dry_run"] = True
         if self.explained:
@@ -65,6 +70,12 @@ class Report:
     #: Photos that went through the model, and photos whose vectors came from the cache.
     embedded: int = 0
     cached: int = 0
+    #: Files of a known format this installation cannot read: format -> (count, what to install).
+    unreadable: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: tag: sidecars left alone because the record shows them unchanged (no read, no write).
+    unchanged: int = 0
+    #: Facts about the run a person should know (printed after the summary).
+    notes: list[str] = field(default_factory=list)
 
     def record(self, result: PhotoResult) -> None:
         self.actions[result.action] += 1

@@ -107,8 +107,12 @@ def json_path(photo: Path) -> Path:
 # ----------------------------------------------------------------------------- XMP merge
 
 
-def merge_xmp(existing: str | None, keywords: Keywords, root: str, model_name: str) -> str:
-    """The sidecar text after writing ``keywords`` into ``existing`` (None: a new sidecar)."""
+def merge_xmp(existing: str | None, keywords: Keywords, root: str, model_name: str, append: bool = False) -> str:
+    """The sidecar text after writing ``keywords`` into ``existing`` (None: a new sidecar).
+
+    ``append`` keeps the keywords clipsort wrote before (and still present) beside the new ones;
+    otherwise they give way to the new ones. Keywords clipsort did not write are always kept.
+    """
     text = existing or _NEW_XMP
     document = minidom.parseString(text.encode("utf-8"))
     descriptions = _elements(document, NS_RDF, "Description")
@@ -135,6 +139,9 @@ def merge_xmp(existing: str | None, keywords: Keywords, root: str, model_name: s
         element = next(iter(_elements(document, field.ns, field.name)), None)
         current = _items(element) if element is not None else []
         ours = set(previous[field.record])
+        if append:
+            earlier = [item for item in current if item in ours]
+            wanted[field.name] = tuple(earlier) + tuple(k for k in wanted[field.name] if k not in earlier)
 
         def owned(item: str, field: _Field = field, ours: set[str] = ours) -> bool:
             if item in ours:
@@ -162,7 +169,9 @@ def merge_xmp(existing: str | None, keywords: Keywords, root: str, model_name: s
     return (declaration.group(1) + "\n" if declaration else "") + _serialise(document)
 
 
-def write_xmp(photo: Path, keywords: Keywords, root: str, model_name: str, style: str = "full") -> Path:
+def write_xmp(
+    photo: Path, keywords: Keywords, root: str, model_name: str, style: str = "full", append: bool = False
+) -> Path:
     """Merge ``keywords`` into the photo's XMP sidecar (created if missing). Returns its path."""
     path = xmp_path(photo, style)
     try:
@@ -172,13 +181,52 @@ def write_xmp(photo: Path, keywords: Keywords, root: str, model_name: str, style
     except OSError as exc:
         raise SidecarError(path, f"cannot read existing sidecar: {exc.strerror or exc}") from None
     try:
-        text = merge_xmp(existing, keywords, root, model_name)
+        text = merge_xmp(existing, keywords, root, model_name, append)
     except (ExpatError, ValueError) as exc:
         raise SidecarError(path, f"existing sidecar is not valid XMP ({exc}); left untouched") from None
     if existing is not None and text == existing:
         return path
     atomic_write(path, text.encode("utf-8"))
     return path
+
+
+def read_keywords(sidecar: Path) -> dict[str, dict[str, list[str]]]:
+    """The keyword fields of an XMP sidecar: ``{"clipsort": {field: items}, "others": {field: items}}``.
+
+    Fields are ``subject``, ``hierarchicalSubject`` and ``TagsList``; clipsort's are the items its
+    own record says it added. Raises :class:`SidecarError` for a sidecar that is not XMP.
+    """
+    try:
+        document = minidom.parseString(sidecar.read_bytes())
+    except OSError as exc:
+        raise SidecarError(sidecar, f"cannot read: {exc.strerror or exc}") from None
+    except ExpatError as exc:
+        raise SidecarError(sidecar, f"not valid XMP ({exc})") from None
+    found: dict[str, dict[str, list[str]]] = {"clipsort": {}, "others": {}}
+    for field in _FIELDS:
+        ours = {item for e in _elements(document, NS_CLIPSORT, field.record) for item in _items(e)}
+        items = [item for e in _elements(document, field.ns, field.name) for item in _items(e)]
+        found["clipsort"][field.name] = [i for i in items if i in ours]
+        found["others"][field.name] = [i for i in items if i not in ours]
+    return found
+
+
+def holds_clipsort_keywords(sidecar: Path) -> bool:
+    """Whether ``sidecar`` (XMP or clipsort's JSON) holds keywords clipsort wrote."""
+    try:
+        data = sidecar.read_bytes()
+    except OSError:
+        return False
+    if sidecar.name.endswith(".clipsort.json"):
+        try:
+            return bool(json.loads(data).get("labels"))
+        except (ValueError, AttributeError):
+            return False
+    try:
+        document = minidom.parseString(data)
+    except ExpatError:
+        return False
+    return any(_items(e) for field in _FIELDS for e in _elements(document, NS_CLIPSORT, field.record))
 
 
 def _elements(node: _Dom, ns: str, name: str) -> list[_Dom]:

@@ -22,7 +22,8 @@ from clipsort.embed import Embedder
 from clipsort.errors import ExitCode
 from clipsort.labels import parse_labels
 from clipsort.model import load_model, parse_spec
-from clipsort.pipeline import RunOptions, TagOptions, run_index, run_tag
+from clipsort.pipeline import RunOptions, run_index
+from clipsort.tagging import TagOptions, run_tag
 
 SMALL = {"min_px": 64, "max_px": 160}
 CLI = [sys.executable, "-m", "clipsort"]

@@ -15,7 +15,9 @@ from shapes import make_picture
 
 from clipsort.cli import main
 from clipsort.labels import load_labels, parse_labels
-from clipsort.pipeline import SilentEvents, SortOptions, TagOptions, run_sort, run_tag
+from clipsort.pipeline import SilentEvents
+from clipsort.sorting import SortOptions, run_sort
+from clipsort.tagging import TagOptions, run_tag
 
 MODEL = ["--model", f"local-dir:{COLOUR_MODEL}"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +165,17 @@ def test_corpus_files_with_broken_exif_decode():
     for name in ("corrupted.jpg", "tests/30-type_error.jpg", "tests/87_OSError.jpg", "tests/42_IndexError.jpg"):
         picture = load_image(corpus("jpg", name), min_side=48)
         assert picture.mode == "RGB" and min(picture.size) >= 48
+
+
+@pytest.mark.permissions
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_unreadable_file_is_a_named_failure(tmp_path: Path):
+    path = tmp_path / "locked.jpg"
+    Image.new("RGB", (64, 48), (200, 0, 0)).save(path)
+    path.chmod(0)
+    try:
+        with pytest.raises(DecodeError, match="Permission denied") as info:
+            load_image(path, min_side=32)
+        assert str(path) in str(info.value)
+    finally:
+        path.chmod(0o644)

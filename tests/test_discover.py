@@ -81,6 +81,7 @@ def test_broken_symlink_is_reported(tmp_path: Path):
     assert errors == [(tmp_path / "link.jpg", "broken symbolic link")]
 
 
+@pytest.mark.permissions
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
 def test_unreadable_folder_is_reported_and_the_walk_goes_on(tmp_path: Path):
     locked = tmp_path / "locked"

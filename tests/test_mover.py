@@ -102,6 +102,7 @@ def test_failure_leaves_the_unit_where_it_was(tmp_path: Path):
     assert photo.read_bytes() == b"data" and (tmp_path / "in/p.jpg.xmp").read_bytes() == b"x"
 
 
+@pytest.mark.permissions
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
 def test_read_only_destination_fails_cleanly(tmp_path: Path):
     photo = put(tmp_path / "in/p.jpg", b"data")

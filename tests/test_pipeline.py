@@ -14,9 +14,11 @@ from shapes import make_picture
 from clipsort.discover import ImageRef
 from clipsort.errors import ExitCode, UsageError
 from clipsort.labels import DEFAULT_TEMPLATES, parse_labels
-from clipsort.pipeline import RunOptions, SilentEvents, SortOptions, TagOptions, embedded_photos, run_sort, run_tag
+from clipsort.pipeline import RunOptions, SilentEvents, embedded_photos
 from clipsort.report import Report
 from clipsort.sidecar import json_path, xmp_path
+from clipsort.sorting import SortOptions, run_sort
+from clipsort.tagging import TagOptions, run_tag
 
 SMALL = {"min_px": 200, "max_px": 700}
 

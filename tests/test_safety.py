@@ -24,7 +24,8 @@ from clipsort import journal as journal_module
 from clipsort.errors import ExitCode
 from clipsort.journal import Journal, read, recover, undo
 from clipsort.mover import Mover
-from clipsort.pipeline import RunOptions, SortOptions, run_sort
+from clipsort.pipeline import RunOptions
+from clipsort.sorting import SortOptions, run_sort
 
 SMALL = {"min_px": 64, "max_px": 200}
 CLI = [sys.executable, "-m", "clipsort"]

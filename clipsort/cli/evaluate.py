@@ -14,7 +14,7 @@ from clipsort.cli.sort import MarginOpt
 
 
 @app.command("eval", cls=ClipsortCommand)
-@run_options()
+@run_options(omit=("no_pairs",))
 def evaluate(
     labelled: Annotated[
         Path,

@@ -13,7 +13,7 @@ from clipsort.cli.runner import run_command
 
 
 @app.command(cls=ClipsortCommand)
-@run_options(omit=("json_out",))
+@run_options(omit=("json_out", "no_pairs"))
 def learn(
     examples: Annotated[
         Path,

@@ -1,4 +1,4 @@
-"""``clipsort models`` and ``clipsort paths``: what is installed where."""
+"""``clipsort models``, ``clipsort formats`` and ``clipsort paths``: what is installed where."""
 
 from __future__ import annotations
 
@@ -54,3 +54,37 @@ def paths() -> None:
     ]
     for name, path, note in rows:
         typer.echo(f"{name:<10} {path}  {note}")
+
+
+@app.command(cls=ClipsortCommand)
+def formats(
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per format.")] = False,
+) -> None:
+    """List the image formats clipsort knows, which this installation reads, and what the rest need.
+
+    Files of a format marked 'no' are found, counted and named in every run's summary,
+    never skipped silently.
+
+    Examples:
+
+      clipsort formats
+
+      clipsort formats --json
+    """
+    import json
+
+    from clipsort.formats import status
+
+    rows = status()
+    if json_out:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    width = max(len(str(r["format"])) for r in rows)
+    for row in rows:
+        readable = "yes" if row["readable"] else "no "
+        extensions = " ".join(map(str, row["extensions"]))  # type: ignore[call-overload]
+        line = f"{str(row['format']).ljust(width)}  {readable}  {row['reader']}  ({extensions})"
+        if not row["readable"]:
+            line += f"  -> {row['install']}"
+        typer.echo(line)

@@ -102,6 +102,7 @@ class RunSettings:
     workers: int | None = None
     threads: int | None = None
     max_megapixels: float | None = None
+    no_pairs: bool = False
     cache: Path | None = None
     no_cache: bool = False
     no_wait: bool = False
@@ -205,6 +206,17 @@ _SHARED: dict[str, tuple[Any, Any]] = {
             ),
         ],
         None,
+    ),
+    "no_pairs": (
+        Annotated[
+            bool,
+            typer.Option(
+                "--no-pairs",
+                help="Treat the RAW and JPEG of a RAW+JPEG pair as two photos (default: judged once, through "
+                "the JPEG; the RAW shares its labels and moves with it).",
+            ),
+        ],
+        False,
     ),
     "cache": (CacheOpt, None),
     "no_cache": (

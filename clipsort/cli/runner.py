@@ -97,7 +97,7 @@ def run_command(
         embedder = Embedder(spec, choice.device, cache, choice.precision, on_load=loaded, loader=loader)
         if spec.pretrained == RANDOM:
             ui.warn("random weights (--pretrained none): the labels will be meaningless")
-        run_options = RunOptions(choice.batch_size, choice.workers, common.max_megapixels)
+        run_options = RunOptions(choice.batch_size, choice.workers, common.max_megapixels, pairs=not common.no_pairs)
         try:
             report = work(label_set, embedder, run_options, ui)
         except KeyboardInterrupt:

@@ -62,11 +62,21 @@ def sort(
         bool,
         typer.Option("--dedupe", help="Remove a photo whose identical copy already has its name at the destination."),
     ] = False,
+    pattern: Annotated[
+        str | None,
+        typer.Option(
+            "--pattern",
+            "-p",
+            help="Folders under DEST from {label} {year} {month} {day} {camera} {ext}; the date is when the "
+            "photo was taken (EXIF), a missing field is 'unknown'. [default: {label}]",
+            show_default=False,
+        ),
+    ] = None,
     explain: ExplainOpt = False,
     dry_run: DryRunOpt = False,
     common: RunSettings = RunSettings(),
 ) -> None:
-    """Move each photo into DEST/<its best label>/, sidecars with it.
+    """Move each photo into DEST/<its best label>/, sidecars and RAW+JPEG partners with it.
 
     The best label is used only if it passes its own threshold and leads the
     runner-up by --margin; otherwise the photo fits "none of these" and goes to
@@ -82,8 +92,11 @@ def sort(
       clipsort sort ~/Inbox -l labels.toml -d ~/Sorted --mode copy --explain
 
       clipsort sort ~/Inbox -l mine.labels.json -d ~/Sorted --leave-unsorted
+
+      clipsort sort ~/Inbox -l labels.txt -d ~/Sorted --pattern "{label}/{year}/{month}"
     """
-    from clipsort.pipeline import SortOptions, check_sort_options, run_sort
+    from clipsort.pattern import parse_pattern
+    from clipsort.sorting import SortOptions, check_sort_options, run_sort
 
     options = SortOptions(
         dest=dest,
@@ -94,6 +107,7 @@ def sort(
         leave_unsorted=leave_unsorted,
         dedupe=dedupe,
         dry_run=dry_run,
+        pattern=parse_pattern(pattern) if pattern is not None else None,
     )
     run_command(
         "sort",

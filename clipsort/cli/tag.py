@@ -31,6 +31,11 @@ class XmpName(str, Enum):
     stem = "stem"
 
 
+class TagMode(str, Enum):
+    replace = "replace"  # type: ignore[assignment]
+    append = "append"
+
+
 @app.command(cls=ClipsortCommand)
 @run_options()
 def tag(
@@ -66,6 +71,18 @@ def tag(
             show_default=False,
         ),
     ] = None,
+    mode: Annotated[
+        TagMode,
+        typer.Option(
+            "--mode",
+            help="replace: clipsort's earlier keywords give way to this run's; append: add this run's to them. "
+            "Keywords clipsort did not write are always kept.",
+        ),
+    ] = TagMode.replace,
+    only_untagged: Annotated[
+        bool,
+        typer.Option("--only-untagged", help="Skip photos whose sidecar already holds clipsort keywords."),
+    ] = False,
     explain: ExplainOpt = False,
     dry_run: DryRunOpt = False,
     common: RunSettings = RunSettings(),
@@ -78,7 +95,8 @@ def tag(
 
     Sidecars are merged: keywords of other tools are kept, and a re-run replaces
     only clipsort's own keywords. Vectors are cached: a re-run over unchanged
-    photos, or with a new label file, decodes nothing.
+    photos, or with a new label file, decodes nothing; a sidecar whose keywords
+    and file are unchanged since clipsort wrote it is not even read.
 
     Examples:
 
@@ -87,8 +105,10 @@ def tag(
       clipsort tag photo.jpg -l labels.toml --explain
 
       clipsort tag ~/Raw -l labels.txt --xmp-name stem --threshold 0.6 --json
+
+      clipsort tag ~/Photos -l more-labels.txt --mode append --only-untagged
     """
-    from clipsort.pipeline import TagOptions, run_tag
+    from clipsort.tagging import TagOptions, run_tag
 
     options = TagOptions(
         threshold=threshold,
@@ -97,6 +117,8 @@ def tag(
         xmp_name=xmp_name.value,
         tag_root=tag_root.strip().strip("|/") if tag_root is not None else None,
         dry_run=dry_run,
+        mode=mode.value,
+        only_untagged=only_untagged,
     )
     run_command(
         "tag",

@@ -1,0 +1,82 @@
+"""The nightly re-run: a second ``clipsort tag`` against a second ``clipsort index``, same library.
+
+    python benchmarks/retag.py [--photos 100000] [--folder DIR]
+
+Builds (or reuses) a library of small JPEGs, then times, as whole processes:
+``index`` (first), ``index`` again, ``tag`` (first), ``tag`` again with the same labels,
+and ``tag`` again after another program edited one sidecar (which must be merged
+again: checked, and said). Prints the seconds of each and the ratio of the second
+``tag`` to the second ``index`` (the goal: at most 1.5). Uses the trained tiny model
+of tests/models, so only clipsort's own work is measured, and its own cache dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "tests" / "models" / "tiny-colours"
+COLOURS = {"red": (200, 30, 30), "green": (30, 170, 40), "blue": (30, 40, 200)}
+
+
+def make_library(folder: Path, count: int) -> None:
+    from PIL import Image
+
+    existing = sum(1 for _ in folder.rglob("*.jpg")) if folder.exists() else 0
+    rng = random.Random(1)
+    for n in range(existing, count):
+        colour = rng.choice(list(COLOURS))
+        path = folder / f"{n // 1000:03d}" / f"{colour}_{n:06d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shade = tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in COLOURS[colour])
+        Image.new("RGB", (96, 64), shade).save(path, "JPEG", quality=85)
+
+
+def timed(args: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "clipsort", *args], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"clipsort {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=100_000)
+    parser.add_argument("--folder", type=Path, help="where the library is built (default: a temp folder)")
+    options = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="clipsort-retag-"))
+    library = options.folder or work / "library"
+    print(f"building {options.photos} photos in {library} ...", flush=True)
+    make_library(library, options.photos)
+    labels = work / "labels.txt"
+    labels.write_text("red\ngreen\nblue\n")
+    env = {**os.environ, "CLIPSORT_CACHE_DIR": str(work / "cache"), "HF_HUB_OFFLINE": "1"}
+    model = ["--model", f"local-dir:{MODEL}", "--quiet"]
+    figures = {
+        "index (first)": timed(["index", str(library), *model], env),
+        "index (again)": timed(["index", str(library), *model], env),
+        "tag (first)": timed(["tag", str(library), "-l", str(labels), *model], env),
+        "tag (again)": timed(["tag", str(library), "-l", str(labels), *model], env),
+    }
+    edited = next(library.rglob("*.jpg.xmp"))
+    edited.write_text(edited.read_text().replace("<rdf:Bag>", "<rdf:Bag>\n     <rdf:li>edited-elsewhere</rdf:li>", 1))
+    figures["tag (again, one sidecar edited)"] = timed(["tag", str(library), "-l", str(labels), *model], env)
+    remerged = "edited-elsewhere" in edited.read_text() and "clipsort:addedSubject" in edited.read_text()
+    for name, seconds in figures.items():
+        print(f"{name:<34} {seconds:8.1f} s")
+    ratio = figures["tag (again)"] / figures["index (again)"]
+    print(f"second tag / second index: {ratio:.2f} (goal: at most 1.5)")
+    print(f"edited sidecar merged again, its keyword kept: {'yes' if remerged else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()

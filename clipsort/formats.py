@@ -1,0 +1,137 @@
+"""The image formats clipsort knows, which of them this installation reads, and what the rest need.
+
+One table (:data:`FORMATS`) is the single place for file extensions: discovery
+finds every file of a known format; the decoder reads those whose reader is
+installed; the others are counted, per format, with the package that would read
+them (``clipsort formats`` prints the table, docs/formats.md explains it).
+
+Readers are plain Pillow, Pillow plugins (pillow-heif, pillow-jxl-plugin,
+pillow-avif-plugin) and rawpy (LibRaw) for camera RAW files. Plugins are
+registered once, the first time a photo is decoded, so ``--help`` imports none.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import os
+import threading
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    extensions: tuple[str, ...]
+    #: The library that reads it, as a person would name it.
+    reader: str
+    #: What to install when the reader is missing ("" for formats plain Pillow always reads).
+    install: str = ""
+    raw: bool = False
+
+
+RAW_EXTENSIONS = (".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf", ".pef", ".srw")
+
+FORMATS: tuple[Format, ...] = (
+    Format("JPEG", (".jpg", ".jpeg", ".jpe"), "Pillow"),
+    Format("PNG", (".png",), "Pillow"),
+    Format("WebP", (".webp",), "Pillow"),
+    Format("TIFF", (".tif", ".tiff"), "Pillow"),
+    Format("BMP", (".bmp",), "Pillow"),
+    Format("GIF", (".gif",), "Pillow"),
+    Format("HEIC/HEIF", (".heic", ".heif", ".hif"), "pillow-heif", "pip install pillow-heif"),
+    Format("AVIF", (".avif",), "Pillow (11.3+) or pillow-avif-plugin", "pip install 'clipsort[avif]'"),
+    Format("JPEG XL", (".jxl",), "pillow-jxl-plugin", "pip install 'clipsort[jxl]'"),
+    Format("camera RAW", RAW_EXTENSIONS, "rawpy (LibRaw)", "pip install rawpy", raw=True),
+)
+
+_BY_EXTENSION = {ext: fmt for fmt in FORMATS for ext in fmt.extensions}
+
+#: Every extension (lower case, with the dot) of a known image format.
+KNOWN_EXTENSIONS = frozenset(_BY_EXTENSION)
+
+
+def format_of(name: str) -> Format | None:
+    """The format a file name's extension says, None for names of no known image format."""
+    return _BY_EXTENSION.get(os.path.splitext(name)[1].lower())
+
+
+def is_raw(name: str) -> bool:
+    fmt = format_of(name)
+    return fmt is not None and fmt.raw
+
+
+@functools.cache
+def available(fmt: Format) -> bool:
+    """Whether this installation can decode ``fmt`` (its reader imports)."""
+    if fmt.reader == "Pillow":
+        return True
+    if fmt.name == "HEIC/HEIF":
+        return _importable("pillow_heif")
+    if fmt.name == "AVIF":
+        return _pillow_has("avif") or _importable("pillow_avif")
+    if fmt.name == "JPEG XL":
+        return _importable("pillow_jxl")
+    if fmt.raw:
+        return _importable("rawpy")
+    return False
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _pillow_has(feature: str) -> bool:
+    try:
+        from PIL import features
+
+        return bool(features.check(feature))
+    except (ImportError, ValueError):
+        return False
+
+
+_registered = False
+_lock = threading.Lock()
+
+
+def register_plugins() -> None:
+    """Register the installed Pillow plugins with Pillow (once; thread-safe)."""
+    global _registered
+    if _registered:
+        return
+    with _lock:
+        if _registered:
+            return
+        if _importable("pillow_heif"):
+            try:
+                from pillow_heif import register_heif_opener
+
+                # Thumbnails let draft() decode a small embedded copy when the model needs few pixels.
+                register_heif_opener(thumbnails=True)
+            except Exception:  # noqa: BLE001 - a broken plugin makes its format unreadable, nothing worse
+                pass
+        for module in ("pillow_jxl", "pillow_avif"):
+            if _importable(module) and not (module == "pillow_avif" and _pillow_has("avif")):
+                try:
+                    importlib.import_module(module)
+                except Exception:  # noqa: BLE001
+                    pass
+        _registered = True
+
+
+def status() -> list[dict[str, object]]:
+    """One row per format: name, extensions, reader, whether it is readable here, what to install."""
+    return [
+        {
+            "format": fmt.name,
+            "extensions": list(fmt.extensions),
+            "reader": fmt.reader,
+            "readable": available(fmt),
+            "install": "" if available(fmt) else fmt.install,
+        }
+        for fmt in FORMATS
+    ]

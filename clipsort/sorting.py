@@ -1,0 +1,160 @@
+"""``sort``: each photo into the folder of its best label, companions and RAW partners with it, journaled."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from clipsort import decide
+from clipsort.classifier import prepare_decisions
+from clipsort.embed import Embedder
+from clipsort.errors import DestinationFullError, FileFailure, UsageError
+from clipsort.journal import Journal, recover
+from clipsort.labels import LabelSet
+from clipsort.mover import Mover
+from clipsort.pattern import Pattern
+from clipsort.pipeline import (
+    Events,
+    RunOptions,
+    SilentEvents,
+    explained_of,
+    fail,
+    photos_to_score,
+    record,
+    score_all,
+    scores_of,
+)
+from clipsort.report import PhotoResult, Report
+
+
+@dataclass(frozen=True)
+class SortOptions:
+    dest: Path | None = None
+    threshold: float | None = None
+    #: How far (in logits) the best label must lead the runner-up; None: the label file's, else the default.
+    margin: float | None = None
+    mode: str = "move"
+    unsorted: str = "_unsorted"
+    leave_unsorted: bool = False
+    dedupe: bool = False
+    dry_run: bool = False
+    #: Where under ``dest`` each photo goes (``--pattern``); None: ``{label}``.
+    pattern: Pattern | None = None
+
+
+def sort_destination(roots: Sequence[Path], dest: Path | None) -> Path:
+    """``--dest``, or the folder being sorted when there is exactly one."""
+    if dest is not None:
+        return dest
+    if len(roots) == 1 and Path(roots[0]).is_dir():
+        return Path(roots[0])
+    raise UsageError("--dest is needed when sorting several paths or a single file")
+
+
+def check_unsorted_name(labels: LabelSet, name: str) -> None:
+    if not name or "/" in name or name in (".", ".."):
+        raise UsageError(f"--unsorted-name {name!r} must be a plain folder name")
+    for label in labels.labels:
+        if label.path[0].casefold() == name.casefold():
+            raise UsageError(f"--unsorted-name {name!r} is also a label (line {label.line}); choose another name")
+
+
+def check_sort_options(roots: Sequence[Path], labels: LabelSet, options: SortOptions) -> Path:
+    """Validate what can be validated before any work; returns the destination folder."""
+    dest = sort_destination(roots, options.dest)
+    check_unsorted_name(labels, options.unsorted)
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"--dest {dest} is a file, not a folder")
+    return dest
+
+
+def run_sort(
+    roots: Sequence[Path],
+    labels: LabelSet,
+    embedder: Embedder,
+    options: SortOptions,
+    run: RunOptions = RunOptions(),
+    events: Events | None = None,
+) -> Report:
+    """Move (copy, link) every photo under ``roots`` into ``DEST/<label>/`` by its top label."""
+    events = events or SilentEvents()
+    dest = check_sort_options(roots, labels, options)
+    report = Report("sort", dry_run=options.dry_run)
+    journal = None
+    if not options.dry_run:
+        recover(events.warned)
+        journal = Journal.create(
+            "sort",
+            {"dest": str(dest.absolute()), "mode": options.mode, "roots": [str(Path(r).absolute()) for r in roots]},
+        )
+        report.journal = journal.path
+    mover = Mover(options.mode, journal, dedupe=options.dedupe)
+    past = {"move": "moved", "copy": "copied", "link": "linked", "dedupe": "deduplicated"}
+    try:
+        decisions = prepare_decisions(embedder, labels, options.threshold, options.margin)
+        refs, partners = photos_to_score(roots, run, report, events)
+        for ref, row, logits in score_all(refs, decisions, embedder, run, report, events):
+            best, judgements = decide.single_label(
+                row, logits, decisions.thresholds, decisions.margin, decisions.exclude
+            )
+            label = labels.labels[best] if best is not None else None
+            names = (label.name,) if label else ()
+            explained = explained_of(decisions, judgements)
+            if label is None and options.leave_unsorted:
+                result = PhotoResult(
+                    ref.path, scores_of(labels, row), names, "left", dry_run=options.dry_run, explained=explained
+                )
+                record(report, events, result)
+                events.advanced(1)
+                for partner in partners.get(ref.path, []):
+                    record(
+                        report, events, replace(result, path=partner.path, note=f"RAW+JPEG pair with {ref.path.name}")
+                    )
+                    events.advanced(1)
+                continue
+            label_path = label.folder_path if label else (options.unsorted,)
+            folder = (
+                dest / options.pattern.folder(label_path, ref.path) if options.pattern else dest.joinpath(*label_path)
+            )
+            raws = [p.path for p in partners.get(ref.path, [])]
+            try:
+                plan = mover.plan(ref.path, folder, raws)
+                if plan.action in ("in-place", "duplicate"):
+                    action = plan.action
+                else:
+                    action = past[plan.action] if label or plan.action == "dedupe" else "unsorted"
+                    if not options.dry_run:
+                        for warning in mover.execute(plan):
+                            report.warnings.append(warning)
+                            events.warned(warning)
+            except DestinationFullError as exc:
+                report.fatal = str(exc)
+                break
+            except FileFailure as failure:
+                fail(report, events, failure)
+                continue
+            result = PhotoResult(
+                ref.path,
+                scores_of(labels, row),
+                names,
+                action,
+                destination=plan.target,
+                dry_run=options.dry_run,
+                explained=explained,
+            )
+            record(report, events, result)
+            events.advanced(1)
+            targets = dict(plan.companions)
+            for raw in raws:
+                if plan.action in ("in-place", "duplicate") or raw in targets:
+                    destination = targets.get(raw, raw)
+                    note = f"RAW+JPEG pair: goes with {ref.path.name}"
+                    record(report, events, replace(result, path=raw, destination=destination, note=note))
+                events.advanced(1)
+    finally:
+        report.finish()
+        if journal is not None:
+            journal.end({"actions": dict(report.actions), "failed": len(report.failures), "fatal": report.fatal})
+            journal.close()
+    return report

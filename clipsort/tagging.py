@@ -1,0 +1,191 @@
+"""``tag``: every label a photo passes, written to its sidecar (and its RAW partner's).
+
+A record in the cache (:mod:`clipsort.sidecar_record`) of what was last written to
+each sidecar lets a re-run skip, at the cost of a stat, every sidecar whose decision
+and file are unchanged; a sidecar someone else changed since is merged again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from clipsort import decide
+from clipsort.classifier import prepare_decisions
+from clipsort.discover import ImageRef
+from clipsort.embed import Embedder
+from clipsort.errors import FileFailure, SidecarError
+from clipsort.labels import Label, LabelSet
+from clipsort.pipeline import (
+    Events,
+    RunOptions,
+    SilentEvents,
+    explained_of,
+    photos_to_score,
+    record,
+    score_all,
+    scores_of,
+)
+from clipsort.report import PhotoResult, Report
+from clipsort.sidecar import (
+    holds_clipsort_keywords,
+    json_path,
+    json_text,
+    keywords_for,
+    write_json,
+    write_xmp,
+    xmp_path,
+)
+from clipsort.sidecar_record import SidecarRecord, digest_of
+
+
+@dataclass(frozen=True)
+class TagOptions:
+    #: None: each label's own, else the label file's, else the built-in default (docs/scoring.md).
+    threshold: float | None = None
+    #: Keep at most this many labels per photo; None: no limit.
+    top_k: int | None = None
+    sidecar: str = "xmp"  #: xmp or json
+    xmp_name: str = "full"  #: full (photo.jpg.xmp) or stem (photo.xmp)
+    #: None: the label file's tag_root, else "clipsort".
+    tag_root: str | None = None
+    dry_run: bool = False
+    #: replace: clipsort's earlier keywords give way to this run's; append: this run's are added to them.
+    mode: str = "replace"
+    #: Leave photos whose sidecar already holds clipsort keywords (not even embedded).
+    only_untagged: bool = False
+
+
+def run_tag(
+    roots: Sequence[Path],
+    labels: LabelSet,
+    embedder: Embedder,
+    options: TagOptions,
+    run: RunOptions = RunOptions(),
+    events: Events | None = None,
+) -> Report:
+    """Score every photo under ``roots`` and write the labels it passes to its sidecar (multi-label)."""
+    events = events or SilentEvents()
+    report = Report("tag", dry_run=options.dry_run)
+    decisions = prepare_decisions(embedder, labels, options.threshold)
+    tag_root = options.tag_root if options.tag_root is not None else (labels.tag_root or "clipsort")
+    writer = _Writer(options, labels, embedder.name, tag_root, SidecarRecord(embedder.cache))
+    refs, partners = photos_to_score(roots, run, report, events)
+    if options.only_untagged:
+        refs = _untagged(refs, partners, writer, report, events)
+    try:
+        for ref, row, _ in score_all(refs, decisions, embedder, run, report, events):
+            kept_idx, judgements = decide.multi_label(row, decisions.thresholds, decisions.exclude, options.top_k)
+            kept = [labels.labels[i] for i in kept_idx]
+            explained = explained_of(decisions, judgements)
+            scores = scores_of(labels, row)
+            shared: set[Path] = set()  # a RAW+JPEG pair's photo.xmp is written once
+            photos = [(ref.path, None)] + [(p.path, f"labels of {ref.path.name}") for p in partners.get(ref.path, [])]
+            for photo, note in photos:
+                try:
+                    sidecar = writer.write(photo, ref.path, kept, scores, shared)
+                except FileFailure as failure:
+                    report.fail(failure)
+                    events.failed(failure)
+                else:
+                    names = tuple(label.name for label in kept)
+                    result = PhotoResult(
+                        photo,
+                        scores,
+                        names,
+                        "tagged" if kept else "untagged",
+                        sidecar=sidecar,
+                        dry_run=options.dry_run,
+                        explained=explained,
+                        note=note,
+                    )
+                    record(report, events, result)
+                events.advanced(1)
+    finally:
+        writer.record.flush()
+    report.unchanged = writer.unchanged
+    report.finish()
+    return report
+
+
+def _untagged(
+    refs: list[ImageRef], partners: dict[Path, list[ImageRef]], writer: _Writer, report: Report, events: Events
+) -> list[ImageRef]:
+    """``--only-untagged``: the photos whose sidecar holds no clipsort keywords; the others are reported."""
+    keep = []
+    for ref in refs:
+        sidecar = writer.sidecar_path(ref.path)
+        if writer.already_tagged(sidecar):
+            for photo in [ref.path, *(p.path for p in partners.get(ref.path, []))]:
+                result = PhotoResult(photo, {}, (), "already-tagged", sidecar=sidecar, dry_run=writer.options.dry_run)
+                record(report, events, result)
+                events.advanced(1)
+        else:
+            keep.append(ref)
+    return keep
+
+
+class _Writer:
+    """Writes one photo's sidecar, unless the record shows it already holds exactly that."""
+
+    def __init__(
+        self, options: TagOptions, labels: LabelSet, model_name: str, tag_root: str, sidecars: SidecarRecord
+    ) -> None:
+        self.options = options
+        self.labels = labels
+        self.model_name = model_name
+        self.tag_root = tag_root
+        self.record = sidecars
+        #: With --xmp-name stem, photo.jpg and photo.png would share photo.xmp: the first one keeps it.
+        self.owner_of: dict[Path, Path] = {}
+        #: Sidecars left alone because the record shows them unchanged.
+        self.unchanged = 0
+
+    def sidecar_path(self, photo: Path) -> Path:
+        return json_path(photo) if self.options.sidecar == "json" else xmp_path(photo, self.options.xmp_name)
+
+    def already_tagged(self, sidecar: Path) -> bool:
+        known = self.record.has_keywords(sidecar)
+        return known if known is not None else holds_clipsort_keywords(sidecar)
+
+    def write(
+        self, photo: Path, primary: Path, kept: Sequence[Label], scores: dict[str, float], shared: set[Path]
+    ) -> Path | None:
+        """Write ``photo``'s sidecar (``primary``: the photo whose labels these are). Returns its path or None."""
+        options = self.options
+        path = self.sidecar_path(photo)
+        if options.sidecar == "xmp" and options.xmp_name == "stem":
+            owner = self.owner_of.setdefault(path, primary)
+            if owner != primary:
+                raise SidecarError(
+                    photo,
+                    f"its sidecar {path.name} belongs to {owner.name} (--xmp-name stem);"
+                    " not tagged: use --xmp-name full to give each photo its own",
+                )
+        if path in shared:
+            return path
+        shared.add(path)
+        names = [label.name for label in kept]
+        if options.sidecar == "json":
+            digest = digest_of("json", json_text(photo, self.model_name, scores, names))
+        else:
+            keywords = keywords_for(kept, self.tag_root)
+            digest = digest_of("xmp", keywords, self.tag_root, self.model_name, options.mode)
+        if self.record.unchanged(path, digest):
+            self.unchanged += 1
+            return path
+        if options.sidecar == "json":
+            if options.dry_run:
+                return path
+            write_json(photo, self.model_name, scores, names)
+        else:
+            if not kept and not path.exists():
+                return None  # nothing to write, and no earlier clipsort keywords to remove
+            if options.dry_run:
+                return path
+            append = options.mode == "append"
+            write_xmp(photo, keywords, self.tag_root, self.model_name, options.xmp_name, append=append)
+        has_keywords = bool(kept) or (options.mode == "append" and holds_clipsort_keywords(path))
+        self.record.wrote(path, digest, has_keywords)
+        return path
