@@ -154,10 +154,10 @@ def load_image(path: Path | str, min_side: int | None = None) -> Image.Image:
                     )
                 if image.format == "HEIF":
                     orientation = 1  # libheif applies the file's rotation and mirroring itself
+                    if min_side:
+                        image.draft("RGB", (min_side, min_side))  # an embedded thumbnail, when one is large enough
                 else:
                     orientation = exif_orientation(image, path)
-                if min_side and image.format == "HEIF":
-                    image.draft("RGB", (min_side, min_side))  # an embedded thumbnail, when one is large enough
                 if image.format == "JPEG":
                     if min_side:
                         image.draft("RGB", (min_side, min_side))

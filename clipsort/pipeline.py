@@ -22,7 +22,7 @@ from clipsort.decode import default_max_megapixels, set_max_megapixels
 from clipsort.discover import ImageRef, discover, pair_raw_with_jpeg
 from clipsort.embed import Embedder, Resolved
 from clipsort.errors import ClipsortError, FileFailure, UsageError
-from clipsort.formats import FORMATS, available, format_of
+from clipsort.formats import Format, available, format_of
 from clipsort.labels import LabelSet
 from clipsort.report import PhotoResult, Report
 
@@ -96,20 +96,19 @@ def find_photos(roots: Sequence[Path], report: Report, events: Events) -> list[I
         report.fail(failure)
         events.failed(failure)
 
-    unreadable: dict[str, list[ImageRef]] = {}
+    unreadable: dict[Format, list[ImageRef]] = {}
     for ref in discover(roots, on_error=on_error):
         fmt = format_of(ref.path.name)
         if fmt is not None and not available(fmt):
-            unreadable.setdefault(fmt.name, []).append(ref)
+            unreadable.setdefault(fmt, []).append(ref)
         else:
             refs.append(ref)
         if len(refs) % 1000 == 0:
             events.discovering(len(refs))
     report.found = len(refs)
-    for name, skipped in unreadable.items():
-        fmt = next(f for f in FORMATS if f.name == name)
+    for fmt, skipped in unreadable.items():
         note = f"{fmt.name} needs {fmt.reader}: {fmt.install}"
-        report.unreadable[name] = (len(skipped), fmt.install)
+        report.unreadable[fmt.name] = (len(skipped), fmt.install)
         events.warned(f"{len(skipped)} {fmt.name} file(s) skipped: this installation cannot read them ({note})")
         for ref in skipped:
             record(report, events, PhotoResult(ref.path, {}, (), "unreadable", note=note))

@@ -213,20 +213,15 @@ def read_keywords(sidecar: Path) -> dict[str, dict[str, list[str]]]:
 
 def holds_clipsort_keywords(sidecar: Path) -> bool:
     """Whether ``sidecar`` (XMP or clipsort's JSON) holds keywords clipsort wrote."""
-    try:
-        data = sidecar.read_bytes()
-    except OSError:
-        return False
     if sidecar.name.endswith(".clipsort.json"):
         try:
-            return bool(json.loads(data).get("labels"))
-        except (ValueError, AttributeError):
+            return bool(json.loads(sidecar.read_bytes()).get("labels"))
+        except (OSError, ValueError, AttributeError):
             return False
     try:
-        document = minidom.parseString(data)
-    except ExpatError:
+        return any(read_keywords(sidecar)["clipsort"].values())
+    except SidecarError:
         return False
-    return any(_items(e) for field in _FIELDS for e in _elements(document, NS_CLIPSORT, field.record))
 
 
 def _elements(node: _Dom, ns: str, name: str) -> list[_Dom]:

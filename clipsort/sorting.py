@@ -101,23 +101,17 @@ def run_sort(
             label = labels.labels[best] if best is not None else None
             names = (label.name,) if label else ()
             explained = explained_of(decisions, judgements)
+            raws = [p.path for p in partners.get(ref.path, [])]
             if label is None and options.leave_unsorted:
                 result = PhotoResult(
                     ref.path, scores_of(labels, row), names, "left", dry_run=options.dry_run, explained=explained
                 )
-                record(report, events, result)
-                events.advanced(1)
-                for partner in partners.get(ref.path, []):
-                    record(
-                        report, events, replace(result, path=partner.path, note=f"RAW+JPEG pair with {ref.path.name}")
-                    )
-                    events.advanced(1)
+                _record_pair(report, events, result, raws, {})
                 continue
             label_path = label.folder_path if label else (options.unsorted,)
             folder = (
                 dest / options.pattern.folder(label_path, ref.path) if options.pattern else dest.joinpath(*label_path)
             )
-            raws = [p.path for p in partners.get(ref.path, [])]
             try:
                 plan = mover.plan(ref.path, folder, raws)
                 if plan.action in ("in-place", "duplicate"):
@@ -143,18 +137,25 @@ def run_sort(
                 dry_run=options.dry_run,
                 explained=explained,
             )
-            record(report, events, result)
-            events.advanced(1)
-            targets = dict(plan.companions)
-            for raw in raws:
-                if plan.action in ("in-place", "duplicate") or raw in targets:
-                    destination = targets.get(raw, raw)
-                    note = f"RAW+JPEG pair: goes with {ref.path.name}"
-                    record(report, events, replace(result, path=raw, destination=destination, note=note))
-                events.advanced(1)
+            _record_pair(report, events, result, raws, dict(plan.companions))
     finally:
         report.finish()
         if journal is not None:
             journal.end({"actions": dict(report.actions), "failed": len(report.failures), "fatal": report.fatal})
             journal.close()
     return report
+
+
+def _record_pair(
+    report: Report, events: Events, result: PhotoResult, raws: Sequence[Path], targets: dict[Path, Path]
+) -> None:
+    """Record a photo's result and its RAW partners' (same decision; ``targets``: where each RAW went)."""
+    record(report, events, result)
+    events.advanced(1)
+    stays = result.destination is None or result.action in ("in-place", "duplicate")
+    for raw in raws:
+        if stays or raw in targets:  # not in targets: gone from the folder since it was found
+            note = f"RAW+JPEG pair: goes with {result.path.name}"
+            destination = None if result.destination is None else targets.get(raw, raw)
+            record(report, events, replace(result, path=raw, destination=destination, note=note))
+        events.advanced(1)

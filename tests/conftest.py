@@ -35,6 +35,16 @@ STORE = {
 }
 
 
+def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """Run ``clipsort ARGS`` in this process: (exit code, stdout, stderr)."""
+    from clipsort.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
 def corpus(*parts: str) -> Path:
     """A path in the shared exif-samples corpus; skips the test when the corpus is absent."""
     path = CORPUS.joinpath(*parts)

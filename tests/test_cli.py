@@ -10,20 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import COLOUR_MODEL, make_colour_photos
+from conftest import COLOUR_MODEL, make_colour_photos, run_cli
 
-from clipsort.cli import app, main
+from clipsort.cli import app
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 MODEL = ["--model", f"local-dir:{COLOUR_MODEL}"]
 SMALL = {"min_px": 200, "max_px": 500}
-
-
-def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
 
 
 def commands() -> list[list[str]]:
@@ -44,7 +37,7 @@ def test_every_command_has_help_with_text_and_is_documented(capsys):
     cli_doc = (DOCS / "cli.md").read_text(encoding="utf-8")
     assert len(commands()) >= 5
     for command in commands():
-        code, out, _ = run(capsys, *command, "--help")
+        code, out, _ = run_cli(capsys, *command, "--help")
         assert code == 0 and "Usage: clipsort " + " ".join(command) in out
         assert f"clipsort {' '.join(command)}" in cli_doc, f"docs/cli.md does not document {command}"
 
@@ -65,32 +58,32 @@ def test_help_and_version_do_not_import_torch():
 
 
 def test_version(capsys):
-    code, out, _ = run(capsys, "--version")
+    code, out, _ = run_cli(capsys, "--version")
     assert code == 0 and re.fullmatch(r"clipsort \d+\.\d+\.\d+\n", out)
 
 
 def test_no_arguments_shows_help(capsys):
-    code, out, err = run(capsys)
+    code, out, err = run_cli(capsys)
     assert code in (0, 2) and "Usage: clipsort" in out + err
 
 
 def test_labels_check(capsys, tmp_path: Path):
     good = tmp_path / "labels.txt"
     good.write_text("animals/dog\nbeach: a sandy beach | the sea\n", encoding="utf-8")
-    code, out, err = run(capsys, "labels", "check", str(good))
+    code, out, err = run_cli(capsys, "labels", "check", str(good))
     assert code == 0
     assert "animals/dog" in out and "a photo of a dog." in out and "a sandy beach" in out
     assert "2 labels OK" in err
     bad = tmp_path / "bad.txt"
     bad.write_text("dog\ndog\n", encoding="utf-8")
-    code, out, err = run(capsys, "labels", "check", str(bad))
+    code, out, err = run_cli(capsys, "labels", "check", str(bad))
     assert code == 2 and err.strip() == f"error: {bad}:2: duplicate label 'dog' (first on line 1)"
     assert "Traceback" not in err
 
 
 def test_tag_json_lines_on_stdout_summary_on_stderr(capsys, tmp_path: Path, labels_file: Path):
     photos = make_colour_photos(tmp_path / "p", ["red", "blue"], 4, **SMALL)
-    code, out, err = run(capsys, "tag", str(tmp_path / "p"), "--labels", str(labels_file), *MODEL, "--json")
+    code, out, err = run_cli(capsys, "tag", str(tmp_path / "p"), "--labels", str(labels_file), *MODEL, "--json")
     assert code == 0
     records = [json.loads(line) for line in out.splitlines()]
     assert {Path(r["path"]) for r in records} == set(photos)
@@ -105,13 +98,13 @@ def test_tag_json_lines_on_stdout_summary_on_stderr(capsys, tmp_path: Path, labe
 
 def test_quiet_prints_nothing_on_success(capsys, tmp_path: Path, labels_file: Path):
     make_colour_photos(tmp_path / "p", ["green"], 1, **SMALL)
-    code, out, err = run(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file), *MODEL, "--quiet")
+    code, out, err = run_cli(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file), *MODEL, "--quiet")
     assert (code, out, err) == (0, "", "")
 
 
 def test_sort_dry_run_prints_the_plan(capsys, tmp_path: Path, labels_file: Path):
     photos = make_colour_photos(tmp_path / "in", ["red", "green"], 2, **SMALL)
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys, "sort", str(tmp_path / "in"), "-l", str(labels_file), *MODEL, "-d", str(tmp_path / "out"), "--dry-run"
     )
     assert code == 0
@@ -125,7 +118,7 @@ def test_sort_dry_run_prints_the_plan(capsys, tmp_path: Path, labels_file: Path)
 def test_bad_files_are_named_and_exit_code_is_3(capsys, tmp_path: Path, labels_file: Path):
     make_colour_photos(tmp_path, ["red"], 2, **SMALL)
     (tmp_path / "empty.jpg").write_bytes(b"")
-    code, _, err = run(capsys, "tag", str(tmp_path), "-l", str(labels_file), *MODEL)
+    code, _, err = run_cli(capsys, "tag", str(tmp_path), "-l", str(labels_file), *MODEL)
     assert code == 3
     assert f"error: {tmp_path / 'empty.jpg'}: empty file (0 bytes)" in err
     assert "tagged 2, failed 1" in err and "Traceback" not in err
@@ -147,14 +140,14 @@ def test_errors_are_one_line_with_the_documented_exit_code(
     capsys, tmp_path: Path, labels_file: Path, args, code, words
 ):
     args = [a.format(tmp=tmp_path, labels=labels_file) for a in args]
-    got, out, err = run(capsys, *args)
+    got, out, err = run_cli(capsys, *args)
     assert got == code, err
     assert words in err and "Traceback" not in err
     assert out == ""
 
 
 def test_missing_model_message_is_one_line(capsys, tmp_path: Path, labels_file: Path):
-    code, _, err = run(capsys, "tag", str(tmp_path), "-l", str(labels_file))
+    code, _, err = run_cli(capsys, "tag", str(tmp_path), "-l", str(labels_file))
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 1 and len(lines) == 1 and lines[0].startswith("error: model ViT-B-32 (laion2b_s34b_b79k)")
 
@@ -162,16 +155,16 @@ def test_missing_model_message_is_one_line(capsys, tmp_path: Path, labels_file: 
 def test_environment_chooses_the_model(capsys, tmp_path: Path, labels_file: Path, monkeypatch):
     make_colour_photos(tmp_path / "p", ["blue"], 1, **SMALL)
     monkeypatch.setenv("CLIPSORT_MODEL", f"local-dir:{COLOUR_MODEL}")
-    code, out, _ = run(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file), "--json")
+    code, out, _ = run_cli(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file), "--json")
     assert code == 0 and json.loads(out)["labels"] == ["blue"]
 
 
 def test_paths_and_models(capsys, isolated_env: Path):
-    code, out, _ = run(capsys, "paths")
+    code, out, _ = run_cli(capsys, "paths")
     assert code == 0 and str(isolated_env / "cache") in out and str(isolated_env / "config" / "config.toml") in out
-    code, out, _ = run(capsys, "models")
+    code, out, _ = run_cli(capsys, "models")
     assert code == 0 and re.search(r"^ViT-B-32\s+.*laion2b_s34b_b79k", out, re.M)
-    code, out, _ = run(capsys, "models", "--cached")
+    code, out, _ = run_cli(capsys, "models", "--cached")
     assert code == 0 and "ViT-B-32 " not in out
 
 
@@ -180,12 +173,12 @@ def test_config_file_sets_defaults_and_flags_win(capsys, tmp_path: Path, labels_
     config.mkdir()
     (config / "config.toml").write_text(f'model = "local-dir:{COLOUR_MODEL}"\nbatch_size = 2\n', encoding="utf-8")
     make_colour_photos(tmp_path / "p", ["red"], 1, **SMALL)
-    code, out, _ = run(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file), "--json")
+    code, out, _ = run_cli(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file), "--json")
     assert code == 0 and json.loads(out)["labels"] == ["red"]
-    code, _, err = run(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file), "--model", "local-dir:/nowhere")
+    code, _, err = run_cli(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file), "--model", "local-dir:/nowhere")
     assert code == 1 and "/nowhere" in err
     (config / "config.toml").write_text("colour = 1\n", encoding="utf-8")
-    code, _, err = run(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file))
+    code, _, err = run_cli(capsys, "tag", str(tmp_path / "p"), "-l", str(labels_file))
     assert code == 2 and "unknown setting 'colour'" in err
 
 
@@ -199,15 +192,15 @@ def test_threads_from_config_env_and_flag(capsys, tmp_path: Path, labels_file: P
     command = ["tag", str(tmp_path / "p"), "-l", str(labels_file), *MODEL, "--no-cache", "--dry-run"]
     before = torch.get_num_threads()
     try:
-        code, _, err = run(capsys, *command)
+        code, _, err = run_cli(capsys, *command)
         assert code == 0 and "1 thread)" in err
         monkeypatch.setenv("CLIPSORT_THREADS", "2")
-        code, _, err = run(capsys, *command)
+        code, _, err = run_cli(capsys, *command)
         assert code == 0 and "2 threads)" in err
-        code, _, err = run(capsys, *command, "--threads", "1")
+        code, _, err = run_cli(capsys, *command, "--threads", "1")
         assert code == 0 and "1 thread)" in err
         monkeypatch.setenv("CLIPSORT_THREADS", "many")
-        code, _, err = run(capsys, *command)
+        code, _, err = run_cli(capsys, *command)
         assert code == 2 and "CLIPSORT_THREADS='many'" in err and "Traceback" not in err
     finally:
         torch.set_num_threads(before)

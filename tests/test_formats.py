@@ -10,23 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import COLOUR_MODEL, STORE, corpus
+from conftest import COLOUR_MODEL, STORE, corpus, run_cli
 from PIL import Image
 from shapes import make_picture
 
 from clipsort import formats
-from clipsort.cli import main
 from clipsort.decode import load_image
 from clipsort.errors import DecodeError
 
 MODEL = ["--model", f"local-dir:{COLOUR_MODEL}"]
-
-
-def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
 
 
 def _copy_tree(source: Path, target: Path) -> Path:
@@ -40,7 +32,7 @@ def test_corpus_heic_and_dng_get_sidecars_and_the_cut_short_arw_fails(tmp_path, 
     library = tmp_path / "library"
     _copy_tree(corpus("heic"), library / "heic")
     _copy_tree(corpus("raw"), library / "raw")
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys, "tag", str(library), "--labels", str(labels_file), *MODEL, "--threshold", "0", "--json"
     )
     assert code == 3, err
@@ -97,7 +89,7 @@ def test_heic_photos_are_classified(tmp_path, capsys, labels_file):
         _heic_with_orientation(
             make_picture(colour, (400, 300), rng), tmp_path / f"{colour}_{n}.heic", 6 if n % 2 else 1
         )
-    code, out, err = run(capsys, "tag", str(tmp_path), "--labels", str(labels_file), *MODEL, "--json")
+    code, out, err = run_cli(capsys, "tag", str(tmp_path), "--labels", str(labels_file), *MODEL, "--json")
     assert code == 0, err
     for record in map(json.loads, out.splitlines()):
         assert record["labels"] == [Path(record["path"]).name.split("_")[0]]
@@ -139,8 +131,8 @@ def test_a_format_this_installation_cannot_read_is_counted_with_what_to_install(
     monkeypatch.setitem(sys.modules, "pillow_jxl", None)  # as if pillow-jxl-plugin were not installed
     formats.available.cache_clear()
     try:
-        code, out, err = run(capsys, "tag", str(tmp_path), "--labels", str(labels_file), *MODEL, "--json")
-        listing = run(capsys, "formats", "--json")[1]
+        code, out, err = run_cli(capsys, "tag", str(tmp_path), "--labels", str(labels_file), *MODEL, "--json")
+        listing = run_cli(capsys, "formats", "--json")[1]
     finally:
         formats.available.cache_clear()
     assert code == 0, err
@@ -155,7 +147,7 @@ def test_a_format_this_installation_cannot_read_is_counted_with_what_to_install(
 
 
 def test_formats_lists_every_known_extension(capsys):
-    code, out, _ = run(capsys, "formats")
+    code, out, _ = run_cli(capsys, "formats")
     assert code == 0
     for fmt in formats.FORMATS:
         assert fmt.name in out

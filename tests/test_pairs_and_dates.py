@@ -12,22 +12,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import COLOUR_MODEL, corpus
+from conftest import COLOUR_MODEL, corpus, run_cli
 from PIL import Image
 from shapes import make_picture
 
-from clipsort.cli import main
 from clipsort.exif import parse_exif_date, read_facts
 from clipsort.pattern import parse_pattern
 
 MODEL = ["--model", f"local-dir:{COLOUR_MODEL}"]
-
-
-def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -95,7 +87,7 @@ def test_camera_names_the_maker_once(tmp_path):
 def test_pattern_with_an_unknown_field_is_a_usage_error_before_anything_moves(tmp_path, capsys, labels_file):
     jpeg_with_exif(tmp_path / "in" / "a.jpg", "red")
     before = tree(tmp_path)
-    code, _, err = run(
+    code, _, err = run_cli(
         capsys, "sort", str(tmp_path / "in"), "-l", str(labels_file), *MODEL, "--pattern", "{label}/{yr}"
     )
     assert code == 2
@@ -112,12 +104,12 @@ def test_pattern_folders_from_label_date_camera_and_extension(tmp_path, capsys, 
     jpeg_with_exif(inbox / "g.jpg", "green", seed=2, DateTime="2017:12:31 23:59:59")
     dest = tmp_path / "sorted"
     args = ["sort", str(inbox), "-l", str(labels_file), *MODEL, "-d", str(dest), "--json"]
-    code, out, err = run(capsys, *args, "--pattern", "{label}/{year}/{month}/{camera}/{ext}")
+    code, out, err = run_cli(capsys, *args, "--pattern", "{label}/{year}/{month}/{camera}/{ext}")
     assert code == 0, err
     assert (dest / "red" / "2019" / "07" / "Canon EOS R_5" / "jpg" / "r.jpg").is_file()
     assert (dest / "green" / "2017" / "12" / "unknown" / "jpg" / "g.jpg").is_file()
     # A second run finds every photo in its place.
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys,
         "sort",
         str(dest),
@@ -143,7 +135,7 @@ def test_corpus_gps_photos_go_under_the_year_and_month_exiftool_reads(tmp_path, 
     read = subprocess.run([exiftool, "-json", "-DateTimeOriginal", str(inbox)], capture_output=True, text=True)
     expected = {Path(r["SourceFile"]).name: r["DateTimeOriginal"] for r in json.loads(read.stdout)}
     dest = tmp_path / "sorted"
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys, "sort", str(inbox), "-l", str(labels_file), *MODEL, "-d", str(dest), "--json",
         "--pattern", "{label}/{year}/{month}", "--threshold", "0", "--margin", "0",
     )  # fmt: skip
@@ -174,7 +166,7 @@ def test_pair_sorted_and_undone_moves_together_both_ways(tmp_path, capsys, label
     jpeg_with_exif(inbox / "other.jpg", "blue", seed=3)
     before = tree(inbox)
     dest = tmp_path / "sorted"
-    code, out, err = run(capsys, "sort", str(inbox), "-l", str(labels_file), *MODEL, "-d", str(dest), "--json")
+    code, out, err = run_cli(capsys, "sort", str(inbox), "-l", str(labels_file), *MODEL, "-d", str(dest), "--json")
     assert code == 0, err
     assert sorted(p.name for p in (dest / "red").iterdir()) == [
         "IMG_0001.JPG",
@@ -187,7 +179,7 @@ def test_pair_sorted_and_undone_moves_together_both_ways(tmp_path, capsys, label
     assert records["IMG_0001.NEF"]["destination"] == str(dest / "red" / "IMG_0001.NEF")
     assert "RAW+JPEG pair" in err
     assert sorted(os.listdir(inbox)) == []
-    code, _, err = run(capsys, "undo")
+    code, _, err = run_cli(capsys, "undo")
     assert code == 0, err
     assert tree(inbox) == before
 
@@ -198,7 +190,7 @@ def test_pair_name_clash_renames_both_alike(tmp_path, capsys, labels_file):
     dest = tmp_path / "sorted"
     (dest / "red").mkdir(parents=True)
     (dest / "red" / "IMG_0001.NEF").write_bytes(b"someone else's raw")
-    code, _, err = run(capsys, "sort", str(inbox), "-l", str(labels_file), *MODEL, "-d", str(dest))
+    code, _, err = run_cli(capsys, "sort", str(inbox), "-l", str(labels_file), *MODEL, "-d", str(dest))
     assert code == 0, err
     names = sorted(p.name for p in (dest / "red").iterdir())
     assert names == ["IMG_0001.NEF", "IMG_0001_1.JPG", "IMG_0001_1.NEF"]
@@ -206,13 +198,13 @@ def test_pair_name_clash_renames_both_alike(tmp_path, capsys, labels_file):
 
 def test_tag_gives_each_file_of_a_pair_its_sidecar_and_index_embeds_once(tmp_path, capsys, labels_file):
     jpeg, raw = make_pair(tmp_path, "green")
-    code, out, err = run(capsys, "index", str(tmp_path), *MODEL, "--json")
+    code, out, err = run_cli(capsys, "index", str(tmp_path), *MODEL, "--json")
     assert code == 0, err
     records = {Path(r["path"]).name: r for r in map(json.loads, out.splitlines())}
     assert records[jpeg.name]["action"] == "indexed"
     assert records[raw.name]["action"] == "paired" and jpeg.name in records[raw.name]["note"]
     assert "embedded 1," in err and "pair" in err
-    code, out, err = run(capsys, "tag", str(tmp_path), "-l", str(labels_file), *MODEL, "--json")
+    code, out, err = run_cli(capsys, "tag", str(tmp_path), "-l", str(labels_file), *MODEL, "--json")
     assert code == 0, err
     records = {Path(r["path"]).name: r for r in map(json.loads, out.splitlines())}
     assert records[jpeg.name]["labels"] == records[raw.name]["labels"] == ["green"]
@@ -220,10 +212,12 @@ def test_tag_gives_each_file_of_a_pair_its_sidecar_and_index_embeds_once(tmp_pat
         text = Path(str(photo) + ".xmp").read_text()
         assert "<rdf:li>green</rdf:li>" in text
     # --xmp-name stem: the pair shares IMG_0001.xmp, written once, no complaint.
-    code, out, err = run(capsys, "tag", str(tmp_path), "-l", str(labels_file), *MODEL, "--xmp-name", "stem", "--json")
+    code, out, err = run_cli(
+        capsys, "tag", str(tmp_path), "-l", str(labels_file), *MODEL, "--xmp-name", "stem", "--json"
+    )
     assert code == 0, err
     assert "<rdf:li>green</rdf:li>" in (tmp_path / "IMG_0001.xmp").read_text()
     # --no-pairs: the RAW is a photo of its own (this one cannot be decoded: it is named as failed).
-    code, out, err = run(capsys, "tag", str(tmp_path), "-l", str(labels_file), *MODEL, "--no-pairs")
+    code, out, err = run_cli(capsys, "tag", str(tmp_path), "-l", str(labels_file), *MODEL, "--no-pairs")
     assert code == 3
     assert f"{raw}: cannot decode RAW" in err

@@ -15,23 +15,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import COLOUR_MODEL
+from conftest import COLOUR_MODEL, run_cli
 from shapes import make_picture
-
-from clipsort.cli import main
 
 MODEL = ["--model", f"local-dir:{COLOUR_MODEL}"]
 EXIFTOOL = shutil.which("exiftool")
 DARKTABLE = shutil.which("darktable-cli")
 needs_exiftool = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not installed")
 needs_darktable = pytest.mark.skipif(DARKTABLE is None, reason="darktable-cli is not installed")
-
-
-def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
 
 
 def photo(folder: Path, colour: str, name: str | None = None, seed: int = 1) -> Path:
@@ -102,7 +93,7 @@ def test_exiv2_reads_all_three_keyword_fields_of_every_sidecar(tmp_path, capsys)
     pictures = [photo(tmp_path, c, f"{c}_{n}.jpg", seed=n) for n, c in enumerate(["red", "green", "blue"])]
     label_file = tmp_path / "labels.txt"
     label_file.write_text("colours/warm/red\ngreen\nblue\n")
-    code, _, err = run(capsys, "tag", str(tmp_path), "-l", str(label_file), *MODEL)
+    code, _, err = run_cli(capsys, "tag", str(tmp_path), "-l", str(label_file), *MODEL)
     assert code == 0, err
     for picture in pictures:
         keys = exiv2_keywords(Path(str(picture) + ".xmp"))
@@ -127,7 +118,7 @@ def test_darktable_history_and_manual_keyword_survive_two_runs_with_different_la
     first = labels(tmp_path, "red", "green")
     second = labels(tmp_path, "blue")
     for label_file in (first, second):
-        code, _, err = run(capsys, "tag", str(picture), "-l", str(label_file), *MODEL, "--threshold", "0")
+        code, _, err = run_cli(capsys, "tag", str(picture), "-l", str(label_file), *MODEL, "--threshold", "0")
         assert code == 0, err
     tags = exiftool_json(sidecar, "-XMP-darktable:History", "-XMP-dc:Subject", "-XMP-lr:HierarchicalSubject")
     assert tags["History"] == history
@@ -157,7 +148,7 @@ def test_digikam_style_sidecar_keeps_its_tags_across_runs(tmp_path, capsys):
         check=True, capture_output=True,
     )  # fmt: skip
     for label_file in (labels(tmp_path, "green"), labels(tmp_path, "red")):
-        code, _, err = run(capsys, "tag", str(picture), "-l", str(label_file), *MODEL, "--threshold", "0")
+        code, _, err = run_cli(capsys, "tag", str(picture), "-l", str(label_file), *MODEL, "--threshold", "0")
         assert code == 0, err
     tags = exiftool_json(sidecar, "-XMP:all")
     assert as_list(tags["TagsList"]) == ["People/Anna", "Places/Rome", "clipsort/red"]
@@ -172,7 +163,7 @@ def test_digikam_style_sidecar_keeps_its_tags_across_runs(tmp_path, capsys):
 def test_second_tag_leaves_unchanged_sidecars_unread_and_remerges_an_edited_one(tmp_path, capsys):
     pictures = [photo(tmp_path, c, f"{c}_{n}.jpg", seed=n) for n, c in enumerate(["red", "green", "blue"] * 2)]
     label_file = labels(tmp_path, "red", "green", "blue")
-    code, _, err = run(capsys, "tag", str(tmp_path), "-l", str(label_file), *MODEL)
+    code, _, err = run_cli(capsys, "tag", str(tmp_path), "-l", str(label_file), *MODEL)
     assert code == 0, err
     sidecars = [Path(str(p) + ".xmp") for p in pictures]
     stamps = {s: s.stat().st_mtime_ns for s in sidecars}
@@ -184,7 +175,7 @@ def test_second_tag_leaves_unchanged_sidecars_unread_and_remerges_an_edited_one(
     original = disguised.read_bytes()
     disguised.write_bytes(original.replace(b"green", b"gre3n"))
     os.utime(disguised, ns=(stamps[disguised], stamps[disguised]))
-    code, _, err = run(capsys, "tag", str(tmp_path), "-l", str(label_file), *MODEL)
+    code, _, err = run_cli(capsys, "tag", str(tmp_path), "-l", str(label_file), *MODEL)
     assert code == 0, err
     assert "sidecars unchanged 5" in err
     assert "mine" in edited.read_text() and "<rdf:li>red</rdf:li>" in edited.read_text()
@@ -192,11 +183,11 @@ def test_second_tag_leaves_unchanged_sidecars_unread_and_remerges_an_edited_one(
     for sidecar in sidecars[2:]:
         assert sidecar.stat().st_mtime_ns == stamps[sidecar]
     # Other keywords (another tag root) rewrite them all; the same keywords from another label file do not.
-    code, _, err = run(capsys, "tag", str(tmp_path), "-l", str(label_file), *MODEL, "--tag-root", "auto")
+    code, _, err = run_cli(capsys, "tag", str(tmp_path), "-l", str(label_file), *MODEL, "--tag-root", "auto")
     assert code == 0, err
     assert "sidecars unchanged" not in err
     assert all("auto|" in s.read_text() for s in sidecars)
-    code, _, err = run(
+    code, _, err = run_cli(
         capsys, "tag", str(tmp_path), "-l", str(labels(tmp_path, "red", "blue")), *MODEL, "--tag-root", "auto"
     )
     assert code == 0, err
@@ -206,8 +197,8 @@ def test_second_tag_leaves_unchanged_sidecars_unread_and_remerges_an_edited_one(
 def test_mode_append_keeps_earlier_clipsort_keywords_and_replace_does_not(tmp_path, capsys):
     picture = photo(tmp_path, "red")
     sidecar = Path(str(picture) + ".xmp")
-    run(capsys, "tag", str(picture), "-l", str(labels(tmp_path, "red")), *MODEL, "--threshold", "0")
-    code, _, err = run(
+    run_cli(capsys, "tag", str(picture), "-l", str(labels(tmp_path, "red")), *MODEL, "--threshold", "0")
+    code, _, err = run_cli(
         capsys,
         "tag",
         str(picture),
@@ -222,7 +213,7 @@ def test_mode_append_keeps_earlier_clipsort_keywords_and_replace_does_not(tmp_pa
     assert code == 0, err
     text = sidecar.read_text()
     assert "<rdf:li>red</rdf:li>" in text and "<rdf:li>green</rdf:li>" in text
-    run(capsys, "tag", str(picture), "-l", str(labels(tmp_path, "blue")), *MODEL, "--threshold", "0")
+    run_cli(capsys, "tag", str(picture), "-l", str(labels(tmp_path, "blue")), *MODEL, "--threshold", "0")
     text = sidecar.read_text()
     assert "<rdf:li>blue</rdf:li>" in text and "red" not in text and "green" not in text
 
@@ -230,7 +221,7 @@ def test_mode_append_keeps_earlier_clipsort_keywords_and_replace_does_not(tmp_pa
 def test_only_untagged_skips_photos_clipsort_already_tagged(tmp_path, capsys):
     first = photo(tmp_path, "red", "a.jpg")
     label_file = labels(tmp_path, "red", "green", "blue")
-    run(capsys, "tag", str(first), "-l", str(label_file), *MODEL)
+    run_cli(capsys, "tag", str(first), "-l", str(label_file), *MODEL)
     second = photo(tmp_path, "green", "b.jpg")
     other_tool = photo(tmp_path, "blue", "c.jpg")
     Path(str(other_tool) + ".xmp").write_text(
@@ -238,7 +229,7 @@ def test_only_untagged_skips_photos_clipsort_already_tagged(tmp_path, capsys):
         '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:subject><rdf:Bag>'
         "<rdf:li>mine</rdf:li></rdf:Bag></dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>\n"
     )
-    code, out, err = run(capsys, "tag", str(tmp_path), "-l", str(label_file), *MODEL, "--only-untagged", "--json")
+    code, out, err = run_cli(capsys, "tag", str(tmp_path), "-l", str(label_file), *MODEL, "--only-untagged", "--json")
     assert code == 0, err
     actions = {Path(r["path"]).name: r["action"] for r in map(json.loads, out.splitlines())}
     assert actions == {"a.jpg": "already-tagged", "b.jpg": "tagged", "c.jpg": "tagged"}
@@ -258,8 +249,8 @@ def test_show_tells_keywords_date_camera_cache_and_decisions(tmp_path, capsys):
         '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:subject><rdf:Bag>'
         "<rdf:li>mine</rdf:li></rdf:Bag></dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>\n"
     )
-    run(capsys, "tag", str(picture), "-l", str(label_file), *MODEL)
-    code, out, err = run(capsys, "show", str(picture), "--json", *MODEL)
+    run_cli(capsys, "tag", str(picture), "-l", str(label_file), *MODEL)
+    code, out, err = run_cli(capsys, "show", str(picture), "--json", *MODEL)
     assert code == 0, err
     record = json.loads(out)
     assert record["taken"] == "2019-07-04 10:00:00" and record["taken_source"] == "DateTimeOriginal"
@@ -268,8 +259,8 @@ def test_show_tells_keywords_date_camera_cache_and_decisions(tmp_path, capsys):
     assert sidecar["clipsort"]["subject"] == ["red"] and sidecar["others"]["subject"] == ["mine"]
     assert [m["current"] for m in record["cached_models"]] == [True]
     assert "scores" not in record
-    code, out, err = run(capsys, "show", str(picture), "-l", str(label_file), *MODEL)
+    code, out, err = run_cli(capsys, "show", str(picture), "-l", str(label_file), *MODEL)
     assert code == 0, err
     assert "tag      red" in out and "sort     red" in out and "from DateTimeOriginal" in out
-    code, _, err = run(capsys, "show", str(tmp_path), *MODEL)
+    code, _, err = run_cli(capsys, "show", str(tmp_path), *MODEL)
     assert code == 2 and "not a file" in err
