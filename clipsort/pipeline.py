@@ -206,6 +206,20 @@ def photos_to_score(
     return refs, partners
 
 
+def fail_unhandled_partners(
+    partners: dict[Path, list[ImageRef]], handled: set[Path], report: Report, events: Events
+) -> None:
+    """Name the RAW partners of the photos that failed: they are judged and moved through them."""
+    for primary, raws in partners.items():
+        if primary in handled:
+            continue
+        for raw in raws:
+            reason = (
+                f"not handled: it goes with its RAW+JPEG partner {primary.name}, which failed (--no-pairs: on its own)"
+            )
+            fail(report, events, FileFailure(raw.path, reason))
+
+
 def score_all(
     refs: Sequence[ImageRef], decisions: Decisions, embedder: Embedder, run: RunOptions, report: Report, events: Events
 ) -> Iterator[tuple[ImageRef, np.ndarray, np.ndarray]]:
@@ -233,14 +247,17 @@ def run_index(
     events = events or SilentEvents()
     report = Report("index")
     refs, partners = photos_to_score(roots, run, report, events)
+    handled: set[Path] = set()
     for chunk in embedded_photos(refs, embedder, run, report, events):
         for ref, _ in chunk:
+            handled.add(ref.path)
             record(report, events, PhotoResult(ref.path, {}, (), "indexed"))
             events.advanced(1)
             for partner in partners.get(ref.path, []):
                 note = f"RAW+JPEG pair: embedded once, through {ref.path.name}"
                 record(report, events, PhotoResult(partner.path, {}, (), "paired", note=note))
                 events.advanced(1)
+    fail_unhandled_partners(partners, handled, report, events)
     report.finish()
     return report
 

@@ -20,6 +20,7 @@ from clipsort.pipeline import (
     SilentEvents,
     explained_of,
     fail,
+    fail_unhandled_partners,
     photos_to_score,
     record,
     score_all,
@@ -94,6 +95,7 @@ def run_sort(
     try:
         decisions = prepare_decisions(embedder, labels, options.threshold, options.margin)
         refs, partners = photos_to_score(roots, run, report, events)
+        handled: set[Path] = set()
         for ref, row, logits in score_all(refs, decisions, embedder, run, report, events):
             best, judgements = decide.single_label(
                 row, logits, decisions.thresholds, decisions.margin, decisions.exclude
@@ -106,6 +108,7 @@ def run_sort(
                 result = PhotoResult(
                     ref.path, scores_of(labels, row), names, "left", dry_run=options.dry_run, explained=explained
                 )
+                handled.add(ref.path)
                 _record_pair(report, events, result, raws, {})
                 continue
             label_path = label.folder_path if label else (options.unsorted,)
@@ -137,7 +140,10 @@ def run_sort(
                 dry_run=options.dry_run,
                 explained=explained,
             )
+            handled.add(ref.path)
             _record_pair(report, events, result, raws, dict(plan.companions))
+        else:  # not after a full disk: the photos not moved then are named as a whole
+            fail_unhandled_partners(partners, handled, report, events)
     finally:
         report.finish()
         if journal is not None:

@@ -22,6 +22,7 @@ from clipsort.pipeline import (
     RunOptions,
     SilentEvents,
     explained_of,
+    fail_unhandled_partners,
     photos_to_score,
     record,
     score_all,
@@ -74,8 +75,10 @@ def run_tag(
     refs, partners = photos_to_score(roots, run, report, events)
     if options.only_untagged:
         refs = _untagged(refs, partners, writer, report, events)
+    handled: set[Path] = set()
     try:
         for ref, row, _ in score_all(refs, decisions, embedder, run, report, events):
+            handled.add(ref.path)
             kept_idx, judgements = decide.multi_label(row, decisions.thresholds, decisions.exclude, options.top_k)
             kept = [labels.labels[i] for i in kept_idx]
             explained = explained_of(decisions, judgements)
@@ -102,6 +105,7 @@ def run_tag(
                     )
                     record(report, events, result)
                 events.advanced(1)
+        fail_unhandled_partners(partners, handled, report, events)
     finally:
         writer.record.flush()
     report.unchanged = writer.unchanged

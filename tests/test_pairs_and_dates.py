@@ -221,3 +221,15 @@ def test_tag_gives_each_file_of_a_pair_its_sidecar_and_index_embeds_once(tmp_pat
     code, out, err = run_cli(capsys, "tag", str(tmp_path), "-l", str(labels_file), *MODEL, "--no-pairs")
     assert code == 3
     assert f"{raw}: cannot decode RAW" in err
+
+
+def test_the_raw_of_a_pair_whose_jpeg_fails_is_named_too(tmp_path, capsys, labels_file):
+    (tmp_path / "IMG_0002.JPG").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
+    raw = tmp_path / "IMG_0002.NEF"
+    raw.write_bytes(b"II*\x00raw bytes" * 50)
+    for command in ("tag", "sort", "index"):
+        args = [command, str(tmp_path), *MODEL] + ([] if command == "index" else ["-l", str(labels_file)])
+        code, out, err = run_cli(capsys, *args)
+        assert code == 3, (command, err)
+        assert f"{raw}: not handled: it goes with its RAW+JPEG partner IMG_0002.JPG, which failed" in err, command
+        assert raw.exists()
