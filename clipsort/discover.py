@@ -48,7 +48,22 @@ def _ignore(path: Path, reason: str) -> None:
     return None
 
 
-def discover(roots: Iterable[Path | str], on_error: OnError = _ignore) -> Iterator[ImageRef]:
+class SideFiles:
+    """Size and mtime of the non-image files with these name endings (sidecars) met during a walk.
+
+    ``tag`` compares sidecars with its record of what it wrote; statting them here, in the
+    walk that lists their folder anyway and before any worker thread runs, is several times
+    cheaper than one ``stat`` per sidecar later. Keyed by the path as a string.
+    """
+
+    def __init__(self, endings: tuple[str, ...]) -> None:
+        self.endings = endings
+        self.stats: dict[str, tuple[int, int]] = {}
+
+
+def discover(
+    roots: Iterable[Path | str], on_error: OnError = _ignore, side_files: SideFiles | None = None
+) -> Iterator[ImageRef]:
     """Yield every image under ``roots`` once, in a deterministic order.
 
     A root may be a file (taken if it has an image extension, reported through
@@ -68,7 +83,7 @@ def discover(roots: Iterable[Path | str], on_error: OnError = _ignore) -> Iterat
             on_error(root, exc.strerror or str(exc))
             continue
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(root, st, seen_dirs, seen_files, on_error)
+            yield from _walk(root, st, seen_dirs, seen_files, on_error, side_files)
         elif not is_image_name(root.name):
             on_error(root, f"not an image file name (known extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
         elif _first_sight(st, seen_files):
@@ -89,6 +104,7 @@ def _walk(
     seen_dirs: set[tuple[int, int]],
     seen_files: set[tuple[int, int]],
     on_error: OnError,
+    side_files: SideFiles | None = None,
 ) -> Iterator[ImageRef]:
     # An explicit stack instead of recursion: deep trees cannot hit the recursion limit.
     stack: list[tuple[Path, os.stat_result]] = [(folder, folder_stat)]
@@ -105,6 +121,14 @@ def _walk(
         subfolders: list[tuple[Path, os.stat_result]] = []
         for entry in listing:
             if _hidden(entry.name):
+                continue
+            try:
+                if not is_image_name(entry.name) and not entry.is_dir():  # is_dir(): the entry's type, no stat
+                    if side_files is not None and entry.name.endswith(side_files.endings):
+                        st = entry.stat()
+                        side_files.stats[entry.path] = (st.st_size, st.st_mtime_ns)
+                    continue
+            except OSError:
                 continue
             path = Path(entry.path)
             try:
@@ -142,19 +166,22 @@ def pair_raw_with_jpeg(refs: Sequence[ImageRef]) -> tuple[list[ImageRef], dict[P
     stands for both: it is embedded and judged once, and its RAW partners get the
     same labels and travel with it. A RAW without a JPEG beside it is a photo of its own.
     """
-    by_key: dict[tuple[Path, str], list[ImageRef]] = {}
+    # Keyed by the path without its extension; only RAW files are collected, so a library
+    # without RAW files costs one extension check per photo.
+    raws_by_key: dict[str, list[ImageRef]] = {}
     for ref in refs:
-        by_key.setdefault((ref.path.parent, ref.path.stem), []).append(ref)
+        if is_raw(ref.path.name):
+            raws_by_key.setdefault(os.path.splitext(str(ref.path))[0], []).append(ref)
     partners: dict[Path, list[ImageRef]] = {}
-    skipped: set[Path] = set()
-    for group in by_key.values():
-        if len(group) < 2:
-            continue
-        raws = [r for r in group if is_raw(r.path.name)]
-        primary = next((r for r in group if _pairs_with_raw(r.path.name)), None)
-        if raws and primary is not None:
-            partners[primary.path] = raws
-            skipped.update(r.path for r in raws)
+    if not raws_by_key:
+        return list(refs), partners
+    for ref in refs:
+        key = os.path.splitext(str(ref.path))[0]
+        raws = raws_by_key.get(key)
+        if raws and _pairs_with_raw(ref.path.name):
+            partners[ref.path] = raws
+            raws_by_key[key] = []  # the first JPEG (or HEIC) of the stem takes them; a second stays alone
+    skipped = {r.path for raws in partners.values() for r in raws}
     return [r for r in refs if r.path not in skipped], partners
 
 

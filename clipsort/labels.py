@@ -14,6 +14,7 @@ CLIP paper's prompt ensembling (Radford et al. 2021, section 3.1.4).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ class Label:
     #: What a learned label was learned from (shown by ``labels check``).
     learned: str = ""
 
-    @property
+    @functools.cached_property  # asked for per photo and label; a frozen dataclass may still cache it
     def name(self) -> str:
         """The label as written, segments joined by ``/`` (``animals/dog``)."""
         return "/".join(self.path)

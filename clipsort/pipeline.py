@@ -19,7 +19,7 @@ import numpy as np
 from clipsort import decide, settings
 from clipsort.classifier import Decisions
 from clipsort.decode import default_max_megapixels, set_max_megapixels
-from clipsort.discover import ImageRef, discover, pair_raw_with_jpeg
+from clipsort.discover import ImageRef, SideFiles, discover, pair_raw_with_jpeg
 from clipsort.embed import Embedder, Resolved
 from clipsort.errors import ClipsortError, FileFailure, UsageError
 from clipsort.formats import Format, available, format_of
@@ -86,7 +86,9 @@ def check_roots(roots: Sequence[Path]) -> None:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
 
 
-def find_photos(roots: Sequence[Path], report: Report, events: Events) -> list[ImageRef]:
+def find_photos(
+    roots: Sequence[Path], report: Report, events: Events, side_files: SideFiles | None = None
+) -> list[ImageRef]:
     """Discover every photo first: sorting must not meet the files it has just moved."""
     check_roots(roots)
     refs: list[ImageRef] = []
@@ -97,7 +99,7 @@ def find_photos(roots: Sequence[Path], report: Report, events: Events) -> list[I
         events.failed(failure)
 
     unreadable: dict[Format, list[ImageRef]] = {}
-    for ref in discover(roots, on_error=on_error):
+    for ref in discover(roots, on_error=on_error, side_files=side_files):
         fmt = format_of(ref.path.name)
         if fmt is not None and not available(fmt):
             unreadable.setdefault(fmt, []).append(ref)
@@ -190,10 +192,10 @@ def fail(report: Report, events: Events, failure: FileFailure) -> None:
 
 
 def photos_to_score(
-    roots: Sequence[Path], run: RunOptions, report: Report, events: Events
+    roots: Sequence[Path], run: RunOptions, report: Report, events: Events, side_files: SideFiles | None = None
 ) -> tuple[list[ImageRef], dict[Path, list[ImageRef]]]:
     """The photos to embed and judge, and each JPEG's RAW partners (RAW+JPEG pairs are judged once)."""
-    refs = find_photos(roots, report, events)
+    refs = find_photos(roots, report, events, side_files)
     partners: dict[Path, list[ImageRef]] = {}
     if run.pairs:
         refs, partners = pair_raw_with_jpeg(refs)

@@ -60,12 +60,15 @@ class SidecarRecord:
             except sqlite3.Error:
                 self._db = None  # a read-only or odd cache: work as without a record
 
-    def unchanged(self, sidecar: Path, digest: str) -> bool:
-        """Whether ``sidecar`` holds exactly what ``digest`` stands for, and nobody touched it since."""
+    def unchanged(self, sidecar: Path, digest: str, seen: tuple[int, int] | None = None) -> bool:
+        """Whether ``sidecar`` holds exactly what ``digest`` stands for, and nobody touched it since.
+
+        ``seen``: its (size, mtime_ns) when the run found it; None: stat it now.
+        """
         known = self._known.get(os.fsencode(sidecar))
         if known is None or known.digest != digest:
             return False
-        return _stat(sidecar) == (known.size, known.mtime_ns)
+        return (seen or _stat(sidecar)) == (known.size, known.mtime_ns)
 
     def has_keywords(self, sidecar: Path) -> bool | None:
         """Whether clipsort's keywords are in ``sidecar`` by the record; None when the record cannot say."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from clipsort import decide
 from clipsort.classifier import prepare_decisions
-from clipsort.discover import ImageRef
+from clipsort.discover import ImageRef, SideFiles
 from clipsort.embed import Embedder
 from clipsort.errors import FileFailure, SidecarError
 from clipsort.labels import Label, LabelSet
@@ -30,6 +30,7 @@ from clipsort.pipeline import (
 )
 from clipsort.report import PhotoResult, Report
 from clipsort.sidecar import (
+    Keywords,
     holds_clipsort_keywords,
     json_path,
     json_text,
@@ -71,20 +72,26 @@ def run_tag(
     report = Report("tag", dry_run=options.dry_run)
     decisions = prepare_decisions(embedder, labels, options.threshold)
     tag_root = options.tag_root if options.tag_root is not None else (labels.tag_root or "clipsort")
-    writer = _Writer(options, labels, embedder.name, tag_root, SidecarRecord(embedder.cache))
-    refs, partners = photos_to_score(roots, run, report, events)
+    side_files = SideFiles((".xmp", ".clipsort.json"))
+    writer = _Writer(options, labels, embedder.name, tag_root, SidecarRecord(embedder.cache), side_files.stats)
+    refs, partners = photos_to_score(roots, run, report, events, side_files)
     if options.only_untagged:
         refs = _untagged(refs, partners, writer, report, events)
     handled: set[Path] = set()
     try:
         for ref, row, _ in score_all(refs, decisions, embedder, run, report, events):
-            handled.add(ref.path)
             kept_idx, judgements = decide.multi_label(row, decisions.thresholds, decisions.exclude, options.top_k)
             kept = [labels.labels[i] for i in kept_idx]
+            names = tuple(label.name for label in kept)
             explained = explained_of(decisions, judgements)
             scores = scores_of(labels, row)
-            shared: set[Path] = set()  # a RAW+JPEG pair's photo.xmp is written once
-            photos = [(ref.path, None)] + [(p.path, f"labels of {ref.path.name}") for p in partners.get(ref.path, [])]
+            photos: list[tuple[Path, str | None]] = [(ref.path, None)]
+            shared: set[Path] | None = None
+            raws = partners.get(ref.path) if partners else None  # most libraries have no pairs: no hashing
+            if raws:
+                handled.add(ref.path)
+                photos += [(raw.path, f"labels of {ref.path.name}") for raw in raws]
+                shared = set()  # the pair's photo.xmp (--xmp-name stem) is written once
             for photo, note in photos:
                 try:
                     sidecar = writer.write(photo, ref.path, kept, scores, shared)
@@ -92,7 +99,6 @@ def run_tag(
                     report.fail(failure)
                     events.failed(failure)
                 else:
-                    names = tuple(label.name for label in kept)
                     result = PhotoResult(
                         photo,
                         scores,
@@ -134,17 +140,36 @@ class _Writer:
     """Writes one photo's sidecar, unless the record shows it already holds exactly that."""
 
     def __init__(
-        self, options: TagOptions, labels: LabelSet, model_name: str, tag_root: str, sidecars: SidecarRecord
+        self,
+        options: TagOptions,
+        labels: LabelSet,
+        model_name: str,
+        tag_root: str,
+        sidecars: SidecarRecord,
+        seen: dict[str, tuple[int, int]],
     ) -> None:
         self.options = options
         self.labels = labels
         self.model_name = model_name
         self.tag_root = tag_root
         self.record = sidecars
+        #: (size, mtime_ns) of the sidecars the walk found, by path.
+        self.seen = seen
         #: With --xmp-name stem, photo.jpg and photo.png would share photo.xmp: the first one keeps it.
         self.owner_of: dict[Path, Path] = {}
         #: Sidecars left alone because the record shows them unchanged.
         self.unchanged = 0
+        self._digests: dict[tuple[str, ...], tuple[Keywords, str]] = {}
+
+    def _keywords(self, names: tuple[str, ...], kept: Sequence[Label]) -> tuple[Keywords, str]:
+        """The keywords of a set of kept labels, and the digest of writing them (the same for every
+        photo that keeps those labels: computed once per set)."""
+        known = self._digests.get(names)
+        if known is None:
+            keywords = keywords_for(kept, self.tag_root)
+            digest = digest_of("xmp", keywords, self.tag_root, self.model_name, self.options.mode)
+            known = self._digests[names] = (keywords, digest)
+        return known
 
     def sidecar_path(self, photo: Path) -> Path:
         return json_path(photo) if self.options.sidecar == "json" else xmp_path(photo, self.options.xmp_name)
@@ -154,9 +179,17 @@ class _Writer:
         return known if known is not None else holds_clipsort_keywords(sidecar)
 
     def write(
-        self, photo: Path, primary: Path, kept: Sequence[Label], scores: dict[str, float], shared: set[Path]
+        self,
+        photo: Path,
+        primary: Path,
+        kept: Sequence[Label],
+        scores: dict[str, float],
+        shared: set[Path] | None = None,
     ) -> Path | None:
-        """Write ``photo``'s sidecar (``primary``: the photo whose labels these are). Returns its path or None."""
+        """Write ``photo``'s sidecar (``primary``: the photo whose labels these are). Returns its path or None.
+
+        ``shared``: the sidecars already written for this photo's pair (None: no pair).
+        """
         options = self.options
         path = self.sidecar_path(photo)
         if options.sidecar == "xmp" and options.xmp_name == "stem":
@@ -167,16 +200,16 @@ class _Writer:
                     f"its sidecar {path.name} belongs to {owner.name} (--xmp-name stem);"
                     " not tagged: use --xmp-name full to give each photo its own",
                 )
-        if path in shared:
-            return path
-        shared.add(path)
+        if shared is not None:
+            if path in shared:
+                return path
+            shared.add(path)
         names = [label.name for label in kept]
         if options.sidecar == "json":
             digest = digest_of("json", json_text(photo, self.model_name, scores, names))
         else:
-            keywords = keywords_for(kept, self.tag_root)
-            digest = digest_of("xmp", keywords, self.tag_root, self.model_name, options.mode)
-        if self.record.unchanged(path, digest):
+            keywords, digest = self._keywords(tuple(names), kept)
+        if self.record.unchanged(path, digest, self.seen.get(str(path))):
             self.unchanged += 1
             return path
         if options.sidecar == "json":

@@ -94,3 +94,20 @@ def test_unreadable_folder_is_reported_and_the_walk_goes_on(tmp_path: Path):
         assert errors and errors[0][0] == locked
     finally:
         locked.chmod(0o755)
+
+
+def test_the_walk_records_the_size_and_mtime_of_sidecars_it_passes(tmp_path: Path):
+    from clipsort.discover import SideFiles
+
+    touch(tmp_path / "a.jpg")
+    sidecar = touch(tmp_path / "sub" / "b.jpg.xmp", b"<x/>")
+    touch(tmp_path / "sub" / "b.jpg")
+    touch(tmp_path / "notes.txt")
+    (tmp_path / "gone.xmp").symlink_to(tmp_path / "missing")
+    side_files = SideFiles((".xmp",))
+    errors: list = []
+    refs = list(discover([tmp_path], on_error=lambda p, r: errors.append((p, r)), side_files=side_files))
+    assert [r.path.name for r in refs] == ["a.jpg", "b.jpg"]
+    st = sidecar.stat()
+    assert side_files.stats == {str(sidecar): (st.st_size, st.st_mtime_ns)}
+    assert errors == []  # a broken link that is no photo is none of the photo walk's business
