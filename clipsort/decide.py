@@ -106,14 +106,17 @@ def multi_label(
     """
     values = scores.tolist()  # a handful of labels: plain Python beats numpy calls here
     # Best first; ties keep label order (a stable sort, as argsort(kind="stable") of -scores).
-    passing = sorted((i for i, v in enumerate(values) if v >= thresholds[i]), key=lambda i: -values[i])
+    passing = [i for i, v in enumerate(values) if v >= thresholds[i]]
+    if len(passing) > 1:
+        passing.sort(key=values.__getitem__, reverse=True)  # reverse keeps the sort stable
     absorbed_by = passing[0] if passing and exclude[passing[0]] else None
     kept = [] if absorbed_by is not None else [i for i in passing if not exclude[i]]
     if top_k is not None:
         kept = kept[:top_k]
+    chosen = set(kept)
     judgements = []
     for i, value in enumerate(values):
-        if i in kept:
+        if i in chosen:
             why = "kept"
         elif value < thresholds[i]:
             why = "below threshold"
@@ -123,7 +126,7 @@ def multi_label(
             why = "the photo was taken by an excluded label"
         else:
             why = f"beyond --top-k {top_k}"
-        judgements.append(Judgement(float(value), float(thresholds[i]), i in kept, why))
+        judgements.append(Judgement(value, float(thresholds[i]), i in chosen, why))
     return kept, judgements
 
 

@@ -232,7 +232,7 @@ def score_all(
 
 
 def scores_of(labels: LabelSet, row: np.ndarray) -> dict[str, float]:
-    return {label.name: float(p) for label, p in zip(labels.labels, row, strict=True)}
+    return dict(zip(labels.names, row.tolist(), strict=True))
 
 
 def explained_of(decisions: Decisions, judgements: Sequence[decide.Judgement]) -> dict[str, decide.Judgement]:

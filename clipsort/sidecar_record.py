@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,10 +99,6 @@ class SidecarRecord:
                 )
         except sqlite3.Error:
             pass  # the record only saves work; losing it costs a parse next time
-
-    def forget(self, sidecars: Iterable[Path]) -> None:
-        for sidecar in sidecars:
-            self._known.pop(os.fsencode(sidecar), None)
 
 
 def _stat(path: Path) -> tuple[int, int] | None:
