@@ -28,7 +28,7 @@ def build(datadir: Path) -> None:
     import open_clip
     import torch
 
-    from clipsort.int8 import export  # the same ONNX export as clipsort's int8 encoder
+    from clipsort.export import export_onnx  # the same ONNX export as clipsort's fast runtime
 
     torch.manual_seed(0)
     model = open_clip.create_model(ARCHITECTURE, pretrained=None).eval()
@@ -37,9 +37,9 @@ def build(datadir: Path) -> None:
 
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
-    export(model, "image", torch.randn(2, 3, size, size), target / "visual.onnx")
+    export_onnx(model, model.encode_image, torch.randn(2, 3, size, size), target / "visual.onnx", {0: "batch"})
     tokens = open_clip.get_tokenizer(ARCHITECTURE)(["a photo", "a dog"])
-    export(model, "text", tokens, target / "textual.onnx")
+    export_onnx(model, model.encode_text, tokens, target / "textual.onnx", {0: "batch"})
     vocab = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
     (datadir / "tokenizer").mkdir(exist_ok=True)
     shutil.copyfile(vocab, datadir / "tokenizer" / vocab.name)

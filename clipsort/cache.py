@@ -257,6 +257,13 @@ class EmbeddingCache:
             row = self.db.execute("SELECT id FROM models WHERE identity=?", (identity,)).fetchone()
         return int(row[0])
 
+    def holds_images(self, identity: str) -> bool:
+        """Whether any photo's vector of the model ``identity`` is cached."""
+        row = self.db.execute(
+            "SELECT EXISTS(SELECT 1 FROM images WHERE model_id=(SELECT id FROM models WHERE identity=?))", (identity,)
+        ).fetchone()
+        return bool(row[0])
+
     def logit_scale(self, model_id: int) -> float | None:
         row = self.db.execute("SELECT logit_scale FROM models WHERE id=?", (model_id,)).fetchone()
         return None if row is None or row[0] is None else float(row[0])

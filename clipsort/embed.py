@@ -19,10 +19,10 @@ from clipsort.cache import DECODE_VERSION, EmbeddingCache, as_stored, file_finge
 from clipsort.decode import load_image
 from clipsort.discover import ImageRef
 from clipsort.errors import DecodeError, ModelError
-from clipsort.model import ModelSpec, model_identity
+from clipsort.model import ModelSpec, model_identity, resolve_device, resolve_precision
 
 if TYPE_CHECKING:
-    from clipsort.model import ClipModel
+    from clipsort.model import LoadedModel as ClipModel
 
 
 @dataclass
@@ -41,6 +41,30 @@ class Resolved:
 
 #: The cache's name for the unrelated level; bump its version when the way it is measured changes.
 _UNRELATED_FACT = "unrelated_level_v1"
+#: The plain pictures' vectors are kept among the model's texts under these keys (a NUL first:
+#: no prompt starts so).
+PICTURE_KEY = "\x00plain-picture:"
+
+
+def _version_of(precision: str) -> str:
+    """What the cache adds to a model's identity for vectors of ``precision``: int8 vectors are cached apart."""
+    return DECODE_VERSION + ("|int8" if precision == "int8" else "")
+
+
+def _sticky_precision(spec: ModelSpec, device: str, precision: str, cache: EmbeddingCache | None) -> str:
+    """``precision`` resolved for ``device``; ``auto`` on a CPU keeps float vectors where the cache has them.
+
+    Before the fast runtime, ``auto`` on CPUs meant bf16 or fp32; a library indexed then keeps
+    its float vectors (the fp32 runtime, same start-up) rather than being embedded again in int8.
+    """
+    chosen = resolve_precision(precision, device)
+    if precision != "auto" or chosen != "int8" or cache is None:
+        return chosen
+    floats = model_identity(spec, _version_of("fp32"))
+    ints = model_identity(spec, _version_of("int8"))
+    if floats is not None and ints is not None and cache.holds_images(floats) and not cache.holds_images(ints):
+        return "fp32"
+    return chosen
 
 
 class Embedder:
@@ -56,16 +80,17 @@ class Embedder:
         loader: Callable[[ModelSpec, str, str], ClipModel] | None = None,
     ) -> None:
         self.spec = spec
-        self.device = device
-        self.precision = precision
         self.cache = cache
+        # Device and precision are settled before anything is looked up: int8 vectors differ
+        # slightly from float ones and are cached apart, so the cache must know which it serves.
+        self.device = resolve_device(device)
+        self.precision = _sticky_precision(spec, self.device, precision, cache)
         self._on_load = on_load or (lambda model: None)
         self._loader = loader
         self._model: ClipModel | None = None
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
-        # int8 vectors differ slightly from the float ones: they are cached apart.
-        self._version = DECODE_VERSION + ("|int8" if precision == "int8" else "")
+        self._version = _version_of(self.precision)
         self.identity = model_identity(spec, self._version)
         self._model_id: int | None = None
         if cache is not None and self.identity is not None:
@@ -78,6 +103,7 @@ class Embedder:
         self._size_hint: int | None = None
         self._size_hint_known = False
         self._unrelated: float | None = None
+        self._pictures_known = False
 
     @property
     def name(self) -> str:
@@ -121,8 +147,6 @@ class Embedder:
                 self._model_id = self.cache.model_id(self.identity, self.spec.display)
             assert self._model_id is not None
             self.cache.set_logit_scale(self._model_id, model.logit_scale)
-            if self.cache.model_fact(self._model_id, _UNRELATED_FACT) is None:
-                self._remember_unrelated(measure_unrelated_level(model))
         self._model = model
         self._on_load(model)
 
@@ -158,8 +182,12 @@ class Embedder:
 
     def unrelated_level(self) -> float:
         """The model's *unrelated level* (docs/scoring.md), measured once per model and kept in the
-        cache (it is measured whenever the model loads and the cache lacks it), so that scoring
-        from the cache needs no model."""
+        cache, so that scoring from the cache needs no model.
+
+        It compares plain pictures with everyday prompts. The pictures' vectors are embedded
+        (and cached) beside the first photos a run embeds, so a later relabel measures it with
+        the text tower alone.
+        """
         if self._unrelated is not None:
             return self._unrelated
         if self.cache is not None and self._model_id is not None:
@@ -167,9 +195,25 @@ class Embedder:
             if cached is not None:
                 self._unrelated = cached
                 return cached
-        level = measure_unrelated_level(self.model())
+        level = unrelated_level_of(self._plain_vectors(), self.text_vectors)
         self._remember_unrelated(level)
         return level
+
+    def _plain_vectors(self) -> np.ndarray:
+        """Vectors of the plain pictures (:func:`_plain_pictures`), from the cache when it has them."""
+        count = len(_plain_pictures())
+        keys = [f"{PICTURE_KEY}{i}" for i in range(count)]
+        if self.cache is not None and self._model_id is not None:
+            found = self.cache.texts(self._model_id, keys)
+            if len(found) == count:
+                return np.stack([found[k] for k in keys])
+        model = self.model()
+        photos_so_far = model.images_encoded  # the count is of photos: plain pictures are not
+        vectors = as_stored(model.encode_images(_plain_pictures()))
+        model.images_encoded = photos_so_far
+        if self.cache is not None and self._model_id is not None:
+            self.cache.put_texts(self._model_id, keys, vectors)
+        return vectors
 
     def _remember_unrelated(self, level: float) -> None:
         self._unrelated = level
@@ -262,6 +306,11 @@ class Embedder:
                 resolved.vector = vector
                 resolved.prepared = None
             self.embedded += len(to_embed)
+            if (
+                not self._pictures_known and self.cache is not None
+            ):  # the image tower is open now: the plain pictures cost little
+                self._pictures_known = True
+                self._plain_vectors()
         self.from_cache += len(batch) - len(to_embed)
         if self.cache is not None and self._model_id is not None:
             rows = [
@@ -274,20 +323,25 @@ class Embedder:
         return np.stack([r.vector for r in batch if r.vector is not None])
 
 
-def measure_unrelated_level(model: ClipModel) -> float:
-    """The mean cosine between plain pictures (black to white, a gradient, noise) and everyday
-    prompts (:data:`clipsort.decide.UNRELATED_PROMPTS` in the built-in templates)."""
+def unrelated_level_of(pictures: np.ndarray, text_vectors: Callable[[Sequence[str]], np.ndarray]) -> float:
+    """The mean cosine between plain pictures (black to white, a gradient, noise: their vectors)
+    and everyday prompts (:data:`clipsort.decide.UNRELATED_PROMPTS` in the built-in templates)."""
     from clipsort.decide import UNRELATED_PROMPTS
     from clipsort.labels import prompts_for
     from clipsort.score import label_embedding, normalise
 
     per_word = [prompts_for(word) for word in UNRELATED_PROMPTS]
-    vectors = as_stored(model.encode_texts([p for prompts in per_word for p in prompts]))
+    vectors = text_vectors([p for prompts in per_word for p in prompts])
     texts = np.stack([label_embedding(chunk) for chunk in np.split(vectors, len(per_word))])
-    photos_so_far = model.images_encoded  # the count is of photos: plain pictures are not
-    pictures = normalise(as_stored(model.encode_images(_plain_pictures())))
+    return float((normalise(pictures) @ texts.T).mean())
+
+
+def measure_unrelated_level(model: ClipModel) -> float:
+    """:func:`unrelated_level_of` measured on ``model`` directly (no cache)."""
+    photos_so_far = model.images_encoded
+    pictures = as_stored(model.encode_images(_plain_pictures()))
     model.images_encoded = photos_so_far
-    return float((pictures @ texts.T).mean())
+    return unrelated_level_of(pictures, lambda prompts: as_stored(model.encode_texts(prompts)))
 
 
 def _plain_pictures() -> list[Any]:

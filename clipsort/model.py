@@ -1,4 +1,7 @@
-"""The CLIP model: the only module that imports torch and open_clip.
+"""Which model, where its weights are, and which runtime runs it; no torch is imported here.
+
+The model runs on the fast runtime (:mod:`clipsort.runtime`, ONNX Runtime, CPUs) or on
+open_clip and torch (:mod:`clipsort.torch_model`); :func:`load_model` chooses.
 
 Model specifiers, as open_clip takes them:
 
@@ -15,14 +18,14 @@ and a missing one fails fast with a message saying where to put it
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
-from collections.abc import Callable, Iterator, Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
 import numpy as np
@@ -31,7 +34,6 @@ from clipsort import settings
 from clipsort.errors import DeviceError, ModelError, ModelUnavailableError, UsageError
 
 if TYPE_CHECKING:
-    import torch
     from PIL import Image
 
 # torch's CPU kernels run on GNU OpenMP, whose threads spin at every barrier by default.
@@ -46,6 +48,8 @@ CONFIG_NAME = "open_clip_config.json"
 HF_HOST = "huggingface.co"
 #: ``--pretrained none``: random weights, for speed measurements only.
 RANDOM = "none"
+#: What the fast runtime's artifact of a model is named after (with the model's identity).
+RUNTIME_IDENTITY = "runtime"
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,42 @@ class ModelSpec:
         if self.kind == "builtin":
             return f"{self.name}__{Path(self.pretrained or RANDOM).name}"
         return self.name.replace("/", "__")
+
+
+class LoadedModel(Protocol):
+    """A loaded model, whichever runtime runs it (:class:`clipsort.runtime.OnnxClip`,
+    :class:`clipsort.torch_model.ClipModel`). Encoders return L2-normalised float32 arrays."""
+
+    spec: ModelSpec
+    device: str
+    precision: str
+    threads: int
+    origin: str
+    logit_scale: float
+    image_size: int
+    #: Fewest pixels on the short side a decoded picture needs for this model's preprocessing.
+    min_side: int
+    #: Images per model call when the user did not choose.
+    batch_size: int
+    #: Photos embedded so far (for reports and tests).
+    images_encoded: int
+
+    @property
+    def name(self) -> str: ...
+
+    def describe(self) -> str:
+        """Where and how it runs, for the run's first line: ``cpu (int8, 2 threads) with onnxruntime``."""
+        ...
+
+    def prepare(self, picture: Image.Image) -> Any:
+        """The model's preprocessing of an RGB picture, up to 8-bit pixels. Thread-safe."""
+        ...
+
+    def encode_prepared(self, batch: Sequence[Any]) -> np.ndarray: ...
+
+    def encode_images(self, pictures: Sequence[Image.Image]) -> np.ndarray: ...
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 def parse_spec(model: str, pretrained: str | None = None) -> ModelSpec:
@@ -161,7 +201,7 @@ def _unavailable(spec: ModelSpec, url: str, looked: Sequence[Path]) -> ModelUnav
     )
 
 
-def _source_for(spec: ModelSpec) -> _Source:
+def source_for(spec: ModelSpec) -> _Source:
     import open_clip
 
     hf_dir = settings.hf_cache_dir()
@@ -274,13 +314,9 @@ def _config_folder(spec: ModelSpec) -> Path:
     return Path(spec.name)
 
 
-def image_size_hint(spec: ModelSpec) -> int | None:
-    """The model's input size as its config files give it, without importing torch or open_clip.
-
-    Lets photos be decoded at the right size while the model is still loading. None when
-    the config cannot be found or read; a hint below the loaded model's real size only
-    costs a second decode of the photos decoded early (see ``Embedder.resolve``).
-    """
+def read_model_config(spec: ModelSpec) -> dict[str, Any] | None:
+    """The model's ``model_cfg`` (plus ``preprocess_cfg``) from its config files, without importing
+    torch or open_clip; None when it cannot be found or read."""
     try:
         if spec.kind == "builtin":
             import importlib.util
@@ -295,10 +331,26 @@ def image_size_hint(spec: ModelSpec) -> int | None:
             config = json.loads((_config_folder(spec) / CONFIG_NAME).read_text(encoding="utf-8"))
             model_cfg = config["model_cfg"]
             preprocess_cfg = config.get("preprocess_cfg") or {}
-        sizes = [model_cfg["vision_cfg"]["image_size"], preprocess_cfg.get("size", 0)]
     except (OSError, ValueError, KeyError, TypeError, ImportError):
         return None
-    flat = [int(v) for size in sizes for v in (size if isinstance(size, (list, tuple)) else [size])]
+    if not isinstance(model_cfg, dict):
+        return None
+    return {**model_cfg, "preprocess_cfg": preprocess_cfg if isinstance(preprocess_cfg, dict) else {}}
+
+
+def image_size_hint(spec: ModelSpec) -> int | None:
+    """The model's input size as its config files give it, without importing torch or open_clip.
+
+    Lets photos be decoded at the right size while the model is still loading. None when
+    the config cannot be found or read; a hint below the loaded model's real size only
+    costs a second decode of the photos decoded early (see ``Embedder.resolve``).
+    """
+    config = read_model_config(spec)
+    try:
+        sizes = [config["vision_cfg"]["image_size"], config["preprocess_cfg"].get("size", 0)]  # type: ignore[index]
+        flat = [int(v) for size in sizes for v in (size if isinstance(size, (list, tuple)) else [size])]
+    except (KeyError, TypeError, ValueError):
+        return None
     return max(flat) if flat and max(flat) > 0 else None
 
 
@@ -318,8 +370,22 @@ def _folder_identity(folder: Path, decode_version: str) -> str | None:
 # ----------------------------------------------------------------------------- device
 
 
+def gpu_possible() -> bool:
+    """Whether this machine could have a GPU torch can use; False means surely none, known without torch.
+
+    ``import torch`` takes seconds; on a machine with no NVIDIA or AMD device node, not macOS
+    and not WSL, ``--device auto`` is the CPU without asking torch.
+    """
+    if sys.platform == "darwin" or os.environ.get("CLIPSORT_ASSUME_GPU"):
+        return True
+    dev = Path("/dev")
+    return any(dev.glob("nvidia[0-9]*")) or (dev / "kfd").exists() or (dev / "dxg").exists() or sys.platform == "win32"
+
+
 def resolve_device(requested: str) -> str:
     """``auto`` -> cuda, then mps, then cpu. An explicit device that is missing is an error."""
+    if requested in ("auto", "cpu") and (requested == "cpu" or not gpu_possible()):
+        return "cpu"
     import torch
 
     mps = getattr(torch.backends, "mps", None)
@@ -338,23 +404,6 @@ def resolve_device(requested: str) -> str:
     if requested == "mps" and not mps_ok:
         raise DeviceError("--device mps: Apple Metal (MPS) is not available on this machine; use --device cpu or auto")
     return requested
-
-
-def default_threads() -> int:
-    """torch's CPU threads: its own choice (physical cores), but no more than the CPUs this process may use.
-
-    torch counts the machine's cores; a process limited by ``taskset`` or a container's
-    cpuset would otherwise run more threads than it has CPUs.
-    """
-    global _TORCH_THREADS
-    if _TORCH_THREADS is None:  # torch's own choice, read before clipsort first changes it
-        import torch
-
-        _TORCH_THREADS = torch.get_num_threads()
-    return max(1, min(_TORCH_THREADS, settings.usable_cpus()))
-
-
-_TORCH_THREADS: int | None = None
 
 
 def default_batch_size(device: str) -> int:
@@ -380,194 +429,32 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def fast_runtime_available() -> bool:
+    """ONNX Runtime is installed (found without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
 def resolve_precision(precision: str, device: str) -> str:
-    """``auto``: fp16 on CUDA and MPS, bf16 on CPUs with native bf16, fp32 otherwise."""
+    """``auto``: fp16 on CUDA and MPS; on CPUs int8 on ONNX Runtime (the fastest there, and it
+    starts in a fraction of a second), or, without ONNX Runtime, bf16 where the CPU has it natively, else fp32."""
     settings.check_precision(precision, device)
     if precision != "auto":
         return precision
     if device.startswith(("cuda", "mps")):
         return "fp16"
+    if fast_runtime_available():
+        return "int8"
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
-# ----------------------------------------------------------------------------- the model
+def runs_fast(device: str, precision: str) -> bool:
+    """Whether ``device`` and ``precision`` (both resolved) run on the fast runtime (ONNX Runtime, no torch)."""
+    return device == "cpu" and precision in ("int8", "fp32") and fast_runtime_available()
 
 
-class ClipModel:
-    """A loaded CLIP model: preprocessing, image and text encoders, all on one device.
-
-    Encoders return L2-normalised float32 numpy arrays, whatever the device and precision.
-    """
-
-    def __init__(
-        self,
-        spec: ModelSpec,
-        model: Any,
-        preprocess: Callable,
-        tokenizer: Callable,
-        device: str,
-        origin: str,
-        precision: str = "fp32",
-    ):
-        import torch
-
-        self.spec = spec
-        self.device = device
-        self.origin = origin
-        self._model = model
-        self._preprocess = preprocess
-        self._tokenizer = tokenizer
-        # open_clip keeps norms and embeddings in float32 and casts the matrix weights; the
-        # pixels must match the matrix weights.
-        self.precision = precision
-        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
-        self.logit_scale = float(model.logit_scale.detach().float().exp().item())
-        self._pil_steps, mean, std = _split_transform(preprocess, device)
-        # Normalize((x / 255 - mean) / std) as one multiply-add on the uint8 pixels: 5x faster than
-        # the three broadcast operations on a CPU, and the same to within float32 rounding.
-        self._scale = None if std is None else 1.0 / (255.0 * std)
-        self._shift = None if std is None else -mean / std
-        size = model.visual.image_size
-        self.image_size: int = int(max(size) if isinstance(size, (tuple, list)) else size)
-        #: Fewest pixels on the short side a decoded picture needs for this model's preprocessing.
-        self.min_side = self.image_size
-        #: Images per model call when the user did not choose (see :func:`default_batch_size`).
-        self.batch_size = default_batch_size(device)
-        #: torch's CPU threads (process-wide) when the model was loaded.
-        self.threads = torch.get_num_threads()
-        #: ONNX Runtime session of the int8 image encoder, for ``--precision int8``.
-        self._int8: Any = None
-        #: Counts of work done, for reports and tests.
-        self.images_encoded = 0
-
-    @property
-    def name(self) -> str:
-        return self.spec.display
-
-    def use_int8_images(self, on_step: Callable[[str], None] | None = None) -> None:
-        """Embed images with the int8 ONNX Runtime encoder (see :mod:`clipsort.int8`), built on first use.
-
-        ``on_step`` hears about the build, which takes a while (about 20 s for ViT-B-32 on 2 cores).
-        """
-        from clipsort import int8
-
-        identity = model_identity(self.spec, "visual")
-        if identity is None:
-            raise ModelError(f"cannot identify model {self.spec.display} for its int8 encoder")
-        path = int8.quantized_path(identity)
-        if not path.is_file():
-            if on_step is not None:
-                on_step(
-                    f"building the int8 image encoder of {self.spec.display}"
-                    f" (once per model; it is kept in {path.parent})"
-                )
-            int8.build(self._model, self.image_size, path)
-        import torch
-
-        # The float image tower is not used any more: its memory (350 MB for ViT-B-32) goes back
-        # before ONNX Runtime takes its own, which keeps the peak down.
-        self._model.visual = torch.nn.Identity()
-        self._int8 = int8.session(path, self.threads)
-        self.precision = "int8"
-
-    def describe(self) -> str:
-        """Where and how it runs, for the run's first line: ``cpu (bf16, 2 threads)``."""
-        if self.device == "cpu":
-            return f"{self.device} ({self.precision}, {self.threads} thread{'s' if self.threads != 1 else ''})"
-        return f"{self.device} ({self.precision})"
-
-    def prepare(self, picture: Image.Image) -> torch.Tensor:
-        """The model's own preprocessing of an RGB picture, up to 8-bit pixels. Thread-safe.
-
-        open_clip's eval transform is PIL steps (resize, crop) then ToTensor and
-        Normalize. The PIL steps run here, in the decode threads; the conversion to
-        float and the normalisation run on the model's device in
-        :meth:`encode_prepared`, so batches wait and travel as uint8 (4x smaller).
-        The result is the same as open_clip's transform.
-        """
-        if self._pil_steps is None:
-            return self._preprocess(picture)
-        import torch
-
-        pixels = np.asarray(self._pil_steps(picture).convert("RGB"), dtype=np.uint8)
-        return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
-
-    def encode_prepared(self, batch: Sequence[torch.Tensor]) -> np.ndarray:
-        """Embed prepared pictures; returns (N, D) normalised float32."""
-        import torch
-
-        with torch.inference_mode():
-            pixels = torch.stack(list(batch))
-            if self.device.startswith("cuda"):
-                pixels = pixels.pin_memory()
-            pixels = pixels.to(self.device, non_blocking=True)
-            if pixels.dtype == torch.uint8:
-                assert self._shift is not None and self._scale is not None  # prepare() made uint8
-                pixels = torch.addcmul(self._shift, pixels.float(), self._scale)
-            if self._int8 is not None:
-                output = self._int8.run(None, {"input": pixels.float().numpy()})[0]
-                features = torch.from_numpy(output)
-            else:
-                features = self._model.encode_image(pixels.to(self.dtype))
-            features = torch.nn.functional.normalize(features.float(), dim=-1)
-        self.images_encoded += len(batch)
-        return features.cpu().numpy()
-
-    def encode_images(self, pictures: Sequence[Image.Image]) -> np.ndarray:
-        return self.encode_prepared([self.prepare(p) for p in pictures])
-
-    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-        """Embed texts; returns (N, D) normalised float32."""
-        import torch
-
-        chunks = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                tokens = self._tokenizer(list(texts[start : start + batch_size])).to(self.device)
-                features = self._model.encode_text(tokens)
-                chunks.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())
-        return np.concatenate(chunks, axis=0)
-
-
-def _split_transform(preprocess: Any, device: str) -> tuple[Any, Any, Any]:
-    """(PIL steps, mean, std) when ``preprocess`` ends with ToTensor + Normalize, else (None, None, None)."""
-    import torch
-    from torchvision import transforms
-
-    steps = list(getattr(preprocess, "transforms", []))
-    if len(steps) < 2 or not isinstance(steps[-2], transforms.ToTensor):
-        return None, None, None
-    normalize = steps[-1]
-    if not isinstance(normalize, transforms.Normalize):
-        return None, None, None
-    mean = torch.tensor(normalize.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(normalize.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    return transforms.Compose(steps[:-2]), mean, std
-
-
-@contextlib.contextmanager
-def _no_random_init() -> Iterator[None]:
-    """Skip the random initialisation of a model whose every weight is about to be loaded.
-
-    open_clip loads checkpoints strictly (a missing weight is an error), so the random
-    values would all be overwritten; drawing them took 1.3 s of a ViT-B-32 load on two
-    cores. The ``torch.nn.init`` functions become no-ops while the model is built.
-    """
-    import torch
-
-    names = [name for name in dir(torch.nn.init) if name.endswith("_") and not name.startswith("_")]
-    saved = {name: getattr(torch.nn.init, name) for name in names}
-
-    def keep(tensor: Any, *args: Any, **kwargs: Any) -> Any:
-        return tensor
-
-    try:
-        for name in names:
-            setattr(torch.nn.init, name, keep)
-        yield
-    finally:
-        for name, function in saved.items():
-            setattr(torch.nn.init, name, function)
+# ----------------------------------------------------------------------------- loading
 
 
 def load_model(
@@ -576,51 +463,80 @@ def load_model(
     precision: str = "auto",
     threads: int | None = None,
     on_step: Callable[[str], None] | None = None,
-) -> ClipModel:
+) -> LoadedModel:
     """Load ``spec`` on ``device`` at ``precision`` (see :func:`resolve_precision`).
 
-    ``threads`` sets torch's CPU threads (process-wide); None chooses from the CPUs this
-    process may use (see :func:`default_threads`). ``on_step`` hears about slow one-off
-    steps (building the int8 encoder), for the user.
+    On CPUs in int8 or fp32 the model runs on the fast runtime (:mod:`clipsort.runtime`),
+    built from open_clip the first time (``on_step`` hears about it: 20-40 s, once per model
+    and library versions); otherwise on open_clip and torch (:mod:`clipsort.torch_model`).
+    ``threads`` sets the model's CPU threads; None chooses from the CPUs this process may use.
 
     Raises :class:`ModelUnavailableError` when the weights are neither cached nor downloadable,
     :class:`ModelError` for anything else that stops the model from loading.
     """
-    resolved = resolve_device(device)
-    source = _source_for(spec)
-    import open_clip
-
-    chosen = resolve_precision(precision, resolved)
-    cache = str(settings.hf_cache_dir())
-    import torch
-
     if threads is not None and threads < 1:
         raise UsageError("--threads must be at least 1")
-    default = default_threads()  # first call: remembers torch's own choice before it is changed
-    torch.set_num_threads(threads or default)
-    if spec.pretrained == RANDOM:
-        torch.manual_seed(0)  # the same "random" weights every run, so cached vectors stay valid
-    try:
-        with contextlib.nullcontext() if spec.pretrained == RANDOM else _no_random_init():
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                source.model_name,
-                pretrained=source.pretrained,
-                precision="fp32" if chosen == "int8" else chosen,
-                device=resolved,
-                cache_dir=cache,
-                require_pretrained=spec.pretrained != RANDOM,
-                **source.kwargs,
+    resolved = resolve_device(device)
+    chosen = resolve_precision(precision, resolved)
+    if runs_fast(resolved, chosen):
+        return _load_fast(spec, chosen, threads, on_step)
+    from clipsort import torch_model
+
+    return torch_model.load(spec, resolved, chosen, threads)
+
+
+def _load_fast(spec: ModelSpec, precision: str, threads: int | None, on_step: Callable[[str], None] | None) -> Any:
+    from clipsort import export
+    from clipsort.runtime import OnnxClip, onnxruntime_module
+
+    onnxruntime_module()  # not installed: say so now, not at the first photo
+
+    def build() -> export.Artifact:
+        from clipsort import torch_model
+
+        torch_model.check_available(spec)  # a missing model fails before the user is told of a build
+        if on_step is not None:
+            on_step(
+                f"building the fast runtime of {spec.display} (once per model and library versions;"
+                f" kept in {settings.runtime_dir()})"
             )
-        tokenizer = open_clip.get_tokenizer(source.model_name, cache_dir=cache)
-    except (ModelError, UsageError):
-        raise
-    except Exception as exc:  # open_clip raises RuntimeError, ValueError, OSError, KeyError...
-        raise ModelError(f"cannot load model {spec.display}: {exc}") from exc
-    model.eval()
-    clip = ClipModel(spec, model, preprocess, tokenizer, resolved, source.origin, chosen)
-    if chosen == "int8":
-        clip.use_int8_images(on_step)
-    return clip
+        known = model_identity(spec, RUNTIME_IDENTITY)
+        if known is None:  # a Hub model not downloaded yet: loading it downloads it, then it is known
+            first = [torch_model.load(spec, "cpu", "fp32", threads)]
+            known = model_identity(spec, RUNTIME_IDENTITY)
+            if known is None:
+                raise ModelError(f"cannot identify model {spec.display} for its fast runtime")
+            return export.build(first.pop, known)  # pop: the build holds the only reference, and frees it
+        return export.build(lambda: torch_model.load(spec, "cpu", "fp32", threads), known)
+
+    identity = model_identity(spec, RUNTIME_IDENTITY)
+    artifact = export.find(identity) if identity is not None else None
+    if artifact is None:
+        artifact = build()
+    part = f"image-{precision}"
+    if not artifact.has(part):
+        if precision == "int8":
+            raise ModelError(f"--precision int8 cannot run {spec.display}: {artifact.why_not(part)}; use fp32 or bf16")
+        from clipsort import torch_model
+
+        return torch_model.load(spec, "cpu", precision, threads)
+    text_fallback = None
+    if not artifact.has("text-fp32"):
+
+        def text_fallback() -> Any:
+            from clipsort import torch_model
+
+            return torch_model.load(spec, "cpu", "fp32", threads)
+
+    return OnnxClip(
+        spec,
+        artifact,
+        precision,
+        threads or settings.model_threads(),
+        origin=f"{artifact.folder}",
+        rebuild=build,
+        text_fallback=text_fallback,
+    )
 
 
 # ----------------------------------------------------------------------------- listing

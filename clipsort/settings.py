@@ -53,6 +53,17 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def model_threads() -> int:
+    """CPU threads for the model when the user did not choose: one per physical core this process
+    may use (a second hardware thread of a core adds nothing to matrix work), at least 1."""
+    cpus = usable_cpus()
+    try:
+        smt = Path("/sys/devices/system/cpu/smt/active").read_text(encoding="ascii").strip() == "1"
+    except OSError:
+        smt = False
+    return max(1, cpus // 2 if smt and cpus > 1 else cpus)
+
+
 def cache_dir() -> Path:
     """Root of clipsort's cache: ``CLIPSORT_CACHE_DIR`` or the platform's user cache dir."""
     override = os.environ.get("CLIPSORT_CACHE_DIR")
@@ -61,6 +72,15 @@ def cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
+def runtime_dir() -> Path:
+    """Where the fast runtime's artifacts are built: ``CLIPSORT_RUNTIME_DIR`` or ``runtime`` in the cache dir.
+
+    One folder per model and library versions; several users or containers may share it.
+    """
+    override = os.environ.get("CLIPSORT_RUNTIME_DIR")
+    return Path(override).expanduser() if override else cache_dir() / "runtime"
 
 
 def config_dir() -> Path:

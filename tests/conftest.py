@@ -53,8 +53,17 @@ def corpus(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def shared_runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder of fast-runtime artifacts for the whole session: each model's is built once
+    (tests of building itself point CLIPSORT_RUNTIME_DIR elsewhere)."""
+    return tmp_path_factory.mktemp("clipsort-runtime")
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_env(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, shared_runtime_dir: Path
+) -> Path:
     """Every test gets its own cache and config dirs and no CLIPSORT_* settings from the host."""
     home = tmp_path_factory.mktemp("clipsort-home")
     for name in (
@@ -65,21 +74,44 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
         "CLIPSORT_THREADS",
         "CLIPSORT_CACHE",
         "CLIPSORT_DEBUG",
+        "CLIPSORT_ASSUME_GPU",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CLIPSORT_CACHE_DIR", str(home / "cache"))
     monkeypatch.setenv("CLIPSORT_CONFIG_DIR", str(home / "config"))
     monkeypatch.setenv("CLIPSORT_DATA_DIR", str(home / "data"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no test downloads anything
+    monkeypatch.setenv("CLIPSORT_RUNTIME_DIR", str(shared_runtime_dir))
     return home
 
 
 @pytest.fixture(scope="session")
-def colour_model():
-    """The trained tiny colour CLIP, loaded once on the CPU in float32."""
+def colour_model(shared_runtime_dir: Path):
+    """The trained tiny colour CLIP, loaded once on the CPU in float32 (the fast runtime)."""
+    import os
+
     from clipsort.model import load_model, parse_spec
 
+    os.environ["CLIPSORT_RUNTIME_DIR"] = str(shared_runtime_dir)  # before any test's own environment
     return load_model(parse_spec(f"local-dir:{COLOUR_MODEL}"), "cpu", "fp32")
+
+
+@pytest.fixture(scope="session")
+def reference_colour_model():
+    """The same model on open_clip and torch in float32: the reference for every other runtime."""
+    from clipsort import torch_model
+    from clipsort.model import parse_spec
+
+    return torch_model.load(parse_spec(f"local-dir:{COLOUR_MODEL}"), "cpu", "fp32")
+
+
+@pytest.fixture(scope="session")
+def reference_vit():
+    """ViT-B-32 with random weights (seed 0) on open_clip and torch, fp32: a full-size reference."""
+    from clipsort import torch_model
+    from clipsort.model import parse_spec
+
+    return torch_model.load(parse_spec("ViT-B-32", "none"), "cpu", "fp32")
 
 
 @pytest.fixture

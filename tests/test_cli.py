@@ -92,7 +92,9 @@ def test_tag_json_lines_on_stdout_summary_on_stderr(capsys, tmp_path: Path, labe
         assert record["labels"] == [photos[Path(record["path"])]] and record["action"] == "tagged"
         assert record["sidecar"].endswith(".xmp")
     # The device line names the device and precision the run uses, whichever machine runs the test.
-    assert "model local-dir:" in err and re.search(r" on (cpu|cuda|mps) \((fp32|bf16|fp16)(, \d+ threads?)?\)", err)
+    assert "model local-dir:" in err and re.search(
+        r" on (cpu|cuda|mps) \((fp32|bf16|fp16|int8)(, \d+ threads?)?\)", err
+    )
     assert "tagged 4 | 4 photos in" in err and "images/s" in err
 
 

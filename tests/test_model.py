@@ -152,6 +152,8 @@ def test_precision_rules(monkeypatch):
     from clipsort.model import resolve_precision
 
     assert resolve_precision("auto", "cuda") == "fp16" and resolve_precision("auto", "mps") == "fp16"
+    assert resolve_precision("auto", "cpu") == "int8"  # the fast runtime, installed by default
+    monkeypatch.setattr(model_module, "fast_runtime_available", lambda: False)
     monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16"
     monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: False)
@@ -181,8 +183,9 @@ def test_bf16_agrees_with_fp32_on_the_top_label(tmp_path: Path, colour_model):
     assert (tops[0] == tops[1]).all()
 
 
-def test_uint8_preprocessing_matches_open_clips_transform(tmp_path: Path, colour_model):
+def test_uint8_preprocessing_matches_open_clips_transform(tmp_path: Path, reference_colour_model):
     """Pixels travel as uint8 and are normalised on the device: the vectors must not change."""
+    colour_model = reference_colour_model
     import torch
     from conftest import make_colour_photos
 
@@ -202,11 +205,14 @@ def test_threads_are_applied_and_default_to_the_usable_cpus():
 
     before = torch.get_num_threads()
     try:
-        model = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32", threads=1)
-        assert torch.get_num_threads() == 1 and model.describe() == "cpu (fp32, 1 thread)"
+        model = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "bf16", threads=1)
+        assert torch.get_num_threads() == 1 and model.describe() == "cpu (bf16, 1 thread)"
         # the next load without a choice goes back to the default, not to the last value set
-        again = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32")
+        again = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "bf16")
         assert again.threads == min(before, settings.usable_cpus())
+        fast = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8", threads=1)
+        assert fast.describe() == "cpu (int8, 1 thread) with onnxruntime"
+        assert load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8").threads == settings.model_threads()
         with pytest.raises(UsageError, match="at least 1"):
             load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32", threads=0)
     finally:
@@ -224,7 +230,7 @@ def test_default_threads_respect_cpu_affinity():
         pytest.skip("no CPU affinity on this system")
     script = (
         "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
-        "from clipsort.model import default_threads; print(default_threads())"
+        "from clipsort.torch_model import default_threads; print(default_threads())"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "1"
@@ -264,13 +270,13 @@ def test_loading_weights_skips_random_init_without_changing_the_model(monkeypatc
 
     import torch
 
-    import clipsort.model as model_module
+    from clipsort import torch_model
 
     before = {name: getattr(torch.nn.init, name) for name in dir(torch.nn.init)}
-    fast = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32")
+    fast = torch_model.load(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32")
     assert {name: getattr(torch.nn.init, name) for name in dir(torch.nn.init)} == before  # restored
-    monkeypatch.setattr(model_module, "_no_random_init", contextlib.nullcontext)
-    slow = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32")
+    monkeypatch.setattr(torch_model, "_no_random_init", contextlib.nullcontext)
+    slow = torch_model.load(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32")
     fast_state, slow_state = fast._model.state_dict(), slow._model.state_dict()
     assert fast_state.keys() == slow_state.keys()
     assert all(torch.equal(fast_state[key], slow_state[key]) for key in fast_state)

@@ -154,8 +154,9 @@ _SHARED: dict[str, tuple[Any, Any]] = {
             Precision | None,
             typer.Option(
                 "--precision",
-                help="auto: fp16 on GPUs, bf16 on CPUs with native bf16 (AVX-512 BF16, AMX), else fp32. "
-                "int8 (CPUs, opt-in): image encoder quantized, on ONNX Runtime (pip install 'clipsort[int8]'). "
+                help="auto: fp16 on GPUs; int8 on CPUs (image tower quantized, on ONNX Runtime), or fp32 "
+                "where the cache already holds float vectors. fp32 on CPUs: open_clip's numbers on ONNX Runtime. "
+                "bf16: open_clip on torch (CPUs with AVX-512 BF16 or AMX). "
                 "[env CLIPSORT_PRECISION; default auto]",
                 show_default=False,
             ),

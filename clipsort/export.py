@@ -1,0 +1,439 @@
+"""Building the fast runtime's artifact: a model's towers exported from open_clip to ONNX, once.
+
+An artifact is a folder under :func:`clipsort.settings.runtime_dir` (``<cache dir>/runtime/``),
+named by a hash of the model's identity and of the versions of everything that shaped it
+(torch, open_clip, onnx, ONNX Runtime, the CPU architecture, :data:`ARTIFACT_VERSION`), so an
+upgrade builds a new one and never trusts an old one. It holds:
+
+* ``image-fp32.onnx`` and ``image-int8.onnx`` (weights quantized per channel to 8 bits by
+  ``onnxruntime.quantization.quantize_dynamic``), ``text-fp32.onnx``, each with its weights
+  in a ``.data`` file beside it (ONNX Runtime maps it instead of parsing it: 0.15 s to open
+  ViT-B-32's int8 image tower instead of 0.5 s), optimised once here, not at every start;
+* ``manifest.json``, written last: preprocessing, tokenizer, logit scale, and each file's
+  size and sampled hash. A folder without it is an interrupted build; a file whose size or
+  hash differs, or that ONNX Runtime cannot open, makes the whole artifact be removed and
+  built again.
+
+Each part is checked against open_clip (the reference) before the manifest is written: the
+fp32 towers must give open_clip's vectors (cosine >= 0.9999), the int8 tower cosine >= 0.99
+on test pictures, the Pillow preprocessing open_clip's pixels exactly, and the tokenizer
+open_clip's tokens. A part that fails is marked unsupported with the reason, and clipsort
+runs that part through open_clip (torch) instead.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clipsort import settings
+from clipsort.errors import ModelError
+
+if TYPE_CHECKING:
+    from clipsort.torch_model import ClipModel
+
+#: Bump when what is exported, or how, changes: every artifact is then built again.
+ARTIFACT_VERSION = 1
+OPSET = 17
+MANIFEST = "manifest.json"
+PARTS = ("image-fp32", "image-int8", "text-fp32")
+#: Smallest cosine to open_clip's vectors that each part must reach to be used.
+CHECKS = {"image-fp32": 0.9999, "image-int8": 0.99, "text-fp32": 0.9999}
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> str:
+    """Versions of what shapes an artifact, read without importing any of it."""
+    from importlib import metadata
+
+    parts = [f"artifact-{ARTIFACT_VERSION}", f"opset-{OPSET}", platform.machine()]
+    for name in ("torch", "open_clip_torch", "onnx", "onnxruntime"):
+        try:
+            parts.append(f"{name}-{metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{name}-none")
+    return "|".join(parts)
+
+
+def folder_for(identity: str) -> Path:
+    key = f"{identity}|{library_versions()}"
+    return settings.runtime_dir() / hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
+
+
+@dataclass
+class Artifact:
+    folder: Path
+    manifest: dict[str, Any]
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.manifest["logit_scale"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.manifest["image_size"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        return dict(self.manifest["preprocess"])
+
+    @property
+    def tokenizer(self) -> dict[str, Any]:
+        return dict(self.manifest["tokenizer"])
+
+    @property
+    def text_cut(self) -> bool:
+        return bool(self.manifest.get("text_cut"))
+
+    def has(self, part: str) -> bool:
+        return part in self.manifest["parts"]
+
+    def why_not(self, part: str) -> str:
+        return str(self.manifest.get("unsupported", {}).get(part, "not built"))
+
+    def file(self, part: str) -> Path:
+        return self.folder / self.manifest["parts"][part]["file"]
+
+    def discard(self) -> None:
+        """Remove the artifact (damaged): the next use builds it again."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _file_facts(path: Path) -> dict[str, Any]:
+    from clipsort.cache import sample_hash
+
+    return {"size": path.stat().st_size, "sample": sample_hash(path)}
+
+
+def find(identity: str) -> Artifact | None:
+    """The artifact of ``identity`` for these library versions, or None (never built, or damaged: removed)."""
+    folder = folder_for(identity)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    artifact = Artifact(folder, manifest)
+    try:
+        if manifest.get("key") != f"{identity}|{library_versions()}":
+            raise ValueError("stale")
+        for part in manifest["parts"].values():
+            for name, facts in part["files"].items():
+                if _file_facts(folder / name) != facts:
+                    raise ValueError(f"{name} changed")
+    except (OSError, ValueError, KeyError, TypeError):
+        artifact.discard()
+        return None
+    return artifact
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def build(load: Callable[[], ClipModel], identity: str) -> Artifact:
+    """Export the model ``load`` gives (open_clip, fp32, on the CPU) into the artifact of ``identity``.
+
+    The torch model is let go once its towers are exported, before ONNX Runtime optimises
+    and quantizes them, so the two never take memory at the same time.
+
+    Slow (20-40 s for ViT-B-32 on two cores). Concurrent builds are harmless: each works in
+    a folder of its own and the first to finish is kept.
+    """
+    target = folder_for(identity)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    work.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide a shared CLIPSORT_RUNTIME_DIR from other users
+    try:
+        pending: list[Callable[[], None]] = []
+        clip = load()
+        name = clip.spec.display
+        manifest = _export_all(work, clip, identity, pending)
+        del clip
+        gc.collect()
+        for step in pending:
+            step()
+        for leftover in work.glob("raw-*"):
+            leftover.unlink()
+        (work / (MANIFEST + ".tmp")).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        os.replace(work / (MANIFEST + ".tmp"), work / MANIFEST)
+        try:
+            os.replace(work, target)
+        except OSError:  # another process built it meanwhile (a non-empty folder is not replaced)
+            pass
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    found = find(identity)
+    if found is None:
+        raise ModelError(f"the fast runtime of {name} could not be kept in {target}")
+    return found
+
+
+def _export_all(work: Path, clip: ClipModel, identity: str, pending: list[Callable[[], None]]) -> dict[str, Any]:
+    """Export ``clip``'s towers to raw ONNX files in ``work``; the steps that need ONNX Runtime only
+    (optimise, quantize, check) are added to ``pending``. Returns the manifest they complete."""
+    import torch
+
+    model = clip.torch_module
+    from clipsort.runtime import Preprocess
+
+    manifest: dict[str, Any] = {
+        "version": ARTIFACT_VERSION,
+        "key": f"{identity}|{library_versions()}",
+        "model": clip.spec.display,
+        "image_size": clip.image_size,
+        "logit_scale": clip.logit_scale,
+        "parts": {},
+        "unsupported": {},
+        "checks": {},
+    }
+    unsupported: dict[str, str] = manifest["unsupported"]
+    pictures = _test_pictures(clip.image_size)
+    reference = clip.encode_images(pictures)
+    manifest["dim"] = int(reference.shape[1])
+    config = dict(getattr(model.visual, "preprocess_cfg", None) or {})
+    manifest["preprocess"] = config
+    try:
+        preprocess = Preprocess(config)
+        odd = [_odd_picture(size) for size in ((300, 200), (200, 301), (640, 427), (224, 224))]
+        if not all(np.array_equal(preprocess(p), clip.prepare(p).numpy()) for p in odd):
+            raise ModelError("Pillow preprocessing differs from open_clip's")
+        pixels = preprocess.normalise([preprocess(p) for p in pictures])
+    except (ModelError, KeyError, TypeError, AttributeError) as exc:
+        unsupported["image-fp32"] = unsupported["image-int8"] = f"preprocessing: {exc}"
+    else:
+        raw = work / "raw-image.onnx"
+        export_onnx(model, model.encode_image, torch.from_numpy(pixels[:2]), raw, {0: "batch"})
+        checks = [({"input": pixels}, reference)]
+        quantized = work / "raw-image-int8.onnx"
+        pending.append(lambda: _keep(work, manifest, "image-fp32", raw, checks))
+        pending.append(lambda: _quantize(raw, quantized))
+        pending.append(lambda: _keep(work, manifest, "image-int8", quantized, checks))
+    _export_text(work, clip, manifest, pending)
+    return manifest
+
+
+def _export_text(work: Path, clip: ClipModel, manifest: dict[str, Any], pending: list[Callable[[], None]]) -> None:
+    import torch
+
+    from clipsort.tokenizer import SAMPLES, ClipTokenizer
+
+    described = _describe_tokenizer(clip)
+    if isinstance(described, str):
+        manifest["unsupported"]["text-fp32"] = described
+        return
+    tokenizer = ClipTokenizer(Path(described["vocabulary"]), described["context_length"], described["clean"])
+    theirs = clip.tokenize(list(SAMPLES))
+    if not np.array_equal(tokenizer(list(SAMPLES)), theirs):
+        manifest["unsupported"]["text-fp32"] = "clipsort's tokenizer does not give open_clip's tokens"
+        return
+    manifest["tokenizer"] = described
+    model = clip.torch_module
+    reference = clip.encode_texts(list(SAMPLES))
+    cut = _text_can_be_cut(model)
+    manifest["text_cut"] = cut
+    forward = _cut_text_encoder(model) if cut else (lambda tokens: model.encode_text(tokens))
+    raw = work / "raw-text.onnx"
+    axes = {0: "batch", 1: "length"} if cut else {0: "batch"}
+    export_onnx(model, forward, torch.from_numpy(theirs[:2]), raw, axes)
+    if cut:  # short prompts cut to their longest, and the full context: both must give open_clip's vectors
+        short = [i for i, row in enumerate(theirs) if (row != 0).sum() < 20]
+        length = int((theirs[short] != 0).sum(axis=1).max())
+        checks = [({"input": theirs[short, :length]}, reference[short]), ({"input": theirs}, reference)]
+    else:
+        checks = [({"input": theirs}, reference)]
+    pending.append(lambda: _keep(work, manifest, "text-fp32", raw, checks))
+
+
+def _describe_tokenizer(clip: ClipModel) -> dict[str, Any] | str:
+    """The tokenizer as :class:`clipsort.tokenizer.ClipTokenizer` takes it, or why it cannot."""
+    from open_clip import tokenizer as oct
+
+    theirs = clip.tokenizer_object
+    if type(theirs) is not oct.SimpleTokenizer:
+        return f"tokenizer {type(theirs).__name__} (only CLIP's BPE tokenizer runs without torch)"
+    clean = {id(oct._clean_lower): "lower", id(oct._clean_whitespace): "whitespace"}.get(id(theirs.clean_fn))
+    if clean is None or theirs.reduction_fn is not None or len(theirs.encoder) != 49408:
+        return "tokenizer options (cleaning, reduction or extra tokens) that only open_clip runs"
+    return {"vocabulary": str(oct.default_bpe()), "context_length": int(theirs.context_length), "clean": clean}
+
+
+def _text_can_be_cut(model: Any) -> bool:
+    """Whether a prompt's vector depends only on its own tokens: a causal mask and pooling at the end token."""
+    import open_clip
+
+    blocks = getattr(getattr(model, "transformer", None), "resblocks", [])
+    return (
+        type(model) is open_clip.CLIP
+        and getattr(model, "attn_mask", None) is not None
+        and getattr(model, "text_pool_type", "argmax") in ("argmax", "eos")
+        and all(getattr(getattr(b, "attn", None), "batch_first", False) for b in blocks)
+    )
+
+
+def _cut_text_encoder(model: Any) -> Any:
+    """open_clip's ``CLIP.encode_text`` for token rows of any length up to the context.
+
+    torch's ``MultiheadAttention`` traces its sequence length into the graph as a constant,
+    so for the export each block's attention is the same arithmetic written with lengths
+    read from the input (checked against open_clip on two lengths before it is kept).
+    """
+    import torch
+    from open_clip.transformer import text_global_pool
+
+    def attend(block: Any, q_x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        mha = block.attn
+        batch, width = q_x.shape[0], q_x.shape[2]
+        heads = mha.num_heads
+        q, k, v = torch.nn.functional.linear(q_x, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = (t.reshape(batch, -1, heads, width // heads).transpose(1, 2) for t in (q, k, v))
+        mask = attn_mask.to(q_x.dtype) if attn_mask is not None else None
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return mha.out_proj(out.transpose(1, 2).reshape(batch, -1, width))
+
+    for block in model.transformer.resblocks:
+        block.attention = lambda q_x, k_x=None, v_x=None, attn_mask=None, block=block: attend(block, q_x, attn_mask)
+
+    def forward(tokens: torch.Tensor) -> torch.Tensor:
+        length = tokens.shape[1]
+        cast = model.transformer.get_cast_dtype()
+        x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
+        x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+        x = model.ln_final(x)
+        x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+        projection = model.text_projection
+        if projection is None:
+            return x
+        return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+
+    return forward
+
+
+def export_onnx(owner: Any, forward: Any, example: Any, target: Path, axes: dict[int, str]) -> None:
+    """Export ``forward`` (a function of one tensor, ``example`` a batch of it; ``owner`` the module
+    whose weights it uses) to ONNX at ``target``: input ``input`` with the dynamic ``axes``,
+    output ``output``, batch axis dynamic."""
+    import torch
+
+    class Tower(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.owner = owner  # its weights become the graph's weights, not constants
+
+        def forward(self, batch: torch.Tensor) -> torch.Tensor:
+            return forward(batch)
+
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel has no ONNX export
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shapes
+            torch.onnx.export(
+                Tower().eval(),
+                (example,),
+                str(target),
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": axes, "output": {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+    except Exception as exc:  # the exporter raises whatever it meets
+        raise ModelError(f"cannot export the model to ONNX: {exc}") from exc
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+def _quantize(source: Path, target: Path) -> None:
+    import logging
+
+    from onnxruntime import quantization
+
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing": a hint for static quantization
+    try:
+        # Unsigned 8-bit weights, one scale per output channel. On x86 CPUs without VNNI (AVX2,
+        # AVX-512F), ONNX Runtime's products of u8 activations and s8 weights can saturate;
+        # measured on an AVX2 CPU, ViT-B-32 on 47 photos, minimum cosine to fp32: s8 per tensor
+        # 0.9875, s8 7-bit per channel 0.9997, u8 per channel 0.9998, all at the same speed.
+        quantization.quantize_dynamic(
+            str(source), str(target), weight_type=quantization.QuantType.QUInt8, per_channel=True
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"cannot quantize the image tower: {exc}") from exc
+    finally:
+        logging.getLogger().setLevel(quiet)
+
+
+def _keep(work: Path, manifest: dict[str, Any], part: str, raw: Path, checks: list[tuple[dict, np.ndarray]]) -> None:
+    """Optimise ``raw`` into ``<part>.onnx`` + ``<part>.data``, check it on each (inputs, open_clip's
+    vectors) of ``checks``, and list it in the manifest."""
+    from clipsort.runtime import _normalised, onnxruntime_module, open_session
+
+    onnxruntime = onnxruntime_module()
+    target = work / f"{part}.onnx"
+    data = f"{part}.data"
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(target)
+    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", data)
+    options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+    options.log_severity_level = 3
+    onnxruntime.InferenceSession(str(raw), options, providers=["CPUExecutionProvider"])
+    session = open_session(target, settings.usable_cpus())
+    worst = min(
+        float((_normalised(session.run(None, inputs)[0]) * expected).sum(axis=1).min()) for inputs, expected in checks
+    )
+    del session
+    manifest["checks"][part] = round(worst, 6)
+    if worst < CHECKS[part]:
+        manifest["unsupported"][part] = f"vectors differ from open_clip's (cosine {worst:.4f} < {CHECKS[part]})"
+        target.unlink()
+        (work / data).unlink(missing_ok=True)
+        return
+    files = {p.name: _file_facts(p) for p in (target, work / data) if p.exists()}
+    manifest["parts"][part] = {"file": target.name, "files": files}
+
+
+def _test_pictures(size: int) -> list[Any]:
+    """Pictures to check the exported towers on: plain, gradients, noise, shapes (fixed, so builds repeat)."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(7)
+    pictures = [Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 256, 3))) for _ in range(3)]
+    pictures.append(Image.linear_gradient("L").resize((size, size)).convert("RGB"))
+    for _ in range(4):
+        picture = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), "RGB")
+        draw = ImageDraw.Draw(picture)
+        for _ in range(3):
+            x, y = (int(v) for v in rng.integers(0, size // 2, 2))
+            draw.ellipse((x, y, x + size // 2, y + size // 3), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+        pictures.append(picture)
+    return pictures
+
+
+def _odd_picture(size: tuple[int, int]) -> Any:
+    from PIL import Image
+
+    rng = np.random.default_rng(size[0] * 1000 + size[1])
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")

@@ -1,0 +1,221 @@
+"""The fast-start runtime: a model's towers as ONNX Runtime sessions, with no torch in the process.
+
+``import torch`` and ``import open_clip`` took 3-10 s of every run before the first photo
+was embedded; ONNX Runtime imports in 0.15 s and opens ViT-B-32's int8 image tower in about
+0.15 s. The towers are exported from open_clip once per model and library versions
+(:mod:`clipsort.export`) and each is opened only when first used: a relabel over a cached
+library opens the text tower alone, an index the image tower alone.
+
+* Images: open_clip's eval preprocessing redone with Pillow (resize the short side with the
+  model's interpolation, centre crop, or squash), checked against open_clip's own transform
+  when the artifact is built; pixels travel as uint8 and are normalised at the model.
+* Texts: :class:`clipsort.tokenizer.ClipTokenizer`; batches are cut to their longest prompt
+  when the model's text tower allows it (a causal mask and end-of-text pooling: the
+  positions after the end of a prompt cannot change its vector), which makes a prompt of
+  eight tokens about eight times cheaper than the 77 positions of the full context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clipsort.errors import ModelError, UsageError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from clipsort.export import Artifact
+    from clipsort.model import ModelSpec
+
+INSTALL_HINT = "the fast runtime needs ONNX Runtime: pip install onnxruntime"
+
+
+def onnxruntime_module() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UsageError(INSTALL_HINT) from None
+    return onnxruntime
+
+
+class DamagedArtifact(ModelError):
+    """A runtime file that ONNX Runtime cannot open: the artifact is rebuilt."""
+
+
+def open_session(path: Any, threads: int) -> Any:
+    """An ONNX Runtime session whose threads sleep when idle (spinning takes the decoders' cores)."""
+    onnxruntime = onnxruntime_module()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # The files are optimised when built (see clipsort.export); optimising again at each start
+    # cost 0.3-1 s and doubled the memory of the session while it ran.
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    # Without its arena ONNX Runtime ran as fast here, and its memory stopped growing with each
+    # new batch shape (a last, smaller batch; texts of another length).
+    options.enable_cpu_mem_arena = False
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own exception types
+        raise DamagedArtifact(f"cannot open {path}: {exc}") from exc
+
+
+class Preprocess:
+    """open_clip's eval transform (``resize_mode`` shortest or squash) on Pillow alone, to uint8 CHW."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        from PIL import Image
+
+        size = config["size"]
+        self.size: tuple[int, int] = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        self.resize_mode = config.get("resize_mode") or "shortest"
+        if self.resize_mode not in ("shortest", "squash") or (
+            self.resize_mode == "shortest" and len(set(self.size)) != 1
+        ):
+            raise ModelError(f"preprocessing {self.resize_mode} {self.size} is not supported by the fast runtime")
+        interpolation = config.get("interpolation") or "bicubic"
+        self.resample = Image.Resampling.BILINEAR if interpolation == "bilinear" else Image.Resampling.BICUBIC
+        mean = np.asarray(config["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
+        std = np.asarray(config["std"], dtype=np.float32).reshape(1, -1, 1, 1)
+        # (x / 255 - mean) / std as one multiply-add on the uint8 pixels.
+        self.scale = 1.0 / (255.0 * std)
+        self.shift = -mean / std
+
+    def __call__(self, picture: Image.Image) -> np.ndarray:
+        height, width = self.size
+        if self.resize_mode == "squash":
+            picture = picture.resize((width, height), self.resample)
+        else:  # torchvision's Resize(int): the short side to the size, the long side in proportion, rounded down
+            if picture.width <= picture.height:
+                new_size = (height, int(height * picture.height / picture.width))
+            else:
+                new_size = (int(height * picture.width / picture.height), height)
+            if new_size != picture.size:
+                picture = picture.resize(new_size, self.resample)
+            left = int(round((picture.width - width) / 2.0))
+            top = int(round((picture.height - height) / 2.0))
+            picture = picture.crop((left, top, left + width, top + height))
+        if picture.mode != "RGB":
+            picture = picture.convert("RGB")
+        return np.ascontiguousarray(np.asarray(picture, dtype=np.uint8).transpose(2, 0, 1))
+
+    def normalise(self, batch: Sequence[np.ndarray]) -> np.ndarray:
+        pixels = np.stack(list(batch)).astype(np.float32)
+        return pixels * self.scale + self.shift
+
+
+class OnnxClip:
+    """A CLIP model on ONNX Runtime, with :class:`clipsort.torch_model.ClipModel`'s interface.
+
+    ``precision`` is the image tower's: ``int8`` (weights quantized) or ``fp32``; the text
+    tower always runs in fp32 (prompts are few, cut short and cached).
+    """
+
+    device = "cpu"
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        artifact: Artifact,
+        precision: str,
+        threads: int,
+        origin: str,
+        rebuild: Callable[[], Artifact] | None = None,
+        text_fallback: Callable[[], Any] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.artifact = artifact
+        self.precision = precision
+        self.threads = threads
+        self.origin = origin
+        self.logit_scale: float = artifact.logit_scale
+        self.image_size: int = artifact.image_size
+        self.min_side: int = artifact.image_size
+        from clipsort import settings
+
+        self.batch_size = settings.DEFAULT_BATCH_SIZE
+        self.images_encoded = 0
+        self._preprocess = Preprocess(artifact.preprocess)
+        self._image: Any = None
+        self._text: Any = None
+        self._tokenizer: Any = None
+        self._rebuild = rebuild
+        #: Loads open_clip's model for the texts when the artifact has no text tower (another tokenizer).
+        self._text_fallback = text_fallback
+
+    @property
+    def name(self) -> str:
+        return self.spec.display
+
+    def describe(self) -> str:
+        return f"cpu ({self.precision}, {self.threads} thread{'s' if self.threads != 1 else ''}) with onnxruntime"
+
+    @property
+    def image_tower_open(self) -> bool:
+        return self._image is not None
+
+    @property
+    def text_tower_open(self) -> bool:
+        return self._text is not None
+
+    def _session(self, part: str) -> Any:
+        """Open one tower; a file ONNX Runtime cannot open is removed and the artifact rebuilt (once)."""
+        try:
+            return open_session(self.artifact.file(part), self.threads)
+        except DamagedArtifact:
+            self.artifact.discard()
+            if self._rebuild is None:
+                raise
+            self.artifact = self._rebuild()
+            self._rebuild = None
+            return open_session(self.artifact.file(part), self.threads)
+
+    def prepare(self, picture: Image.Image) -> np.ndarray:
+        """Resize and crop as open_clip does, to uint8 CHW pixels. Thread-safe."""
+        return self._preprocess(picture)
+
+    def encode_prepared(self, batch: Sequence[np.ndarray]) -> np.ndarray:
+        if self._image is None:
+            self._image = self._session(f"image-{self.precision}")
+        output = self._image.run(None, {"input": self._preprocess.normalise(batch)})[0]
+        self.images_encoded += len(batch)
+        return _normalised(output)
+
+    def encode_images(self, pictures: Sequence[Image.Image]) -> np.ndarray:
+        return self.encode_prepared([self.prepare(p) for p in pictures])
+
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        if self._text_fallback is not None:
+            self._text = self._text_fallback()
+            self._text_fallback = None
+        if self._text is not None and not hasattr(self._text, "run"):  # open_clip's model
+            return self._text.encode_texts(texts)
+        if self._text is None:
+            from clipsort.tokenizer import ClipTokenizer
+
+            tokenizer = self.artifact.tokenizer
+            self._tokenizer = ClipTokenizer(tokenizer["vocabulary"], tokenizer["context_length"], tokenizer["clean"])
+            self._text = self._session("text-fp32")
+        tokens = self._tokenizer(list(texts))
+        # Similar lengths together, so that cutting each batch to its longest prompt saves the most.
+        lengths = (tokens != 0).sum(axis=1)
+        order = np.argsort(lengths, kind="stable")
+        vectors = np.empty((len(texts), self.artifact.dim), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            chunk = tokens[rows]
+            if self.artifact.text_cut:
+                chunk = chunk[:, : int(lengths[rows].max())]
+            vectors[rows] = self._text.run(None, {"input": chunk})[0]
+        return _normalised(vectors)
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)

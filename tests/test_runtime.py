@@ -1,0 +1,285 @@
+"""The fast runtime: towers exported once from open_clip, run by ONNX Runtime without torch.
+
+open_clip on torch in fp32 is the reference: every other runtime and precision must keep its
+top label on at least 99% of the photos (docs/performance.md, "Decisions").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import COLOUR_MODEL, make_colour_photos
+from shapes import COLOURS as SHAPE_COLOURS
+from shapes import SHAPES, make_picture
+
+from clipsort import export, score, settings
+from clipsort.errors import ModelError, UsageError
+from clipsort.model import load_model, parse_spec, resolve_precision
+
+SHAPES_MODEL = COLOUR_MODEL.parent / "tiny-shapes"
+COLOURS = ("red", "green", "blue", "yellow", "purple")
+
+
+def top_labels(model, pictures, prompts) -> np.ndarray:  # noqa: ANN001
+    vectors = model.encode_images(pictures)
+    return score.probabilities(vectors, model.encode_texts(prompts), model.logit_scale).argmax(axis=1)
+
+
+def agreement(reference, other, pictures, prompts) -> float:  # noqa: ANN001
+    return float((top_labels(reference, pictures, prompts) == top_labels(other, pictures, prompts)).mean())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_fast_runtime_keeps_open_clips_top_label_on_colours(tmp_path: Path, reference_colour_model, precision):
+    from clipsort.decode import load_image
+
+    fast = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", precision)
+    assert fast.precision == precision and fast.describe().endswith("with onnxruntime")
+    photos = make_colour_photos(tmp_path, list(COLOURS), 40, min_px=64, max_px=400)
+    pictures = [load_image(p, fast.min_side) for p in photos]
+    prompts = [f"a photo of a {c}." for c in COLOURS]
+    assert agreement(reference_colour_model, fast, pictures, prompts) >= (1.0 if precision == "fp32" else 0.99)
+    cosines = (fast.encode_images(pictures) * reference_colour_model.encode_images(pictures)).sum(axis=1)
+    assert cosines.min() >= (0.9999 if precision == "fp32" else 0.99)
+    # and they are the right colours, not merely the same mistakes
+    expected = [COLOURS.index(photos[p]) for p in photos]
+    assert (top_labels(fast, pictures, prompts) == expected).mean() >= 0.95
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_fast_runtime_keeps_open_clips_top_label_on_shapes(precision):
+    from clipsort import torch_model
+
+    spec = parse_spec(str(SHAPES_MODEL))
+    reference = torch_model.load(spec, "cpu", "fp32")
+    fast = load_model(spec, "cpu", precision)
+    rng = random.Random(5)
+    cases = [(c, s) for c in SHAPE_COLOURS for s in SHAPES]
+    pictures = [make_picture(c, (rng.randint(64, 300), rng.randint(64, 300)), rng, shape=s) for c, s in cases * 6]
+    prompts = [f"a photo of a {c} {s}." for c, s in cases]
+    assert agreement(reference, fast, pictures, prompts) >= (1.0 if precision == "fp32" else 0.99)
+
+
+def test_texts_cut_to_their_length_give_open_clips_vectors(reference_colour_model, colour_model):
+    """Prompts of any length, alone or batched with longer ones, get the vectors of the full context."""
+    texts = ["red", "a photo of a red.", "a blurry low resolution photo of a large purple thing " * 2, "", "x" * 500]
+    theirs = reference_colour_model.encode_texts(texts)
+    together = colour_model.encode_texts(texts)
+    alone = np.concatenate([colour_model.encode_texts([t]) for t in texts])
+    assert colour_model.artifact.text_cut
+    assert (together * theirs).sum(axis=1).min() >= 0.9999
+    np.testing.assert_allclose(alone, together, atol=1e-5)
+
+
+def test_the_tokenizer_gives_open_clips_tokens():
+    from open_clip.tokenizer import SimpleTokenizer, default_bpe
+
+    from clipsort.tokenizer import SAMPLES, ClipTokenizer
+
+    rng = random.Random(3)
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCZ éüßñ東京🐕 .,!?'-&;<>0123456789\t\n"
+    texts = [*SAMPLES, "<start_of_text>inside<end_of_text>", "it's they're we'll I'd"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 90))) for _ in range(400)]
+    ours = ClipTokenizer(Path(default_bpe()), context_length=20)(texts)
+    np.testing.assert_array_equal(ours, SimpleTokenizer(context_length=20)(texts).numpy())
+
+
+@pytest.mark.parametrize("size", [(300, 200), (200, 301), (224, 224), (1000, 97), (97, 1000)])
+@pytest.mark.parametrize("mode", ["shortest", "squash"])
+def test_pillow_preprocessing_is_open_clips(size, mode):
+    from open_clip.transform import image_transform
+    from PIL import Image
+
+    from clipsort.runtime import Preprocess
+
+    config = {"size": 224, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.3, 0.4], "resize_mode": mode}
+    theirs = image_transform(224, is_train=False, mean=config["mean"], std=config["std"], resize_mode=mode)
+    rng = np.random.default_rng(size[0])
+    for picture in (
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB"),
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0]), dtype=np.uint8), "L"),
+    ):
+        ours = Preprocess(config)
+        np.testing.assert_allclose(ours.normalise([ours(picture)])[0], theirs(picture).numpy(), atol=1e-5)
+
+
+def runtime_files() -> list[Path]:
+    return sorted(p for p in settings.runtime_dir().rglob("*") if p.is_file())
+
+
+def test_the_artifact_is_built_once_and_rebuilt_when_damaged(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CLIPSORT_RUNTIME_DIR", str(tmp_path / "runtime"))
+    steps: list[str] = []
+    load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8", on_step=steps.append)
+    assert len(steps) == 1 and "building the fast runtime" in steps[0]  # the user hears why it waits
+    files = runtime_files()
+    assert {f.name for f in files} >= {"manifest.json", "image-int8.onnx", "image-int8.data", "text-fp32.data"}
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+
+    def no_rebuild(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("rebuilt although it was built")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(export, "build", no_rebuild)
+        model = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8", on_step=steps.append)
+        model.encode_texts(["a photo of a red."])
+    assert {f: f.stat().st_mtime_ns for f in runtime_files()} == stamps and len(steps) == 1
+
+    # a weights file cut short, or changed: found at the next start, the artifact built again
+    [data] = [f for f in files if f.name == "image-int8.data"]
+    data.write_bytes(data.read_bytes()[:-100])
+    again = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8", on_step=steps.append)
+    assert len(steps) == 2 and data.stat().st_size > 0
+    assert again.encode_images([make_picture("red", (64, 64), random.Random(1))]).shape == (1, again.artifact.dim)
+
+
+def test_a_tower_onnx_runtime_cannot_open_is_rebuilt(tmp_path: Path, monkeypatch):
+    """Damage the manifest's checks do not see (same size and samples): ONNX Runtime's refusal rebuilds it."""
+    monkeypatch.setenv("CLIPSORT_RUNTIME_DIR", str(tmp_path / "runtime"))
+    model = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32")
+    graph = model.artifact.file("text-fp32")
+    graph.write_bytes(b"\0" * graph.stat().st_size)
+    manifest_file = model.artifact.folder / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["parts"]["text-fp32"]["files"][graph.name] = export._file_facts(graph)
+    manifest_file.write_text(json.dumps(manifest))
+    reloaded = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32")
+    assert reloaded.encode_texts(["a photo of a red."]).shape == (1, reloaded.artifact.dim)
+    assert graph.stat().st_size > 0 and graph.read_bytes()[:1] != b"\0"
+
+
+def test_an_artifact_of_other_library_versions_is_not_used(tmp_path: Path, monkeypatch):
+    from clipsort.model import RUNTIME_IDENTITY, model_identity
+
+    monkeypatch.setenv("CLIPSORT_RUNTIME_DIR", str(tmp_path / "runtime"))
+    identity = model_identity(parse_spec(str(COLOUR_MODEL)), RUNTIME_IDENTITY)
+    folder = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32").artifact.folder
+    assert export.find(identity) is not None
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["key"] = manifest["key"].replace("onnxruntime-", "onnxruntime-0.0.0-")  # built by another version
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert export.find(identity) is None and not folder.exists()
+
+
+def test_a_fast_run_imports_no_torch_and_a_relabel_no_image_tower(tmp_path: Path, shared_runtime_dir: Path):
+    """Index then tag with new labels, each in a process of its own: torch is never imported,
+    the index opens the image tower alone, the relabel the text tower alone."""
+    make_colour_photos(tmp_path / "p", ["red", "blue"], 3, min_px=64, max_px=200)
+    load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8")  # the artifact exists (shared_runtime_dir)
+    (tmp_path / "labels.txt").write_text("red\nblue\n")
+    script = (
+        "import sys\nfrom clipsort.cli import main\nimport clipsort.runtime as r\n"
+        "opened = []\nold = r.open_session\n"
+        "r.open_session = lambda path, threads: (opened.append(path.name), old(path, threads))[1]\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+        "print('RESULT', code, 'torch' in sys.modules, 'open_clip' in sys.modules, ','.join(opened))\n"
+    )
+    env = {**os.environ, "CLIPSORT_RUNTIME_DIR": str(shared_runtime_dir)}
+    common = ["--model", str(COLOUR_MODEL), "--cache", str(tmp_path / "c.sqlite3"), "-q"]
+    results = []
+    for args in (
+        ["index", str(tmp_path / "p")],
+        ["tag", str(tmp_path / "p"), "--labels", str(tmp_path / "labels.txt")],
+    ):
+        out = subprocess.run([sys.executable, "-c", script, *args, *common], capture_output=True, text=True, env=env)
+        results.append(next(line for line in out.stdout.splitlines() if line.startswith("RESULT")).split()[1:])
+    assert results[0] == ["0", "False", "False", "image-int8.onnx"]
+    assert results[1] == ["0", "False", "False", "text-fp32.onnx"]
+
+
+def test_without_onnx_runtime_auto_runs_on_torch_and_int8_says_what_to_install(monkeypatch):
+    import clipsort.model as model_module
+
+    monkeypatch.setattr(model_module, "fast_runtime_available", lambda: False)
+    assert resolve_precision("auto", "cpu") in ("bf16", "fp32")
+    model = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32")
+    assert not model.describe().endswith("onnxruntime")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an absent package looks like to import
+    monkeypatch.setattr(model_module, "fast_runtime_available", lambda: True)
+    with pytest.raises(UsageError, match="pip install onnxruntime"):
+        load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8")
+
+
+def test_int8_is_for_cpus():
+    with pytest.raises(UsageError, match="int8 is for CPUs"):
+        resolve_precision("int8", "cuda")
+    # refused before anything loads, since a fully cached run never loads the model
+    with pytest.raises(UsageError, match="int8 is for CPUs"):
+        settings.resolve_model_choice(device="cuda", precision="int8", config={})
+
+
+def test_int8_vectors_are_cached_apart_and_auto_keeps_a_float_cache(tmp_path: Path, colour_model):
+    """A cache filled in fp32 must not serve an int8 run (their vectors differ), nor the other way
+    round; ``auto`` on a cache that holds only float vectors goes on in fp32 instead of starting over."""
+    from clipsort.cache import EmbeddingCache
+    from clipsort.embed import Embedder
+    from clipsort.pipeline import RunOptions, run_index
+
+    make_colour_photos(tmp_path / "p", ["red", "blue"], 6, min_px=64, max_px=200)
+    spec = parse_spec(str(COLOUR_MODEL))
+    with EmbeddingCache(tmp_path / "c.sqlite3") as cache:
+        assert Embedder(spec, "cpu", cache, "auto").precision == "int8"  # an empty cache: the fast default
+        for precision, embedded in (("fp32", 6), ("auto", 0), ("int8", 6), ("fp32", 0), ("int8", 0)):
+            embedder = Embedder(spec, "cpu", cache, precision)
+            report = run_index([tmp_path / "p"], embedder, RunOptions(batch_size=4))
+            assert (report.embedded, report.cached) == (embedded, 6 - embedded), precision
+            if precision == "auto":
+                assert embedder.precision == "fp32"
+        assert Embedder(spec, "cpu", cache, "auto").precision == "int8"  # int8 vectors exist now
+
+
+def test_a_model_that_is_not_there_fails_before_any_build(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CLIPSORT_RUNTIME_DIR", str(tmp_path / "runtime"))
+    steps: list[str] = []
+    with pytest.raises(ModelError):
+        load_model(parse_spec(str(tmp_path / "nothing-here")), "cpu", "int8", on_step=steps.append)
+    assert steps == []
+
+
+def test_open_clip_is_imported_without_transformers_when_the_model_needs_none(tmp_path: Path):
+    """open_clip imports transformers whenever it is installed (7-12 s on a GPU box); a CLIP
+    model whose config names no Hugging Face part must not pay for it."""
+    fake = tmp_path / "site" / "transformers"
+    fake.mkdir(parents=True)
+    marker = tmp_path / "imported"
+    (fake / "__init__.py").write_text(f"open({str(marker)!r}, 'a').write('x')\n__version__ = '4.99.0'\n")
+    script = (
+        "from clipsort import torch_model\nfrom clipsort.model import parse_spec\n"
+        f"m = torch_model.load(parse_spec({str(COLOUR_MODEL)!r}), 'cpu', 'fp32')\n"
+        "print(m.encode_texts(['a photo of a red.']).shape)\n"
+        "import transformers  # hidden only while open_clip was imported\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'site'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert marker.read_text() == "x"  # imported once: by the script at the end, not by open_clip
+
+
+def test_int8_keeps_a_full_size_models_vectors_on_the_corpus_photos(reference_vit):
+    """ViT-B-32 (random weights: the real model's shape and size; no weights can be downloaded
+    here): int8 vectors of the corpus's camera photos keep cosine >= 0.99 to open_clip's fp32."""
+    from conftest import corpus
+
+    from clipsort.decode import load_image
+    from clipsort.errors import DecodeError
+
+    photos = sorted(p for p in corpus("jpg").rglob("*.jpg"))[:40]
+    fast = load_model(reference_vit.spec, "cpu", "int8")
+    pictures = []
+    for photo in photos:
+        try:
+            pictures.append(load_image(photo, fast.min_side))
+        except DecodeError:  # the corpus's broken files
+            continue
+    assert len(pictures) >= 30
+    cosines = (fast.encode_images(pictures) * reference_vit.encode_images(pictures)).sum(axis=1)
+    assert cosines.min() >= 0.99
+    prompts = ["a photo of a dog.", "a photo of a cat.", "a photo of the beach.", "a blurry photo of a car."]
+    np.testing.assert_allclose(fast.encode_texts(prompts), reference_vit.encode_texts(prompts), atol=2e-4)
