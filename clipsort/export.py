@@ -46,12 +46,12 @@ if TYPE_CHECKING:
     from clipsort.torch_model import ClipModel
 
 #: Bump when what is exported, or how, changes: every artifact is then built again.
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2
 OPSET = 17
 MANIFEST = "manifest.json"
-PARTS = ("image-fp32", "image-int8", "text-fp32")
+PARTS = ("image-fp32", "image-int8", "text-fp32", "text-int8")
 #: Smallest cosine to open_clip's vectors that each part must reach to be used.
-CHECKS = {"image-fp32": 0.9999, "image-int8": 0.99, "text-fp32": 0.9999}
+CHECKS = {"image-fp32": 0.9999, "image-int8": 0.99, "text-fp32": 0.9999, "text-int8": 0.99}
 
 
 @lru_cache(maxsize=1)
@@ -262,7 +262,10 @@ def _export_text(work: Path, clip: ClipModel, manifest: dict[str, Any], pending:
         checks = [({"input": theirs[short, :length]}, reference[short]), ({"input": theirs}, reference)]
     else:
         checks = [({"input": theirs}, reference)]
+    quantized = work / "raw-text-int8.onnx"
     pending.append(lambda: _keep(work, manifest, "text-fp32", raw, checks))
+    pending.append(lambda: _quantize(raw, quantized))
+    pending.append(lambda: _keep(work, manifest, "text-int8", quantized, checks))
 
 
 def _describe_tokenizer(clip: ClipModel) -> dict[str, Any] | str:
@@ -380,7 +383,7 @@ def _quantize(source: Path, target: Path) -> None:
             str(source), str(target), weight_type=quantization.QuantType.QUInt8, per_channel=True
         )
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"cannot quantize the image tower: {exc}") from exc
+        raise ModelError(f"cannot quantize {source.name}: {exc}") from exc
     finally:
         logging.getLogger().setLevel(quiet)
 

@@ -156,6 +156,11 @@ class OnnxClip:
         return f"cpu ({self.precision}, {self.threads} thread{'s' if self.threads != 1 else ''}) with onnxruntime"
 
     @property
+    def text_part(self) -> str:
+        """The text tower this precision runs: int8 with int8 images (when built), else fp32."""
+        return "text-int8" if self.precision == "int8" and self.artifact.has("text-int8") else "text-fp32"
+
+    @property
     def image_tower_open(self) -> bool:
         return self._image is not None
 
@@ -200,7 +205,7 @@ class OnnxClip:
 
             tokenizer = self.artifact.tokenizer
             self._tokenizer = ClipTokenizer(tokenizer["vocabulary"], tokenizer["context_length"], tokenizer["clean"])
-            self._text = self._session("text-fp32")
+            self._text = self._session(self.text_part)
         tokens = self._tokenizer(list(texts))
         # Similar lengths together, so that cutting each batch to its longest prompt saves the most.
         lengths = (tokens != 0).sum(axis=1)

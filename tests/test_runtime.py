@@ -191,7 +191,7 @@ def test_a_fast_run_imports_no_torch_and_a_relabel_no_image_tower(tmp_path: Path
         out = subprocess.run([sys.executable, "-c", script, *args, *common], capture_output=True, text=True, env=env)
         results.append(next(line for line in out.stdout.splitlines() if line.startswith("RESULT")).split()[1:])
     assert results[0] == ["0", "False", "False", "image-int8.onnx"]
-    assert results[1] == ["0", "False", "False", "text-fp32.onnx"]
+    assert results[1] == ["0", "False", "False", "text-int8.onnx"]
 
 
 def test_without_onnx_runtime_auto_runs_on_torch_and_int8_says_what_to_install(monkeypatch):
@@ -264,7 +264,8 @@ def test_open_clip_is_imported_without_transformers_when_the_model_needs_none(tm
 
 def test_int8_keeps_a_full_size_models_vectors_on_the_corpus_photos(reference_vit):
     """ViT-B-32 (random weights: the real model's shape and size; no weights can be downloaded
-    here): int8 vectors of the corpus's camera photos keep cosine >= 0.99 to open_clip's fp32."""
+    here): int8 vectors of the corpus's camera photos, and of prompts, keep cosine >= 0.99 to
+    open_clip's fp32."""
     from conftest import corpus
 
     from clipsort.decode import load_image
@@ -282,4 +283,4 @@ def test_int8_keeps_a_full_size_models_vectors_on_the_corpus_photos(reference_vi
     cosines = (fast.encode_images(pictures) * reference_vit.encode_images(pictures)).sum(axis=1)
     assert cosines.min() >= 0.99
     prompts = ["a photo of a dog.", "a photo of a cat.", "a photo of the beach.", "a blurry photo of a car."]
-    np.testing.assert_allclose(fast.encode_texts(prompts), reference_vit.encode_texts(prompts), atol=2e-4)
+    assert (fast.encode_texts(prompts) * reference_vit.encode_texts(prompts)).sum(axis=1).min() >= 0.99

@@ -1,0 +1,190 @@
+"""Start-up of whole commands, side by side with rclip, in one run (issue: fast start).
+
+    python benchmarks/startup.py [--runs 5] [--rclip PATH] [--model ViT-B-32 --pretrained none]
+
+Every figure is a whole process, started fresh, median of ``--runs`` runs (peak RSS: the
+median of the runs' peaks):
+
+* ``index 1 photo``: ``clipsort index`` of one 12 MP JPEG into a new, empty embedding cache,
+  for each CPU precision (int8 is what ``auto`` runs on CPUs). The fast runtime's artifact is
+  built before the runs (its build time is printed once): it is built once per model and
+  library versions, so this is what every later run pays.
+* ``relabel``: ``clipsort tag --dry-run`` over a 200-photo library whose vectors are cached
+  (indexed, then tagged once), each run with a label file of ten labels never seen before
+  (120 new prompts); the towers each run opened are listed (a relabel must open no image tower).
+* ``rclip``: with ``--rclip PATH`` (rclip >= 4 in a Python 3.12 venv, given random-weight
+  stand-ins of its model by benchmarks/rclip_standin.py): ``rclip -f`` indexing one photo
+  from scratch, and a query over the 200 photos it has indexed (``rclip -n``, no indexing).
+
+The model is ViT-B-32 with random weights by default: the real model's size and speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
+
+#: Runs clipsort's CLI in a fresh interpreter and reports the towers it opened (to stderr).
+WRAPPER = """
+import sys
+import clipsort.runtime as runtime
+opened = []
+original = runtime.open_session
+def recording(path, threads):
+    opened.append(path.stem)
+    return original(path, threads)
+runtime.open_session = recording
+from clipsort.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+print("TOWERS", ",".join(opened) or "none", "TORCH", "torch" in sys.modules, file=sys.stderr)
+sys.exit(code)
+"""
+
+WORDS = (
+    "car bicycle sunset forest portrait food snow concert baby wedding river bridge castle garden kitchen horse "
+    "tractor lighthouse desert waterfall museum harbour violin candle market temple glacier meadow volcano canyon"
+).split()
+
+
+def whole(command: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, float, str]:
+    """(seconds, peak RSS in MiB, stderr) of one process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - start
+    stderr = process.stderr.read() if process.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{stderr}")
+    return elapsed, usage.ru_maxrss / 1024, stderr
+
+
+def medians(runs: list[tuple[float, float, str]]) -> tuple[float, float]:
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
+def clipsort(*args: str) -> list[str]:
+    return [sys.executable, "-c", WRAPPER, *args]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--model", default="ViT-B-32")
+    parser.add_argument("--pretrained", default="none")
+    parser.add_argument("--precisions", default="int8,fp32,bf16", help="comma-separated, for `index 1 photo`")
+    parser.add_argument("--rclip", help="rclip's executable (rclip >= 4)")
+    args = parser.parse_args()
+    model = ["--model", args.model, "--pretrained", args.pretrained, "--device", "cpu", "-q"]
+    machine = platform.processor() or platform.machine()
+    print(f"machine: {machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+
+    with tempfile.TemporaryDirectory(prefix="clipsort-startup-") as tmp_name:
+        tmp = Path(tmp_name)
+        env = dict(os.environ, CLIPSORT_CACHE_DIR=str(tmp / "cache-dir"), HF_HUB_OFFLINE="1")
+        one, library = tmp / "one", tmp / "library"
+        one.mkdir()
+        rng = np.random.default_rng(0)
+        Image.fromarray(rng.integers(0, 256, (3000, 4000, 3), dtype=np.uint8)).save(one / "IMG_0001.jpg", quality=90)
+        from shapes import make_picture
+
+        library.mkdir()
+        pick = random.Random(1)
+        for i in range(200):
+            picture = make_picture(pick.choice(["red", "green", "blue"]), (1600, 1200), pick)
+            picture.save(library / f"IMG_{i:04d}.jpg", quality=88)
+
+        for precision in args.precisions.split(","):  # builds the artifact (once for all CPU precisions)
+            seconds, rss, _ = whole(
+                clipsort("index", str(one), *model, "--precision", precision, "--cache", str(tmp / "warm.sqlite3")), env
+            )
+            print(f"first run, {precision}: {seconds:.1f} s, peak RSS {rss:.0f} MiB (builds what it needs)")
+            (tmp / "warm.sqlite3").unlink()
+
+        print(f"\nindex 1 photo (12 MP), new embedding cache, whole process, median of {args.runs}:")
+        for precision in args.precisions.split(","):
+            runs = [
+                whole(
+                    clipsort(
+                        "index",
+                        str(one),
+                        *model,
+                        "--precision",
+                        precision,
+                        "--cache",
+                        str(tmp / f"one-{precision}-{i}.sqlite3"),
+                    ),
+                    env,
+                )
+                for i in range(args.runs)
+            ]
+            seconds, rss = medians(runs)
+            towers = runs[-1][2].split("TOWERS")[-1].strip()
+            print(f"  clipsort {precision:5s} {seconds:5.2f} s   peak RSS {rss:5.0f} MiB   opened: {towers}")
+
+        cache = str(tmp / "library.sqlite3")
+        seconds, _, _ = whole(clipsort("index", str(library), *model, "--cache", cache), env)
+        (tmp / "labels-0.txt").write_text("red\ngreen\nblue\n")
+        first, _, _ = whole(
+            clipsort("tag", str(library), "--labels", str(tmp / "labels-0.txt"), "--dry-run", *model, "--cache", cache),
+            env,
+        )
+        print(f"\nlibrary: 200 photos of 2 MP indexed in {seconds:.1f} s, first tag {first:.2f} s")
+        runs = []
+        for i in range(args.runs):
+            labels = tmp / f"labels-{i + 1}.txt"
+            labels.write_text("".join(f"{word} {i}\n" for word in WORDS[i % 3 * 10 : i % 3 * 10 + 10]))
+            runs.append(
+                whole(
+                    clipsort("tag", str(library), "--labels", str(labels), "--dry-run", *model, "--cache", cache), env
+                )
+            )
+        seconds, rss = medians(runs)
+        towers = runs[-1][2].split("TOWERS")[-1].strip()
+        print(f"relabel, 10 new labels (120 prompts), whole process, median of {args.runs}:")
+        print(f"  clipsort int8  {seconds:5.2f} s   peak RSS {rss:5.0f} MiB   opened: {towers}")
+
+        if args.rclip:
+            datadir = tmp / "rclip-data"
+            # In a process of its own: it imports torch, and a child's peak RSS (ru_maxrss) starts
+            # from its parent's at fork, so this process must stay small.
+            standin = [sys.executable, str(ROOT / "benchmarks" / "rclip_standin.py"), str(datadir)]
+            subprocess.run(standin, check=True, capture_output=True)
+            renv = dict(os.environ, RCLIP_DATADIR=str(datadir), HF_HUB_OFFLINE="1")
+            runs = []
+            for _ in range(args.runs):
+                for stale in datadir.glob("db.sqlite3*"):
+                    stale.unlink()
+                runs.append(whole([args.rclip, "-f", "a photo"], renv, cwd=one))
+            seconds, rss = medians(runs)
+            print(f"  rclip index 1 photo      {seconds:5.2f} s   peak RSS {rss:5.0f} MiB")
+            for stale in datadir.glob("db.sqlite3*"):
+                stale.unlink()
+            whole([args.rclip, "-f", "a photo"], renv, cwd=library)
+            runs = [
+                whole([args.rclip, "-n", "-f", f"a photo of a {WORDS[i]}"], renv, cwd=library) for i in range(args.runs)
+            ]
+            seconds, rss = medians(runs)
+            print(f"  rclip query, 200 indexed {seconds:5.2f} s   peak RSS {rss:5.0f} MiB")
+        else:
+            print("rclip not measured (pass --rclip PATH)")
+
+
+if __name__ == "__main__":
+    main()
