@@ -451,7 +451,7 @@ def resolve_precision(precision: str, device: str) -> str:
 
 def runs_fast(device: str, precision: str) -> bool:
     """Whether ``device`` and ``precision`` (both resolved) run on the fast runtime (ONNX Runtime, no torch)."""
-    return device == "cpu" and precision in ("int8", "fp32") and fast_runtime_available()
+    return device == "cpu" and precision in ("int8", "fp32", "bf16") and fast_runtime_available()
 
 
 # ----------------------------------------------------------------------------- loading

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from clipsort.model import ModelSpec
 
 INSTALL_HINT = "the fast runtime needs ONNX Runtime: pip install onnxruntime"
+#: Images per model call for bf16 on CPUs (see :class:`OnnxClip`).
+BF16_BATCH_SIZE = 12
 
 
 def onnxruntime_module() -> Any:
@@ -63,6 +65,28 @@ def open_session(path: Any, threads: int) -> Any:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own exception types
         raise DamagedArtifact(f"cannot open {path}: {exc}") from exc
+
+
+def torchscript_tower(path: Any, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A bf16 TorchScript tower (see :func:`clipsort.export._trace_bf16`) as a function of float32
+    pixels. Imports torch, but neither open_clip nor torchvision."""
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; still loads and runs
+            module = torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError and others on a bad file
+        raise DamagedArtifact(f"cannot open {path}: {exc}") from exc
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(pixels).to(torch.bfloat16)).float().numpy()
+
+    return run
 
 
 class Preprocess:
@@ -110,10 +134,11 @@ class Preprocess:
 
 
 class OnnxClip:
-    """A CLIP model on ONNX Runtime, with :class:`clipsort.torch_model.ClipModel`'s interface.
+    """A CLIP model from the fast runtime's artifact, with :class:`clipsort.torch_model.ClipModel`'s interface.
 
-    ``precision`` is the image tower's: ``int8`` (weights quantized) or ``fp32``; the text
-    tower always runs in fp32 (prompts are few, cut short and cached).
+    ``precision``: ``int8`` (both towers' weights quantized, ONNX Runtime), ``fp32`` (ONNX
+    Runtime), or ``bf16`` (the image tower as TorchScript on torch, the text tower fp32 on
+    ONNX Runtime).
     """
 
     device = "cpu"
@@ -138,7 +163,9 @@ class OnnxClip:
         self.min_side: int = artifact.image_size
         from clipsort import settings
 
-        self.batch_size = settings.DEFAULT_BATCH_SIZE
+        # bf16 runs on torch, whose CUDA build alone holds 650 MB once imported; its activations
+        # grow by about 7 MB per picture in a batch (ViT-B-32), so bf16 batches are smaller.
+        self.batch_size = BF16_BATCH_SIZE if precision == "bf16" else settings.DEFAULT_BATCH_SIZE
         self.images_encoded = 0
         self._preprocess = Preprocess(artifact.preprocess)
         self._image: Any = None
@@ -153,7 +180,8 @@ class OnnxClip:
         return self.spec.display
 
     def describe(self) -> str:
-        return f"cpu ({self.precision}, {self.threads} thread{'s' if self.threads != 1 else ''}) with onnxruntime"
+        runtime = "torch (TorchScript)" if self.precision == "bf16" else "onnxruntime"
+        return f"cpu ({self.precision}, {self.threads} thread{'s' if self.threads != 1 else ''}) with {runtime}"
 
     @property
     def text_part(self) -> str:
@@ -169,16 +197,17 @@ class OnnxClip:
         return self._text is not None
 
     def _session(self, part: str) -> Any:
-        """Open one tower; a file ONNX Runtime cannot open is removed and the artifact rebuilt (once)."""
+        """Open one tower; a file that cannot be opened is removed and the artifact rebuilt (once)."""
+        opener = torchscript_tower if part.endswith("bf16") else open_session
         try:
-            return open_session(self.artifact.file(part), self.threads)
+            return opener(self.artifact.file(part), self.threads)
         except DamagedArtifact:
             self.artifact.discard()
             if self._rebuild is None:
                 raise
             self.artifact = self._rebuild()
             self._rebuild = None
-            return open_session(self.artifact.file(part), self.threads)
+            return opener(self.artifact.file(part), self.threads)
 
     def prepare(self, picture: Image.Image) -> np.ndarray:
         """Resize and crop as open_clip does, to uint8 CHW pixels. Thread-safe."""
@@ -187,7 +216,8 @@ class OnnxClip:
     def encode_prepared(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         if self._image is None:
             self._image = self._session(f"image-{self.precision}")
-        output = self._image.run(None, {"input": self._preprocess.normalise(batch)})[0]
+        pixels = self._preprocess.normalise(batch)
+        output = self._image(pixels) if callable(self._image) else self._image.run(None, {"input": pixels})[0]
         self.images_encoded += len(batch)
         return _normalised(output)
 

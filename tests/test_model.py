@@ -203,12 +203,14 @@ def test_uint8_preprocessing_matches_open_clips_transform(tmp_path: Path, refere
 def test_threads_are_applied_and_default_to_the_usable_cpus():
     import torch
 
+    from clipsort import torch_model
+
     before = torch.get_num_threads()
     try:
-        model = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "bf16", threads=1)
+        model = torch_model.load(parse_spec(str(COLOUR_MODEL)), "cpu", "bf16", threads=1)
         assert torch.get_num_threads() == 1 and model.describe() == "cpu (bf16, 1 thread)"
         # the next load without a choice goes back to the default, not to the last value set
-        again = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "bf16")
+        again = torch_model.load(parse_spec(str(COLOUR_MODEL)), "cpu", "bf16")
         assert again.threads == min(before, settings.usable_cpus())
         fast = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8", threads=1)
         assert fast.describe() == "cpu (int8, 1 thread) with onnxruntime"

@@ -36,16 +36,18 @@ def agreement(reference, other, pictures, prompts) -> float:  # noqa: ANN001
     return float((top_labels(reference, pictures, prompts) == top_labels(other, pictures, prompts)).mean())
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("precision", ["fp32", "int8", "bf16"])
 def test_the_fast_runtime_keeps_open_clips_top_label_on_colours(tmp_path: Path, reference_colour_model, precision):
     from clipsort.decode import load_image
 
     fast = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", precision)
-    assert fast.precision == precision and fast.describe().endswith("with onnxruntime")
+    runtime = "torch (TorchScript)" if precision == "bf16" else "onnxruntime"
+    assert fast.precision == precision and fast.describe().endswith(f"with {runtime}")
     photos = make_colour_photos(tmp_path, list(COLOURS), 40, min_px=64, max_px=400)
     pictures = [load_image(p, fast.min_side) for p in photos]
     prompts = [f"a photo of a {c}." for c in COLOURS]
     assert agreement(reference_colour_model, fast, pictures, prompts) >= (1.0 if precision == "fp32" else 0.99)
+    assert fast.artifact.has(f"image-{precision}")  # the fast runtime's own tower, not a fallback
     cosines = (fast.encode_images(pictures) * reference_colour_model.encode_images(pictures)).sum(axis=1)
     assert cosines.min() >= (0.9999 if precision == "fp32" else 0.99)
     # and they are the right colours, not merely the same mistakes
@@ -53,7 +55,7 @@ def test_the_fast_runtime_keeps_open_clips_top_label_on_colours(tmp_path: Path, 
     assert (top_labels(fast, pictures, prompts) == expected).mean() >= 0.95
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("precision", ["fp32", "int8", "bf16"])
 def test_the_fast_runtime_keeps_open_clips_top_label_on_shapes(precision):
     from clipsort import torch_model
 
@@ -170,7 +172,8 @@ def test_an_artifact_of_other_library_versions_is_not_used(tmp_path: Path, monke
 
 def test_a_fast_run_imports_no_torch_and_a_relabel_no_image_tower(tmp_path: Path, shared_runtime_dir: Path):
     """Index then tag with new labels, each in a process of its own: torch is never imported,
-    the index opens the image tower alone, the relabel the text tower alone."""
+    the index opens the image tower alone, the relabel the text tower alone. A bf16 index
+    imports torch for its TorchScript tower, and neither open_clip nor torchvision."""
     make_colour_photos(tmp_path / "p", ["red", "blue"], 3, min_px=64, max_px=200)
     load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8")  # the artifact exists (shared_runtime_dir)
     (tmp_path / "labels.txt").write_text("red\nblue\n")
@@ -178,6 +181,8 @@ def test_a_fast_run_imports_no_torch_and_a_relabel_no_image_tower(tmp_path: Path
         "import sys\nfrom clipsort.cli import main\nimport clipsort.runtime as r\n"
         "opened = []\nold = r.open_session\n"
         "r.open_session = lambda path, threads: (opened.append(path.name), old(path, threads))[1]\n"
+        "old_ts = r.torchscript_tower\n"
+        "r.torchscript_tower = lambda path, threads: (opened.append(path.name), old_ts(path, threads))[1]\n"
         "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
         "print('RESULT', code, 'torch' in sys.modules, 'open_clip' in sys.modules, ','.join(opened))\n"
     )
@@ -187,11 +192,14 @@ def test_a_fast_run_imports_no_torch_and_a_relabel_no_image_tower(tmp_path: Path
     for args in (
         ["index", str(tmp_path / "p")],
         ["tag", str(tmp_path / "p"), "--labels", str(tmp_path / "labels.txt")],
+        ["index", str(tmp_path / "p"), "--precision", "bf16"],
     ):
         out = subprocess.run([sys.executable, "-c", script, *args, *common], capture_output=True, text=True, env=env)
         results.append(next(line for line in out.stdout.splitlines() if line.startswith("RESULT")).split()[1:])
     assert results[0] == ["0", "False", "False", "image-int8.onnx"]
     assert results[1] == ["0", "False", "False", "text-int8.onnx"]
+    # bf16: torch for the TorchScript image tower, still no open_clip (nor torchvision)
+    assert results[2] == ["0", "True", "False", "image-bf16.pt"]
 
 
 def test_without_onnx_runtime_auto_runs_on_torch_and_int8_says_what_to_install(monkeypatch):
