@@ -48,6 +48,11 @@ def recording(path, threads):
     opened.append(path.stem)
     return original(path, threads)
 runtime.open_session = recording
+original_torchscript = runtime.torchscript_tower
+def recording_torchscript(path, threads):
+    opened.append(path.stem)
+    return original_torchscript(path, threads)
+runtime.torchscript_tower = recording_torchscript
 from clipsort.cli import main
 try:
     main(sys.argv[1:])
