@@ -336,14 +336,6 @@ def unrelated_level_of(pictures: np.ndarray, text_vectors: Callable[[Sequence[st
     return float((normalise(pictures) @ texts.T).mean())
 
 
-def measure_unrelated_level(model: ClipModel) -> float:
-    """:func:`unrelated_level_of` measured on ``model`` directly (no cache)."""
-    photos_so_far = model.images_encoded
-    pictures = as_stored(model.encode_images(_plain_pictures()))
-    model.images_encoded = photos_so_far
-    return unrelated_level_of(pictures, lambda prompts: as_stored(model.encode_texts(prompts)))
-
-
 def _plain_pictures() -> list[Any]:
     """Pictures of nothing: five grey levels, a gradient and noise (fixed, so the level is repeatable)."""
     from PIL import Image

@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 ARTIFACT_VERSION = 3
 OPSET = 17
 MANIFEST = "manifest.json"
-PARTS = ("image-fp32", "image-int8", "image-bf16", "text-fp32", "text-int8")
 #: Smallest cosine to open_clip's vectors that each part must reach to be used.
 CHECKS = {"image-fp32": 0.9999, "image-int8": 0.99, "image-bf16": 0.99, "text-fp32": 0.9999, "text-int8": 0.99}
 

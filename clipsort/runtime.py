@@ -188,14 +188,6 @@ class OnnxClip:
         """The text tower this precision runs: int8 with int8 images (when built), else fp32."""
         return "text-int8" if self.precision == "int8" and self.artifact.has("text-int8") else "text-fp32"
 
-    @property
-    def image_tower_open(self) -> bool:
-        return self._image is not None
-
-    @property
-    def text_tower_open(self) -> bool:
-        return self._text is not None
-
     def _session(self, part: str) -> Any:
         """Open one tower; a file that cannot be opened is removed and the artifact rebuilt (once)."""
         opener = torchscript_tower if part.endswith("bf16") else open_session
