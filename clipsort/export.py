@@ -225,7 +225,7 @@ def _export_all(work: Path, clip: ClipModel, identity: str, pending: list[Callab
     else:
         raw = work / "raw-image.onnx"
         export_onnx(model, model.encode_image, torch.from_numpy(pixels[:2]), raw, {0: "batch"})
-        checks = [({"input": pixels}, reference)]
+        checks = [(pixels, reference)]
         quantized = work / "raw-image-int8.onnx"
         traced = work / "image-bf16.pt"
         try:
@@ -267,9 +267,9 @@ def _export_text(work: Path, clip: ClipModel, manifest: dict[str, Any], pending:
     if cut:  # short prompts cut to their longest, and the full context: both must give open_clip's vectors
         short = [i for i, row in enumerate(theirs) if (row != 0).sum() < 20]
         length = int((theirs[short] != 0).sum(axis=1).max())
-        checks = [({"input": theirs[short, :length]}, reference[short]), ({"input": theirs}, reference)]
+        checks = [(theirs[short, :length], reference[short]), (theirs, reference)]
     else:
-        checks = [({"input": theirs}, reference)]
+        checks = [(theirs, reference)]
     quantized = work / "raw-text-int8.onnx"
     pending.append(lambda: _keep(work, manifest, "text-fp32", raw, checks))
     pending.append(lambda: _quantize(raw, quantized))
@@ -396,10 +396,13 @@ def _quantize(source: Path, target: Path) -> None:
         logging.getLogger().setLevel(quiet)
 
 
-def _keep(work: Path, manifest: dict[str, Any], part: str, raw: Path, checks: list[tuple[dict, np.ndarray]]) -> None:
+def _keep(
+    work: Path, manifest: dict[str, Any], part: str, raw: Path, checks: list[tuple[np.ndarray, np.ndarray]]
+) -> None:
     """Optimise ``raw`` into ``<part>.onnx`` + ``<part>.data``, check it on each (inputs, open_clip's
     vectors) of ``checks``, and list it in the manifest."""
-    from clipsort.runtime import _normalised, onnxruntime_module, open_session
+    from clipsort.runtime import onnx_tower, onnxruntime_module
+    from clipsort.score import normalise
 
     onnxruntime = onnxruntime_module()
     target = work / f"{part}.onnx"
@@ -411,11 +414,9 @@ def _keep(work: Path, manifest: dict[str, Any], part: str, raw: Path, checks: li
     options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
     options.log_severity_level = 3
     onnxruntime.InferenceSession(str(raw), options, providers=["CPUExecutionProvider"])
-    session = open_session(target, settings.usable_cpus())
-    worst = min(
-        float((_normalised(session.run(None, inputs)[0]) * expected).sum(axis=1).min()) for inputs, expected in checks
-    )
-    del session
+    tower = onnx_tower(target, settings.usable_cpus())
+    worst = min(float((normalise(tower(inputs)) * expected).sum(axis=1).min()) for inputs, expected in checks)
+    del tower
     manifest["checks"][part] = round(worst, 6)
     if worst < CHECKS[part]:
         manifest["unsupported"][part] = f"vectors differ from open_clip's (cosine {worst:.4f} < {CHECKS[part]})"
@@ -447,10 +448,11 @@ def _trace_bf16(model: Any, pixels: np.ndarray, target: Path) -> None:
 
 def _keep_traced(manifest: dict[str, Any], part: str, target: Path, pixels: np.ndarray, reference: np.ndarray) -> None:
     """Check the TorchScript tower on a batch of another size than it was traced with, and list it."""
-    from clipsort.runtime import _normalised, torchscript_tower
+    from clipsort.runtime import torchscript_tower
+    from clipsort.score import normalise
 
     tower = torchscript_tower(target, settings.usable_cpus())
-    got = _normalised(tower(pixels[:5]))
+    got = normalise(tower(pixels[:5]))
     worst = float((got * reference[:5]).sum(axis=1).min())
     manifest["checks"][part] = round(worst, 6)
     if worst < CHECKS[part]:

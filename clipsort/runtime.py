@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clipsort.errors import ModelError, UsageError
+from clipsort.score import normalise
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -87,6 +88,12 @@ def torchscript_tower(path: Any, threads: int) -> Callable[[np.ndarray], np.ndar
             return module(torch.from_numpy(pixels).to(torch.bfloat16)).float().numpy()
 
     return run
+
+
+def onnx_tower(path: Any, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """An ONNX Runtime tower (input ``input``, output ``output``) as a function of its input."""
+    session = open_session(path, threads)
+    return lambda inputs: session.run(None, {"input": inputs})[0]
 
 
 class Preprocess:
@@ -168,12 +175,14 @@ class OnnxClip:
         self.batch_size = BF16_BATCH_SIZE if precision == "bf16" else settings.DEFAULT_BATCH_SIZE
         self.images_encoded = 0
         self._preprocess = Preprocess(artifact.preprocess)
-        self._image: Any = None
-        self._text: Any = None
+        #: The towers, each a function of its input, opened on first use.
+        self._image: Callable[[np.ndarray], np.ndarray] | None = None
+        self._text: Callable[[np.ndarray], np.ndarray] | None = None
         self._tokenizer: Any = None
         self._rebuild = rebuild
         #: Loads open_clip's model for the texts when the artifact has no text tower (another tokenizer).
         self._text_fallback = text_fallback
+        self._text_model: Any = None
 
     @property
     def name(self) -> str:
@@ -188,9 +197,9 @@ class OnnxClip:
         """The text tower this precision runs: int8 with int8 images (when built), else fp32."""
         return "text-int8" if self.precision == "int8" and self.artifact.has("text-int8") else "text-fp32"
 
-    def _session(self, part: str) -> Any:
+    def _tower(self, part: str) -> Callable[[np.ndarray], np.ndarray]:
         """Open one tower; a file that cannot be opened is removed and the artifact rebuilt (once)."""
-        opener = torchscript_tower if part.endswith("bf16") else open_session
+        opener = torchscript_tower if part.endswith("bf16") else onnx_tower
         try:
             return opener(self.artifact.file(part), self.threads)
         except DamagedArtifact:
@@ -207,27 +216,25 @@ class OnnxClip:
 
     def encode_prepared(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         if self._image is None:
-            self._image = self._session(f"image-{self.precision}")
-        pixels = self._preprocess.normalise(batch)
-        output = self._image(pixels) if callable(self._image) else self._image.run(None, {"input": pixels})[0]
+            self._image = self._tower(f"image-{self.precision}")
+        output = self._image(self._preprocess.normalise(batch))
         self.images_encoded += len(batch)
-        return _normalised(output)
+        return normalise(output)
 
     def encode_images(self, pictures: Sequence[Image.Image]) -> np.ndarray:
         return self.encode_prepared([self.prepare(p) for p in pictures])
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        if self._text_fallback is not None:
-            self._text = self._text_fallback()
-            self._text_fallback = None
-        if self._text is not None and not hasattr(self._text, "run"):  # open_clip's model
-            return self._text.encode_texts(texts)
+        if self._text_fallback is not None:  # the artifact has no text tower: open_clip's
+            if self._text_model is None:
+                self._text_model = self._text_fallback()
+            return self._text_model.encode_texts(texts)
         if self._text is None:
             from clipsort.tokenizer import ClipTokenizer
 
             tokenizer = self.artifact.tokenizer
             self._tokenizer = ClipTokenizer(tokenizer["vocabulary"], tokenizer["context_length"], tokenizer["clean"])
-            self._text = self._session(self.text_part)
+            self._text = self._tower(self.text_part)
         tokens = self._tokenizer(list(texts))
         # Similar lengths together, so that cutting each batch to its longest prompt saves the most.
         lengths = (tokens != 0).sum(axis=1)
@@ -238,11 +245,5 @@ class OnnxClip:
             chunk = tokens[rows]
             if self.artifact.text_cut:
                 chunk = chunk[:, : int(lengths[rows].max())]
-            vectors[rows] = self._text.run(None, {"input": chunk})[0]
-        return _normalised(vectors)
-
-
-def _normalised(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+            vectors[rows] = self._text(chunk)
+        return normalise(vectors)
