@@ -96,6 +96,10 @@ def main() -> None:
     parser.add_argument("--precisions", default="int8,fp32,bf16", help="comma-separated, for `index 1 photo`")
     parser.add_argument("--rclip", help="rclip's executable (rclip >= 4)")
     args = parser.parse_args()
+    # Measure clipsort as an installed copy runs: with its modules' compiled bytecode, which pip
+    # writes at install time (an environment that forbids writing it recompiles every module of
+    # every process: 0.1 s of each start here).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     model = ["--model", args.model, "--pretrained", args.pretrained, "--device", "cpu", "-q"]
     machine = platform.processor() or platform.machine()
     print(f"machine: {machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")

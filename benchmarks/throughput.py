@@ -209,6 +209,10 @@ def main() -> None:
         " of its model built by benchmarks/rclip_standin.py (needs the onnx package here)",
     )
     args = parser.parse_args()
+    # Measure clipsort as an installed copy runs: with its modules' compiled bytecode, which pip
+    # writes at install time (an environment that forbids writing it recompiles every module of
+    # every process: 0.1 s of each start here).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
     import clipsort.model  # noqa: F401 - before torch, as in the command (it sets how OpenMP threads wait)
     from clipsort.cache import EmbeddingCache

@@ -32,9 +32,8 @@ import os
 import platform
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +47,7 @@ if TYPE_CHECKING:
     from clipsort.torch_model import ClipModel
 
 #: Bump when what is exported, or how, changes: every artifact is then built again.
-ARTIFACT_VERSION = 3
+ARTIFACT_VERSION = 4
 OPSET = 17
 MANIFEST = "manifest.json"
 #: Smallest cosine to open_clip's vectors that each part must reach to be used.
@@ -58,15 +57,36 @@ CHECKS = {"image-fp32": 0.9999, "image-int8": 0.99, "image-bf16": 0.99, "text-fp
 @lru_cache(maxsize=1)
 def library_versions() -> str:
     """Versions of what shapes an artifact, read without importing any of it."""
-    from importlib import metadata
-
     parts = [f"artifact-{ARTIFACT_VERSION}", f"opset-{OPSET}", platform.machine()]
     for name in ("torch", "open_clip_torch", "onnx", "onnxruntime"):
-        try:
-            parts.append(f"{name}-{metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            parts.append(f"{name}-none")
+        parts.append(f"{name}-{_installed_version(name) or 'none'}")
     return "|".join(parts)
+
+
+def _installed_version(name: str) -> str | None:
+    """The version of the distribution ``name`` that imports would find, as importlib.metadata gives it.
+
+    Wheels install a ``<name>-<version>.dist-info`` folder: one listing of each folder on the
+    path finds it (importlib.metadata took 37 ms of every start here, it reads more than names).
+    """
+    import sys
+
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for folder in names:
+            stem, dot, kind = folder.rpartition(".")
+            project, dash, version = stem.partition("-")
+            if kind == "dist-info" and dash and project.lower() == name and "-" not in version:
+                return version
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)  # an egg, or another layout
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def folder_for(identity: str) -> Path:
@@ -74,10 +94,16 @@ def folder_for(identity: str) -> Path:
     return settings.runtime_dir() / hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
 
 
+class DamagedArtifact(ModelError):
+    """A runtime file that changed since it was built, or that ONNX Runtime cannot open: the artifact
+    is rebuilt."""
+
+
 @dataclass
 class Artifact:
     folder: Path
     manifest: dict[str, Any]
+    _checked: set[str] = field(default_factory=set)
 
     @property
     def logit_scale(self) -> float:
@@ -100,8 +126,11 @@ class Artifact:
         return dict(self.manifest["tokenizer"])
 
     @property
-    def text_cut(self) -> bool:
-        return bool(self.manifest.get("text_cut"))
+    def text_prefix(self) -> tuple[int, int, int] | None:
+        """(layers, heads, head width) of the prefix states the text tower takes, None for whole rows
+        (see :mod:`clipsort.text_tower`)."""
+        shape = self.manifest.get("text_prefix")
+        return (int(shape[0]), int(shape[1]), int(shape[2])) if shape else None
 
     def has(self, part: str) -> bool:
         return part in self.manifest["parts"]
@@ -110,6 +139,18 @@ class Artifact:
         return str(self.manifest.get("unsupported", {}).get(part, "not built"))
 
     def file(self, part: str) -> Path:
+        """The file to open for ``part``, its files checked first (size and sampled hash: a file that
+        changed since the build raises :class:`DamagedArtifact`). Only the parts a run opens are
+        read: :func:`find` checks sizes alone."""
+        if part not in self._checked:
+            for name, facts in self.manifest["parts"][part]["files"].items():
+                try:
+                    same = _file_facts(self.folder / name) == facts
+                except OSError:
+                    same = False
+                if not same:
+                    raise DamagedArtifact(f"{self.folder / name} changed since it was built")
+            self._checked.add(part)
         return self.folder / self.manifest["parts"][part]["file"]
 
     def discard(self) -> None:
@@ -139,7 +180,7 @@ def find(identity: str) -> Artifact | None:
             raise ValueError("stale")
         for part in manifest["parts"].values():
             for name, facts in part["files"].items():
-                if _file_facts(folder / name) != facts:
+                if (folder / name).stat().st_size != facts["size"]:  # the samples: when opened
                     raise ValueError(f"{name} changed")
     except (OSError, ValueError, KeyError, TypeError):
         artifact.discard()
@@ -193,10 +234,10 @@ def build(load: Callable[[], ClipModel], identity: str) -> Artifact:
 def _export_all(work: Path, clip: ClipModel, identity: str, pending: list[Callable[[], None]]) -> dict[str, Any]:
     """Export ``clip``'s towers to raw ONNX files in ``work``; the steps that need ONNX Runtime only
     (optimise, quantize, check) are added to ``pending``. Returns the manifest they complete."""
-    import torch
+    from clipsort import towers
+    from clipsort.runtime import Preprocess, onnx_tower
 
     model = clip.torch_module
-    from clipsort.runtime import Preprocess
 
     manifest: dict[str, Any] = {
         "version": ARTIFACT_VERSION,
@@ -224,26 +265,29 @@ def _export_all(work: Path, clip: ClipModel, identity: str, pending: list[Callab
         unsupported["image-fp32"] = unsupported["image-int8"] = f"preprocessing: {exc}"
     else:
         raw = work / "raw-image.onnx"
-        export_onnx(model, model.encode_image, torch.from_numpy(pixels[:2]), raw, {0: "batch"})
-        checks = [(pixels, reference)]
+        towers.export_image(model, pixels, raw, OPSET)
+
+        def check_image(path: Path) -> float:
+            return _worst_cosine(onnx_tower(path, settings.usable_cpus())(pixels), reference)
+
         quantized = work / "raw-image-int8.onnx"
         traced = work / "image-bf16.pt"
         try:
-            _trace_bf16(model, pixels, traced)
+            towers.trace_bf16(model, pixels, traced)
         except Exception as exc:  # noqa: BLE001 - tracing raises whatever it meets
             unsupported["image-bf16"] = f"cannot trace the image tower in bf16: {exc}"
         else:
             pending.append(lambda: _keep_traced(manifest, "image-bf16", traced, pixels, reference))
-        pending.append(lambda: _keep(work, manifest, "image-fp32", raw, checks))
+        pending.append(lambda: _keep(work, manifest, "image-fp32", raw, check_image))
         pending.append(lambda: _quantize(raw, quantized))
-        pending.append(lambda: _keep(work, manifest, "image-int8", quantized, checks))
+        pending.append(lambda: _keep(work, manifest, "image-int8", quantized, check_image))
     _export_text(work, clip, manifest, pending)
     return manifest
 
 
 def _export_text(work: Path, clip: ClipModel, manifest: dict[str, Any], pending: list[Callable[[], None]]) -> None:
-    import torch
-
+    from clipsort import towers
+    from clipsort.labels import DEFAULT_TEMPLATES
     from clipsort.tokenizer import SAMPLES, ClipTokenizer
 
     described = _describe_tokenizer(clip)
@@ -257,23 +301,38 @@ def _export_text(work: Path, clip: ClipModel, manifest: dict[str, Any], pending:
         return
     manifest["tokenizer"] = described
     model = clip.torch_module
-    reference = clip.encode_texts(list(SAMPLES))
-    cut = _text_can_be_cut(model)
-    manifest["text_cut"] = cut
-    forward = _cut_text_encoder(model) if cut else (lambda tokens: model.encode_text(tokens))
+    # The prompts of label files (templates, labels of one and several words, some beginning
+    # alike) and the tokenizer's samples, the longest of which fills the whole context.
+    texts = [
+        t.format(label) for label in ("dog", "red circle", "red square", "Eiffel Tower") for t in DEFAULT_TEMPLATES
+    ]
+    texts += list(SAMPLES)
+    tokens = tokenizer(texts)
+    reference = clip.encode_texts(texts)
     raw = work / "raw-text.onnx"
-    axes = {0: "batch", 1: "length"} if cut else {0: "batch"}
-    export_onnx(model, forward, torch.from_numpy(theirs[:2]), raw, axes)
-    if cut:  # short prompts cut to their longest, and the full context: both must give open_clip's vectors
-        short = [i for i, row in enumerate(theirs) if (row != 0).sum() < 20]
-        length = int((theirs[short] != 0).sum(axis=1).max())
-        checks = [(theirs[short, :length], reference[short]), (theirs, reference)]
-    else:
-        checks = [(theirs, reference)]
+    shares = towers.export_text(model, tokens, raw, OPSET)
+    if shares:
+        manifest["text_prefix"] = list(towers.prefix_shape(model))
+
+    def check_text(path: Path) -> float:
+        from clipsort.runtime import text_tower
+
+        tower = text_tower(path, settings.usable_cpus(), manifest)
+        worst = _worst_cosine(tower(tokens), reference)
+        if shares:  # and without shared prefixes: every prompt on its own
+            worst = min(worst, _worst_cosine(tower(tokens, share=False), reference))
+        return worst
+
     quantized = work / "raw-text-int8.onnx"
-    pending.append(lambda: _keep(work, manifest, "text-fp32", raw, checks))
+    pending.append(lambda: _keep(work, manifest, "text-fp32", raw, check_text))
     pending.append(lambda: _quantize(raw, quantized))
-    pending.append(lambda: _keep(work, manifest, "text-int8", quantized, checks))
+    pending.append(lambda: _keep(work, manifest, "text-int8", quantized, check_text))
+
+
+def _worst_cosine(vectors: np.ndarray, reference: np.ndarray) -> float:
+    from clipsort.score import normalise
+
+    return float((normalise(vectors) * reference).sum(axis=1).min())
 
 
 def _describe_tokenizer(clip: ClipModel) -> dict[str, Any] | str:
@@ -286,93 +345,12 @@ def _describe_tokenizer(clip: ClipModel) -> dict[str, Any] | str:
     clean = {id(oct._clean_lower): "lower", id(oct._clean_whitespace): "whitespace"}.get(id(theirs.clean_fn))
     if clean is None or theirs.reduction_fn is not None or len(theirs.encoder) != 49408:
         return "tokenizer options (cleaning, reduction or extra tokens) that only open_clip runs"
-    return {"vocabulary": str(oct.default_bpe()), "context_length": int(theirs.context_length), "clean": clean}
-
-
-def _text_can_be_cut(model: Any) -> bool:
-    """Whether a prompt's vector depends only on its own tokens: a causal mask and pooling at the end token."""
-    import open_clip
-
-    blocks = getattr(getattr(model, "transformer", None), "resblocks", [])
-    return (
-        type(model) is open_clip.CLIP
-        and getattr(model, "attn_mask", None) is not None
-        and getattr(model, "text_pool_type", "argmax") in ("argmax", "eos")
-        and all(getattr(getattr(b, "attn", None), "batch_first", False) for b in blocks)
-    )
-
-
-def _cut_text_encoder(model: Any) -> Any:
-    """open_clip's ``CLIP.encode_text`` for token rows of any length up to the context.
-
-    torch's ``MultiheadAttention`` traces its sequence length into the graph as a constant,
-    so for the export each block's attention is the same arithmetic written with lengths
-    read from the input (checked against open_clip on two lengths before it is kept).
-    """
-    import torch
-    from open_clip.transformer import text_global_pool
-
-    def attend(block: Any, q_x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
-        mha = block.attn
-        batch, width = q_x.shape[0], q_x.shape[2]
-        heads = mha.num_heads
-        q, k, v = torch.nn.functional.linear(q_x, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
-        q, k, v = (t.reshape(batch, -1, heads, width // heads).transpose(1, 2) for t in (q, k, v))
-        mask = attn_mask.to(q_x.dtype) if attn_mask is not None else None
-        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return mha.out_proj(out.transpose(1, 2).reshape(batch, -1, width))
-
-    for block in model.transformer.resblocks:
-        block.attention = lambda q_x, k_x=None, v_x=None, attn_mask=None, block=block: attend(block, q_x, attn_mask)
-
-    def forward(tokens: torch.Tensor) -> torch.Tensor:
-        length = tokens.shape[1]
-        cast = model.transformer.get_cast_dtype()
-        x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
-        x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
-        x = model.ln_final(x)
-        x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
-        projection = model.text_projection
-        if projection is None:
-            return x
-        return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
-
-    return forward
-
-
-def export_onnx(owner: Any, forward: Any, example: Any, target: Path, axes: dict[int, str]) -> None:
-    """Export ``forward`` (a function of one tensor, ``example`` a batch of it; ``owner`` the module
-    whose weights it uses) to ONNX at ``target``: input ``input`` with the dynamic ``axes``,
-    output ``output``, batch axis dynamic."""
-    import torch
-
-    class Tower(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.owner = owner  # its weights become the graph's weights, not constants
-
-        def forward(self, batch: torch.Tensor) -> torch.Tensor:
-            return forward(batch)
-
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel has no ONNX export
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings about shapes
-            torch.onnx.export(
-                Tower().eval(),
-                (example,),
-                str(target),
-                input_names=["input"],
-                output_names=["output"],
-                dynamic_axes={"input": axes, "output": {0: "batch"}},
-                opset_version=OPSET,
-                dynamo=False,
-            )
-    except Exception as exc:  # the exporter raises whatever it meets
-        raise ModelError(f"cannot export the model to ONNX: {exc}") from exc
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return {
+        "vocabulary": str(oct.default_bpe()),
+        "context_length": int(theirs.context_length),
+        "clean": clean,
+        "end": int(theirs.eot_token_id),
+    }
 
 
 def _quantize(source: Path, target: Path) -> None:
@@ -396,13 +374,10 @@ def _quantize(source: Path, target: Path) -> None:
         logging.getLogger().setLevel(quiet)
 
 
-def _keep(
-    work: Path, manifest: dict[str, Any], part: str, raw: Path, checks: list[tuple[np.ndarray, np.ndarray]]
-) -> None:
-    """Optimise ``raw`` into ``<part>.onnx`` + ``<part>.data``, check it on each (inputs, open_clip's
-    vectors) of ``checks``, and list it in the manifest."""
-    from clipsort.runtime import onnx_tower, onnxruntime_module
-    from clipsort.score import normalise
+def _keep(work: Path, manifest: dict[str, Any], part: str, raw: Path, check: Callable[[Path], float]) -> None:
+    """Optimise ``raw`` into ``<part>.onnx`` + ``<part>.data``, ``check`` it (the worst cosine of its
+    vectors to open_clip's), and list it in the manifest."""
+    from clipsort.runtime import onnxruntime_module
 
     onnxruntime = onnxruntime_module()
     target = work / f"{part}.onnx"
@@ -414,9 +389,7 @@ def _keep(
     options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
     options.log_severity_level = 3
     onnxruntime.InferenceSession(str(raw), options, providers=["CPUExecutionProvider"])
-    tower = onnx_tower(target, settings.usable_cpus())
-    worst = min(float((normalise(tower(inputs)) * expected).sum(axis=1).min()) for inputs, expected in checks)
-    del tower
+    worst = check(target)
     manifest["checks"][part] = round(worst, 6)
     if worst < CHECKS[part]:
         manifest["unsupported"][part] = f"vectors differ from open_clip's (cosine {worst:.4f} < {CHECKS[part]})"
@@ -427,33 +400,11 @@ def _keep(
     manifest["parts"][part] = {"file": target.name, "files": files}
 
 
-def _trace_bf16(model: Any, pixels: np.ndarray, target: Path) -> None:
-    """The image tower in bf16 as a TorchScript file: it loads with torch alone (no open_clip,
-    no torchvision) and holds bf16 weights only (175 MB for ViT-B-32, against 350 in fp32)."""
-    import copy
-
-    import torch
-
-    visual = copy.deepcopy(model.visual).to(torch.bfloat16).eval()
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            traced = torch.jit.trace(visual, torch.from_numpy(pixels[:2]).to(torch.bfloat16), check_trace=False)
-            torch.jit.save(traced, str(target))
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
-
-
 def _keep_traced(manifest: dict[str, Any], part: str, target: Path, pixels: np.ndarray, reference: np.ndarray) -> None:
     """Check the TorchScript tower on a batch of another size than it was traced with, and list it."""
     from clipsort.runtime import torchscript_tower
-    from clipsort.score import normalise
 
-    tower = torchscript_tower(target, settings.usable_cpus())
-    got = normalise(tower(pixels[:5]))
-    worst = float((got * reference[:5]).sum(axis=1).min())
+    worst = _worst_cosine(torchscript_tower(target, settings.usable_cpus())(pixels[:5]), reference[:5])
     manifest["checks"][part] = round(worst, 6)
     if worst < CHECKS[part]:
         manifest["unsupported"][part] = f"vectors differ from open_clip's (cosine {worst:.4f} < {CHECKS[part]})"

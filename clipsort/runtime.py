@@ -9,20 +9,20 @@ library opens the text tower alone, an index the image tower alone.
 * Images: open_clip's eval preprocessing redone with Pillow (resize the short side with the
   model's interpolation, centre crop, or squash), checked against open_clip's own transform
   when the artifact is built; pixels travel as uint8 and are normalised at the model.
-* Texts: :class:`clipsort.tokenizer.ClipTokenizer`; batches are cut to their longest prompt
-  when the model's text tower allows it (a causal mask and end-of-text pooling: the
-  positions after the end of a prompt cannot change its vector), which makes a prompt of
-  eight tokens about eight times cheaper than the 77 positions of the full context.
+* Texts: :class:`clipsort.tokenizer.ClipTokenizer`, then :class:`clipsort.text_tower.TextTower`:
+  prompts cut to their own length, and the beginnings that prompts share ("a photo of a")
+  computed once, when the model's text tower allows it (a causal mask and end-of-text pooling).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from clipsort.errors import ModelError, UsageError
+from clipsort.export import DamagedArtifact
 from clipsort.score import normalise
 
 if TYPE_CHECKING:
@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
     from clipsort.export import Artifact
     from clipsort.model import ModelSpec
+    from clipsort.text_tower import TextTower
 
+T = TypeVar("T")
 INSTALL_HINT = "the fast runtime needs ONNX Runtime: pip install onnxruntime"
 #: Images per model call for bf16 on CPUs (see :class:`OnnxClip`).
 BF16_BATCH_SIZE = 12
@@ -42,10 +44,6 @@ def onnxruntime_module() -> Any:
     except ImportError:
         raise UsageError(INSTALL_HINT) from None
     return onnxruntime
-
-
-class DamagedArtifact(ModelError):
-    """A runtime file that ONNX Runtime cannot open: the artifact is rebuilt."""
 
 
 def open_session(path: Any, threads: int) -> Any:
@@ -94,6 +92,20 @@ def onnx_tower(path: Any, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     """An ONNX Runtime tower (input ``input``, output ``output``) as a function of its input."""
     session = open_session(path, threads)
     return lambda inputs: session.run(None, {"input": inputs})[0]
+
+
+def text_tower(path: Any, threads: int, manifest: dict[str, Any]) -> TextTower:
+    """The artifact's text tower at ``path`` (either layout, see :mod:`clipsort.text_tower`)."""
+    from clipsort.text_tower import TextTower
+
+    session = open_session(path, threads)
+    prefix = manifest.get("text_prefix")
+    return TextTower(
+        lambda feeds: session.run(None, feeds),
+        int(manifest["dim"]),
+        int(manifest["tokenizer"]["end"]),
+        (int(prefix[0]), int(prefix[1]), int(prefix[2])) if prefix else None,
+    )
 
 
 class Preprocess:
@@ -177,7 +189,7 @@ class OnnxClip:
         self._preprocess = Preprocess(artifact.preprocess)
         #: The towers, each a function of its input, opened on first use.
         self._image: Callable[[np.ndarray], np.ndarray] | None = None
-        self._text: Callable[[np.ndarray], np.ndarray] | None = None
+        self._text: TextTower | None = None
         self._tokenizer: Any = None
         self._rebuild = rebuild
         #: Loads open_clip's model for the texts when the artifact has no text tower (another tokenizer).
@@ -197,9 +209,8 @@ class OnnxClip:
         """The text tower this precision runs: int8 with int8 images (when built), else fp32."""
         return "text-int8" if self.precision == "int8" and self.artifact.has("text-int8") else "text-fp32"
 
-    def _tower(self, part: str) -> Callable[[np.ndarray], np.ndarray]:
+    def _tower(self, part: str, opener: Callable[[Any, int], T]) -> T:
         """Open one tower; a file that cannot be opened is removed and the artifact rebuilt (once)."""
-        opener = torchscript_tower if part.endswith("bf16") else onnx_tower
         try:
             return opener(self.artifact.file(part), self.threads)
         except DamagedArtifact:
@@ -210,13 +221,17 @@ class OnnxClip:
             self._rebuild = None
             return opener(self.artifact.file(part), self.threads)
 
+    def _open_text(self, path: Any, threads: int) -> TextTower:
+        return text_tower(path, threads, self.artifact.manifest)  # the manifest of a rebuilt artifact too
+
     def prepare(self, picture: Image.Image) -> np.ndarray:
         """Resize and crop as open_clip does, to uint8 CHW pixels. Thread-safe."""
         return self._preprocess(picture)
 
     def encode_prepared(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         if self._image is None:
-            self._image = self._tower(f"image-{self.precision}")
+            opener = torchscript_tower if self.precision == "bf16" else onnx_tower
+            self._image = self._tower(f"image-{self.precision}", opener)
         output = self._image(self._preprocess.normalise(batch))
         self.images_encoded += len(batch)
         return normalise(output)
@@ -234,16 +249,7 @@ class OnnxClip:
 
             tokenizer = self.artifact.tokenizer
             self._tokenizer = ClipTokenizer(tokenizer["vocabulary"], tokenizer["context_length"], tokenizer["clean"])
-            self._text = self._tower(self.text_part)
-        tokens = self._tokenizer(list(texts))
-        # Similar lengths together, so that cutting each batch to its longest prompt saves the most.
-        lengths = (tokens != 0).sum(axis=1)
-        order = np.argsort(lengths, kind="stable")
-        vectors = np.empty((len(texts), self.artifact.dim), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            rows = order[start : start + batch_size]
-            chunk = tokens[rows]
-            if self.artifact.text_cut:
-                chunk = chunk[:, : int(lengths[rows].max())]
-            vectors[rows] = self._text(chunk)
-        return normalise(vectors)
+            self._text = self._tower(
+                self.text_part, lambda path, threads: text_tower(path, threads, self.artifact.manifest)
+            )
+        return normalise(self._text(self._tokenizer(list(texts)), batch_size))

@@ -72,12 +72,37 @@ def test_the_fast_runtime_keeps_open_clips_top_label_on_shapes(precision):
 def test_texts_cut_to_their_length_give_open_clips_vectors(reference_colour_model, colour_model):
     """Prompts of any length, alone or batched with longer ones, get the vectors of the full context."""
     texts = ["red", "a photo of a red.", "a blurry low resolution photo of a large purple thing " * 2, "", "x" * 500]
+    texts += ["wow!! a red!", "!"]  # token 0 is "!": not padding
     theirs = reference_colour_model.encode_texts(texts)
     together = colour_model.encode_texts(texts)
     alone = np.concatenate([colour_model.encode_texts([t]) for t in texts])
-    assert colour_model.artifact.text_cut
+    assert colour_model.artifact.text_prefix is not None
     assert (together * theirs).sum(axis=1).min() >= 0.9999
     np.testing.assert_allclose(alone, together, atol=1e-5)
+
+
+def test_prompts_that_begin_alike_share_their_beginning_and_keep_open_clips_vectors(
+    reference_colour_model, colour_model
+):
+    """A label file's prompts (every template, labels of one and two words, some beginning alike)
+    get open_clip's vectors when their shared beginnings are computed once, as when each prompt is
+    computed whole; and sharing really happens (fewer positions are computed)."""
+    from clipsort.labels import DEFAULT_TEMPLATES
+    from clipsort.text_tower import end_positions, shared_prefixes
+
+    labels = ["red", "green", "blue", "red circle", "red square", "dark blue", "yellow", "a b c d e f g h"]
+    texts = [t.format(label) for label in labels for t in DEFAULT_TEMPLATES]
+    theirs = reference_colour_model.encode_texts(texts)
+    ours = colour_model.encode_texts(texts)
+    assert (ours * theirs).sum(axis=1).min() >= 0.9999
+    tokens = colour_model._tokenizer(texts)
+    lengths = end_positions(tokens, colour_model._tokenizer.end)
+    shared = shared_prefixes(tokens, lengths)
+    distinct = {tokens[i, : shared[i]].tobytes() for i in range(len(texts)) if shared[i]}
+    computed = (lengths - shared).sum() + sum(len(d) // tokens.itemsize for d in distinct)
+    assert computed < 0.6 * lengths.sum()
+    whole = colour_model._text(tokens, share=False)
+    np.testing.assert_allclose(ours, whole / np.linalg.norm(whole, axis=1, keepdims=True), atol=1e-5)
 
 
 def test_the_tokenizer_gives_open_clips_tokens():
@@ -89,6 +114,10 @@ def test_the_tokenizer_gives_open_clips_tokens():
     alphabet = "abcdefghijklmnopqrstuvwxyzABCZ éüßñ東京🐕 .,!?'-&;<>0123456789\t\n"
     texts = [*SAMPLES, "<start_of_text>inside<end_of_text>", "it's they're we'll I'd"]
     texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 90))) for _ in range(400)]
+    # ASCII alone takes another path (the standard library's re instead of regex)
+    ascii_only = "".join(map(chr, range(128)))
+    texts += ["".join(rng.choice(ascii_only) for _ in range(rng.randint(0, 60))) for _ in range(400)]
+    texts += ["".join(rng.choice("ab1 .!?'stlmd") for _ in range(rng.randint(0, 30))) for _ in range(400)]
     ours = ClipTokenizer(Path(default_bpe()), context_length=20)(texts)
     np.testing.assert_array_equal(ours, SimpleTokenizer(context_length=20)(texts).numpy())
 
@@ -140,6 +169,15 @@ def test_the_artifact_is_built_once_and_rebuilt_when_damaged(tmp_path: Path, mon
     again = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8", on_step=steps.append)
     assert len(steps) == 2 and data.stat().st_size > 0
     assert again.encode_images([make_picture("red", (64, 64), random.Random(1))]).shape == (1, again.artifact.dim)
+
+    # the same size, other bytes: found when the tower is opened (a run reads only the parts it opens)
+    text = again.artifact.file("text-int8").with_suffix(".data")
+    damaged = bytearray(text.read_bytes())
+    damaged[:64] = bytes(64)
+    text.write_bytes(bytes(damaged))
+    later = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8", on_step=steps.append)
+    assert later.encode_texts(["a photo of a red."]).shape == (1, later.artifact.dim)
+    assert len(steps) == 3 and text.read_bytes()[:64] != bytes(64)
 
 
 def test_a_tower_onnx_runtime_cannot_open_is_rebuilt(tmp_path: Path, monkeypatch):
