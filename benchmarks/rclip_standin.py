@@ -28,7 +28,8 @@ def build(datadir: Path) -> None:
     import open_clip
     import torch
 
-    from clipsort.export import export_onnx  # the same ONNX export as clipsort's fast runtime
+    from clipsort.export import OPSET
+    from clipsort.towers import export_onnx  # the same ONNX export as clipsort's fast runtime
 
     torch.manual_seed(0)
     model = open_clip.create_model(ARCHITECTURE, pretrained=None).eval()
@@ -37,9 +38,11 @@ def build(datadir: Path) -> None:
 
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
-    export_onnx(model, model.encode_image, torch.randn(2, 3, size, size), target / "visual.onnx", {0: "batch"})
+    batch, output = {0: "batch"}, {"output": {0: "batch"}}
+    pixels = torch.randn(2, 3, size, size)
+    export_onnx(model, model.encode_image, {"input": (pixels, batch)}, output, target / "visual.onnx", OPSET)
     tokens = open_clip.get_tokenizer(ARCHITECTURE)(["a photo", "a dog"])
-    export_onnx(model, model.encode_text, tokens, target / "textual.onnx", {0: "batch"})
+    export_onnx(model, model.encode_text, {"input": (tokens, batch)}, output, target / "textual.onnx", OPSET)
     vocab = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
     (datadir / "tokenizer").mkdir(exist_ok=True)
     shutil.copyfile(vocab, datadir / "tokenizer" / vocab.name)

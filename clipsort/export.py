@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from clipsort.torch_model import ClipModel
 
 #: Bump when what is exported, or how, changes: every artifact is then built again.
-ARTIFACT_VERSION = 4
+ARTIFACT_VERSION = 5
 OPSET = 17
 MANIFEST = "manifest.json"
 #: Smallest cosine to open_clip's vectors that each part must reach to be used.
