@@ -12,15 +12,19 @@
   library never loads the image encoder.
 * WAL journal, results committed batch by batch: a run killed at any point keeps
   what it committed. A file that is corrupt or not ours is moved aside and rebuilt.
-* One run at a time per cache file: :class:`CacheLock` (an ``flock`` that the OS
-  releases when a process dies, so stale locks never block).
+* Paths are kept absolute, so a run from another folder finds them (before schema 3 they were
+  kept as the runs gave them: such rows still serve through their fingerprint).
+* A perceptual hash of each photo (:mod:`clipsort.phash`) is kept beside its vector, for
+  ``clipsort dupes``; photos indexed before schema 3 get theirs when first needed.
+* Search and dupes read many vectors at once (:meth:`EmbeddingCache.scan`): the rows under a
+  folder are one range of the ``(model_id, path)`` index.
+* One run at a time per cache file: :class:`clipsort.cache_lock.CacheLock`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import sqlite3
 import threading
@@ -31,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from clipsort.errors import CacheBusyError, ClipsortError
+from clipsort.errors import ClipsortError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Identifies clipsort's cache files (PRAGMA application_id): "ClSt".
 APPLICATION_ID = 0x436C5374
 #: Bumped whenever decoding or preprocessing changes the pixels a model sees.
@@ -53,6 +57,7 @@ CREATE TABLE IF NOT EXISTS {name}(
     mtime_ns INTEGER NOT NULL,
     fingerprint BLOB NOT NULL,
     vector BLOB NOT NULL,
+    phash INTEGER,
     UNIQUE(model_id, path)
 );
 """
@@ -97,8 +102,15 @@ def _rowid_tables(db: sqlite3.Connection) -> None:
     db.execute(_INDEX)
 
 
+def _perceptual_hashes(db: sqlite3.Connection) -> None:
+    """Schema 2 -> 3: a perceptual hash beside each vector (filled when a photo is next embedded or
+    when ``dupes`` needs it). A file migrated from schema 1 has the column already (today's table)."""
+    if "phash" not in {row[1] for row in db.execute("PRAGMA table_info(images)")}:
+        db.execute("ALTER TABLE images ADD COLUMN phash INTEGER")
+
+
 #: Migrations from version N to N+1, run in order on older files.
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _rowid_tables}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _rowid_tables, 2: _perceptual_hashes}
 
 
 class CacheError(ClipsortError):
@@ -129,6 +141,15 @@ def sample_hash(path: Path, chunk: int = 1 << 20) -> str:
             handle.seek(max(size - chunk, chunk))
             digest.update(handle.read(chunk))
     return digest.hexdigest()
+
+
+def path_key(path: Path | str) -> bytes:
+    """How the cache names a photo: its absolute path (not resolved: a link is its own name), as bytes."""
+    return os.fsencode(os.path.abspath(path))
+
+
+#: What :meth:`EmbeddingCache.scan` can read of each photo.
+SCAN_COLUMNS = "path, size, mtime_ns, fingerprint, vector, phash"
 
 
 def to_blob(vector: np.ndarray) -> bytes:
@@ -331,7 +352,7 @@ class EmbeddingCache:
         row = (
             (db or self.db)
             .execute(
-                "SELECT size, mtime_ns, vector FROM images WHERE model_id=? AND path=?", (model_id, os.fsencode(path))
+                "SELECT size, mtime_ns, vector FROM images WHERE model_id=? AND path=?", (model_id, path_key(path))
             )
             .fetchone()
         )
@@ -341,22 +362,58 @@ class EmbeddingCache:
 
     def lookup_fingerprint(
         self, model_id: int, fingerprint: bytes, db: sqlite3.Connection | None = None
-    ) -> np.ndarray | None:
+    ) -> tuple[np.ndarray, int | None] | None:
+        """The vector and perceptual hash of a photo of the same content, or None."""
         row = (
             (db or self.db)
-            .execute("SELECT vector FROM images WHERE model_id=? AND fingerprint=? LIMIT 1", (model_id, fingerprint))
+            .execute(
+                "SELECT vector, phash FROM images WHERE model_id=? AND fingerprint=? ORDER BY phash IS NULL LIMIT 1",
+                (model_id, fingerprint),
+            )
             .fetchone()
         )
-        return None if row is None else from_blob(row[0])
+        return None if row is None else (from_blob(row[0]), row[1])
 
-    def put_images(self, model_id: int, rows: Iterable[tuple[Path, int, int, bytes, np.ndarray]]) -> None:
-        """Store (path, size, mtime_ns, fingerprint, vector) rows in one transaction."""
+    def put_images(self, model_id: int, rows: Iterable[tuple[Path, int, int, bytes, np.ndarray, int | None]]) -> None:
+        """Store (path, size, mtime_ns, fingerprint, vector, perceptual hash or None) rows in one transaction."""
         with transaction(self.db):
             self.db.executemany(
-                "INSERT OR REPLACE INTO images(model_id, path, size, mtime_ns, fingerprint, vector)"
-                " VALUES(?, ?, ?, ?, ?, ?)",
-                [(model_id, os.fsencode(p), s, m, f, to_blob(v)) for p, s, m, f, v in rows],
+                "INSERT OR REPLACE INTO images(model_id, path, size, mtime_ns, fingerprint, vector, phash)"
+                " VALUES(?, ?, ?, ?, ?, ?, ?)",
+                [(model_id, path_key(p), s, m, f, to_blob(v), h) for p, s, m, f, v, h in rows],
             )
+
+    def set_phashes(self, model_id: int, hashes: Iterable[tuple[bytes, int]]) -> None:
+        """Store perceptual hashes of photos already cached (``(path key, hash)``: see :func:`path_key`)."""
+        with transaction(self.db):
+            self.db.executemany(
+                "UPDATE images SET phash=? WHERE model_id=? AND path=?", [(h, model_id, k) for k, h in hashes]
+            )
+
+    def scan(
+        self, model_id: int, roots: Sequence[Path], columns: str = SCAN_COLUMNS, chunk: int = 8192
+    ) -> Iterator[list[tuple]]:
+        """The rows of ``model_id`` under ``roots`` (files, or folders at any depth), ``chunk`` at a time,
+        each a tuple of ``columns`` (some of :data:`SCAN_COLUMNS`, in that order; ``path`` is the key
+        of :func:`path_key`, ``vector`` a blob, ``phash`` an integer or None).
+
+        A folder's rows are one range of the ``(model_id, path)`` index: its path, a slash, anything.
+        Each row comes once, however the roots nest.
+        """
+        names = [c.strip() for c in columns.split(",")]
+        if not names or any(n not in SCAN_COLUMNS.split(", ") for n in names):
+            raise ValueError(f"columns {columns!r}: choose among {SCAN_COLUMNS}")
+        query = f"SELECT {', '.join(names)} FROM images WHERE model_id=? AND (path=? OR (path>=? AND path<?))"
+        keys = sorted({path_key(root) for root in roots})
+        kept: list[bytes] = []
+        for key in keys:
+            if any(key == k or key.startswith(k.rstrip(b"/") + b"/") for k in kept):
+                continue  # inside a root already scanned
+            kept.append(key)
+            prefix = key if key.endswith(b"/") else key + b"/"
+            cursor = self.db.execute(query, (model_id, key, prefix, prefix[:-1] + b"0"))
+            while rows := cursor.fetchmany(chunk):
+                yield rows
 
     def image_count(self, model_id: int | None = None) -> int:
         if model_id is None:
@@ -438,62 +495,3 @@ def transaction(db: sqlite3.Connection) -> Iterator[None]:
 def _chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-# ----------------------------------------------------------------------------- lock
-
-
-class CacheLock:
-    """One clipsort run per cache file, held for the whole run.
-
-    An ``flock`` on ``<cache>.lock``: the OS drops it when the holder exits or is
-    killed, so a stale lock never blocks. ``wait=False`` raises
-    :class:`CacheBusyError`; otherwise ``on_wait`` is called once and the lock is
-    awaited.
-    """
-
-    def __init__(self, cache_path: Path, wait: bool = True, on_wait: Callable[[str], None] | None = None) -> None:
-        self.path = Path(str(cache_path) + ".lock")
-        self.wait = wait
-        self.on_wait = on_wait or (lambda message: None)
-        self._handle: int | None = None
-
-    def __enter__(self) -> CacheLock:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no lock (documented)
-            return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(handle)
-            message = f"another clipsort run{holder} is using the cache {self.path.with_suffix('')}"
-            if not self.wait:
-                os.close(handle)
-                raise CacheBusyError(message + "; not waiting (--no-wait)") from None
-            self.on_wait(message + "; waiting for it to finish...")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        os.ftruncate(handle, 0)
-        os.write(handle, json.dumps({"pid": os.getpid(), "since": time.time()}).encode())
-        self._handle = handle
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._handle is not None:
-            import fcntl
-
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._handle, 0)
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            os.close(self._handle)
-            self._handle = None
-
-
-def _read_holder(handle: int) -> str:
-    try:
-        data = json.loads(os.pread(handle, 200, 0) or b"{}")
-        return f" (process {int(data['pid'])})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""

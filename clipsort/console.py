@@ -201,6 +201,20 @@ class Ui:
             if self.explain:
                 self._out(explanation(result))
 
+    def out(self, text: str) -> None:
+        """Write a result on stdout (file names that are not UTF-8 keep their bytes)."""
+        self._out(text)
+
+    def out_bytes(self, data: bytes) -> None:
+        """Write raw bytes on stdout (NUL-separated names for ``xargs -0``)."""
+        self.stdout.flush()
+        buffer = getattr(self.stdout, "buffer", None)
+        if buffer is None:
+            self.stdout.write(data.decode("utf-8", "surrogateescape"))
+        else:
+            buffer.write(data)
+            buffer.flush()
+
     def _out(self, text: str) -> None:
         try:
             self.stdout.write(text)
@@ -365,6 +379,16 @@ def summary_line(report: Report) -> str:
         f"{counts} | {report.found} photos in {report.elapsed:.1f} s, {report.rate:.1f} images/s"
         f" | embedded {report.embedded}, from cache {report.cached}"
     )
+
+
+def human_size(size: int) -> str:
+    """``2.1 MiB``: a number of bytes for people."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
 
 
 def _figure(value: float | None) -> str:

@@ -184,6 +184,27 @@ def load_image(path: Path | str, min_side: int | None = None) -> Image.Image:
     return _finish(picture, orientation, min_side)
 
 
+def dimensions(path: Path | str) -> tuple[int, int] | None:
+    """Width and height of the upright picture, from the file's header (no pixels decoded); None
+    for a file that cannot be read."""
+    path = Path(path)
+    fmt = format_of(path.name)
+    if fmt is not None and fmt.raw:
+        from clipsort.decode_raw import raw_dimensions
+
+        return raw_dimensions(path)
+    register_plugins()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                width, height = image.size
+                orientation = 1 if image.format == "HEIF" else exif_orientation(image, path)
+    except Exception:  # noqa: BLE001 - unreadable: no size
+        return None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
 def _finish(picture: Image.Image, orientation: int, min_side: int | None) -> Image.Image:
     """Reduce ``picture`` to no less than ``min_side`` on its short side, then turn it upright."""
     if min_side:

@@ -59,6 +59,18 @@ def load_raw(path: Path, min_side: int | None, max_pixels: int) -> tuple[Image.I
         raise DecodeError(path, "not enough memory to decode") from None
 
 
+def raw_dimensions(path: Path) -> tuple[int, int] | None:
+    """Width and height of the upright picture of a RAW file (LibRaw's output size), or None."""
+    try:
+        import rawpy
+
+        with rawpy.imread(str(path)) as raw:
+            width, height, flip = int(raw.sizes.width), int(raw.sizes.height), int(raw.sizes.flip)
+    except Exception:  # noqa: BLE001 - any file LibRaw cannot open has no size to tell
+        return None
+    return (height, width) if flip in (5, 6) else (width, height)
+
+
 def _reason(exc: Exception) -> str:
     text = exc.args[0] if exc.args else type(exc).__name__
     if isinstance(text, bytes):

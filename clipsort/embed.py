@@ -20,6 +20,7 @@ from clipsort.decode import load_image
 from clipsort.discover import ImageRef
 from clipsort.errors import DecodeError, ModelError
 from clipsort.model import ModelSpec, model_identity, resolve_device, resolve_precision
+from clipsort.phash import perceptual_hash
 
 if TYPE_CHECKING:
     from clipsort.model import LoadedModel as ClipModel
@@ -37,6 +38,8 @@ class Resolved:
     #: Decoded while the model was still loading (short side at least ``decoded_for``), prepared later.
     picture: Any = None
     decoded_for: int = 0
+    #: The photo's perceptual hash (:mod:`clipsort.phash`), when it was decoded or its content known.
+    phash: int | None = None
 
 
 #: The cache's name for the unrelated level; bump its version when the way it is measured changes.
@@ -117,6 +120,16 @@ class Embedder:
     def loading(self) -> bool:
         """The model is being loaded in the background (see :meth:`resolve`)."""
         return self._model is None and self._loading is not None and self._loading.is_alive()
+
+    def cache_model_id(self) -> int:
+        """The cache's number for this model's vectors (a Hub model not downloaded yet is loaded first:
+        it cannot be named before). Needs a cache."""
+        if self.cache is None:
+            raise ModelError("no embedding cache")
+        if self._model_id is None:
+            self.model()
+        assert self._model_id is not None
+        return self._model_id
 
     def model(self) -> ClipModel:
         """The loaded model (loaded now if it was not)."""
@@ -256,9 +269,9 @@ class Embedder:
                 fingerprint = file_fingerprint(ref.path)
             except OSError as exc:
                 raise DecodeError(ref.path, f"cannot read: {exc.strerror or exc}") from None
-            vector = cache.lookup_fingerprint(model_id, fingerprint, reader)
-            if vector is not None:
-                return Resolved(ref, "alias", fingerprint, vector=vector)
+            known = cache.lookup_fingerprint(model_id, fingerprint, reader)
+            if known is not None:
+                return Resolved(ref, "alias", fingerprint, vector=known[0], phash=known[1])
         model = self._model
         if model is None:
             if self._load_error is not None:  # no use decoding photos for a model that will not load
@@ -270,14 +283,15 @@ class Embedder:
                 # model's config gives, and prepared once it is there.
                 self._start_loading()
                 picture = load_image(ref.path, min_side=hint)
+                phash = perceptual_hash(picture)
                 model = self._model
                 if model is None:
-                    return Resolved(ref, "decode", fingerprint, picture=picture, decoded_for=hint)
+                    return Resolved(ref, "decode", fingerprint, picture=picture, decoded_for=hint, phash=phash)
                 if model.min_side <= hint:
-                    return Resolved(ref, "decode", fingerprint, prepared=model.prepare(picture))
+                    return Resolved(ref, "decode", fingerprint, prepared=model.prepare(picture), phash=phash)
             model = self.model()
         picture = load_image(ref.path, min_side=model.min_side)
-        return Resolved(ref, "decode", fingerprint, prepared=model.prepare(picture))
+        return Resolved(ref, "decode", fingerprint, prepared=model.prepare(picture), phash=perceptual_hash(picture))
 
     def _prepare_late(self, resolved: Resolved, model: ClipModel) -> None:
         picture = resolved.picture
@@ -314,7 +328,7 @@ class Embedder:
         self.from_cache += len(batch) - len(to_embed)
         if self.cache is not None and self._model_id is not None:
             rows = [
-                (r.ref.path, r.ref.size, r.ref.mtime_ns, r.fingerprint, r.vector)
+                (r.ref.path, r.ref.size, r.ref.mtime_ns, r.fingerprint, r.vector, r.phash)
                 for r in batch
                 if r.source in ("alias", "decode") and r.vector is not None
             ]

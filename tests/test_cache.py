@@ -17,7 +17,8 @@ from conftest import COLOUR_MODEL, make_colour_photos, write_random_model
 from PIL import Image
 
 import clipsort.embed
-from clipsort.cache import CacheLock, EmbeddingCache, file_fingerprint
+from clipsort.cache import EmbeddingCache, file_fingerprint
+from clipsort.cache_lock import CacheLock
 from clipsort.embed import Embedder
 from clipsort.errors import ExitCode
 from clipsort.labels import parse_labels
@@ -346,10 +347,56 @@ def test_a_schema_1_cache_is_migrated_keeping_every_vector_and_shrinks(tmp_path)
         for i in (0, 1234, 2999):
             found = cache.lookup_path(1, Path(f"/photos/{i}.jpg"), 1000 + i, 7 + i)
             np.testing.assert_array_equal(found, vectors[i].astype(np.float32))
-        np.testing.assert_array_equal(
-            cache.lookup_fingerprint(1, (5).to_bytes(16, "big")), vectors[5].astype(np.float32)
-        )
+        known = cache.lookup_fingerprint(1, (5).to_bytes(16, "big"))
+        assert known is not None and known[1] is None  # no perceptual hash before schema 3
+        np.testing.assert_array_equal(known[0], vectors[5].astype(np.float32))
         assert list(cache.texts(1, ["a photo of a dog."])) == ["a photo of a dog."]
-        assert cache.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+        assert cache.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
         assert cache.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert path.stat().st_size < before / 3
+
+
+def test_a_schema_2_cache_gains_perceptual_hashes_and_keeps_its_vectors(tmp_path):
+    import sqlite3
+
+    from clipsort.cache import APPLICATION_ID, EmbeddingCache, path_key, to_blob
+
+    path = tmp_path / "v2.sqlite3"
+    with EmbeddingCache(path):
+        pass
+    db = sqlite3.connect(path)  # what a schema 2 file holds: no phash column
+    db.execute("ALTER TABLE images DROP COLUMN phash")
+    db.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    db.execute("INSERT INTO models VALUES(1, 'arch|tag|decode-1', 'arch (tag)', 100.0, 1)")
+    vector = np.arange(512, dtype=np.float16)
+    db.execute(
+        "INSERT INTO images(model_id, path, size, mtime_ns, fingerprint, vector) VALUES(1, ?, 10, 20, ?, ?)",
+        (b"/photos/a.jpg", b"f" * 16, to_blob(vector)),
+    )
+    db.commit()
+    db.close()
+    assert APPLICATION_ID
+    with EmbeddingCache(path) as cache:
+        np.testing.assert_array_equal(cache.lookup_path(1, Path("/photos/a.jpg"), 10, 20), vector.astype(np.float32))
+        [[row]] = [list(chunk) for chunk in cache.scan(1, [Path("/photos")])]
+        assert row[0] == path_key("/photos/a.jpg") and row[5] is None
+        cache.set_phashes(1, [(row[0], -5)])
+        [[row]] = [list(chunk) for chunk in cache.scan(1, [Path("/photos")], columns="path, phash")]
+        assert row == (path_key("/photos/a.jpg"), -5)
+
+
+def test_paths_are_kept_absolute_and_a_folder_scan_takes_its_own_rows_once(tmp_path, monkeypatch):
+    from clipsort.cache import EmbeddingCache, path_key
+
+    monkeypatch.chdir(tmp_path)
+    vector = np.ones(4, dtype=np.float32)
+    with EmbeddingCache(tmp_path / "c.sqlite3") as cache:
+        model = cache.model_id("m", "m")
+        rows = [(Path(name), 1, 2, b"x" * 16, vector, None) for name in ("a/1.jpg", "a/b/2.jpg", "ab/3.jpg", "a.jpg")]
+        cache.put_images(model, rows)
+        (tmp_path / "elsewhere").mkdir()
+        monkeypatch.chdir(tmp_path / "elsewhere")  # another working folder: the absolute names still serve
+        assert cache.lookup_path(model, tmp_path / "a" / "1.jpg", 1, 2) is not None
+        scanned = [r[0] for chunk in cache.scan(model, [tmp_path / "a", tmp_path / "a" / "b"]) for r in chunk]
+        assert sorted(scanned) == sorted([path_key(tmp_path / "a/1.jpg"), path_key(tmp_path / "a/b/2.jpg")])
+        assert [r[0] for c in cache.scan(model, [tmp_path / "a.jpg"]) for r in c] == [path_key(tmp_path / "a.jpg")]

@@ -21,6 +21,7 @@ def cache_info(cache: CacheOpt = None) -> None:
     """
     from clipsort import settings
     from clipsort.cache import EmbeddingCache
+    from clipsort.console import human_size
 
     path = settings.cache_file(cache)
     typer.echo(f"cache   {path}")
@@ -28,7 +29,7 @@ def cache_info(cache: CacheOpt = None) -> None:
         typer.echo("(empty: no run has used it yet)")
         return
     with EmbeddingCache(path, warn=lambda m: typer.echo(f"warning: {m}", err=True)) as db:
-        typer.echo(f"size    {_human(db.size_on_disk())}")
+        typer.echo(f"size    {human_size(db.size_on_disk())}")
         for info in db.models():
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.used_ns / 1e9))
             typer.echo(f"model   {info.name}: {info.images} photos, {info.texts} prompts, last used {when}")
@@ -44,7 +45,8 @@ def cache_prune(cache: CacheOpt = None, no_wait: NoWaitOpt = False) -> None:
       clipsort cache prune
     """
     from clipsort import settings
-    from clipsort.cache import CacheLock, EmbeddingCache
+    from clipsort.cache import EmbeddingCache
+    from clipsort.cache_lock import CacheLock
 
     path = settings.cache_file(cache)
     warn = lambda m: typer.echo(f"warning: {m}", err=True)  # noqa: E731
@@ -70,19 +72,11 @@ def cache_clear(
       clipsort cache clear --model ViT-L-14
     """
     from clipsort import settings
-    from clipsort.cache import CacheLock, EmbeddingCache
+    from clipsort.cache import EmbeddingCache
+    from clipsort.cache_lock import CacheLock
 
     path = settings.cache_file(cache)
     warn = lambda m: typer.echo(f"warning: {m}", err=True)  # noqa: E731
     with CacheLock(path, wait=not no_wait, on_wait=warn), EmbeddingCache(path, warn=warn) as db:
         dropped = db.clear(model)
         typer.echo(f"dropped the vectors of {dropped} model(s)", err=True)
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"

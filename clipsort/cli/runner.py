@@ -53,7 +53,8 @@ def run_command(
     with the report's code when it is not 0; returns the report otherwise.
     """
     from clipsort import settings
-    from clipsort.cache import CacheLock, EmbeddingCache
+    from clipsort.cache import EmbeddingCache
+    from clipsort.cache_lock import CacheLock
     from clipsort.console import Ui
     from clipsort.embed import Embedder
     from clipsort.labels import load_labels
