@@ -12,6 +12,8 @@ median of the runs' peaks):
 * ``relabel``: ``clipsort tag --dry-run`` over a 200-photo library whose vectors are cached
   (indexed, then tagged once), each run with a label file of ten labels never seen before
   (120 new prompts); the towers each run opened are listed (a relabel must open no image tower).
+* ``search``: ``clipsort search`` over the same library, a new query each run (its 12
+  prompts not cached), with and without ``--no-index`` (rclip's ``-n`` is the same).
 * ``rclip``: with ``--rclip PATH`` (rclip >= 4 in a Python 3.12 venv, given random-weight
   stand-ins of its model by benchmarks/rclip_standin.py): ``rclip -f`` indexing one photo
   from scratch, and a query over the 200 photos it has indexed (``rclip -n``, no indexing).
@@ -168,6 +170,22 @@ def main() -> None:
         towers = runs[-1][2].split("TOWERS")[-1].strip()
         print(f"relabel, 10 new labels (120 prompts), whole process, median of {args.runs}:")
         print(f"  clipsort int8  {seconds:5.2f} s   peak RSS {rss:5.0f} MiB   opened: {towers}")
+
+        print(f"search, a new query each run, the same library, whole process, median of {args.runs}:")
+        for extra in ([], ["--no-index"]):
+            runs = [
+                whole(
+                    clipsort(
+                        "search", f"a {WORDS[i]} {i} {len(extra)}", str(library), *extra, *model, "--cache", cache
+                    ),
+                    env,
+                )
+                for i in range(args.runs)
+            ]
+            seconds, rss = medians(runs)
+            towers = runs[-1][2].split("TOWERS")[-1].strip()
+            label = "search --no-index" if extra else "search"
+            print(f"  clipsort {label:17s} {seconds:5.2f} s   peak RSS {rss:5.0f} MiB   opened: {towers}")
 
         if args.rclip:
             datadir = tmp / "rclip-data"

@@ -149,6 +149,15 @@ def prompts_for(leaf: str, templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> tu
     return tuple(template.replace("{label}", "{}").format(leaf) for template in templates)
 
 
+_ARTICLE = re.compile(r"(?i)^(?:a|an|the)\s+(?=\S)")
+
+
+def query_prompts(text: str, templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> tuple[str, ...]:
+    """The prompt ensemble of a search query: the label templates around it, its own leading
+    article dropped, since every template has one ("a dog on a beach" -> "a photo of a dog on a beach.")."""
+    return prompts_for(_ARTICLE.sub("", " ".join(text.split())), templates)
+
+
 def _parse_label_path(raw: str, source: Path, line_no: int | None) -> tuple[str, ...]:
     if not raw:
         raise LabelFileError(source, "empty label name before ':'", line_no)
