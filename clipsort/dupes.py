@@ -42,9 +42,9 @@ from clipsort import phash
 from clipsort.candidates import cosines, hash_pairs, neighbour_pairs, unique_pairs
 from clipsort.decode import dimensions, load_image
 from clipsort.embed import Embedder
-from clipsort.errors import ClipsortError, DecodeError, FileFailure, UsageError
-from clipsort.library import Photos, cached_photos, index_missing
-from clipsort.pipeline import Events, RunOptions, SilentEvents, check_roots
+from clipsort.errors import ClipsortError, DecodeError, FileFailure
+from clipsort.library import Photos, cached_photos, index_missing, open_library
+from clipsort.pipeline import Events, RunOptions, SilentEvents
 from clipsort.report import Report
 
 CANDIDATE_COSINE = 0.80
@@ -336,12 +336,8 @@ def run_dupes(
     """Index what the cache lacks under ``roots`` (unless ``options.index`` is off), then group."""
     events = events or SilentEvents()
     report = Report("dupes")
-    check_roots(roots)
-    cache = embedder.cache
-    if cache is None:
-        raise UsageError("dupes reads the embedding cache: drop --no-cache")
+    cache, model_id = open_library(roots, embedder, "dupes")
     wanted = index_missing(roots, embedder, options.run, report, events) if options.index else None
-    model_id = embedder.cache_model_id()
     photos = _merged(list(cached_photos(cache, model_id, roots, wanted)))  # the chunks are let go
     if not len(photos):
         where = ", ".join(map(str, roots))

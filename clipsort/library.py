@@ -22,7 +22,7 @@ import numpy as np
 from clipsort.cache import EmbeddingCache, path_key
 from clipsort.discover import ImageRef, pair_raw_with_jpeg
 from clipsort.embed import Embedder
-from clipsort.pipeline import Events, RunOptions, embedded_photos, find_photos
+from clipsort.pipeline import Events, RunOptions, check_roots, embedded_photos, find_photos
 from clipsort.report import Report
 
 #: Rows read from the cache at a time (8 MB of ViT-B-32 vectors).
@@ -51,6 +51,17 @@ class Photos:
         return self.name(self.keys[i])
 
 
+def open_library(roots: Sequence[Path], embedder: Embedder, command: str) -> tuple[EmbeddingCache, int]:
+    """The cache, and the model's number in it, for a ``command`` that reads the photos under ``roots``
+    from the cache. Every root must exist."""
+    from clipsort.errors import UsageError
+
+    check_roots(roots)
+    if embedder.cache is None:
+        raise UsageError(f"{command} reads the embedding cache: drop --no-cache")
+    return embedder.cache, embedder.cache_model_id()
+
+
 def index_missing(
     roots: Sequence[Path], embedder: Embedder, run: RunOptions, report: Report, events: Events
 ) -> dict[bytes, ImageRef]:
@@ -58,14 +69,13 @@ def index_missing(
 
     Returns every photo found, by its cache key. Files that fail are reported (and left out).
     """
-    cache = _cache_of(embedder)
+    cache, model_id = open_library(roots, embedder, "indexing")
     events = _Indexing(events)
     refs = find_photos(roots, report, events)
     if run.pairs:
         refs, _ = pair_raw_with_jpeg(refs)
     wanted = {path_key(ref.path): ref for ref in refs}
     current: dict[bytes, tuple[int, int]] = {}
-    model_id = embedder.cache_model_id()
     for rows in cache.scan(model_id, roots, columns="path, size, mtime_ns", chunk=CHUNK):
         current.update((row[0], (row[1], row[2])) for row in rows)
     missing = [ref for key, ref in wanted.items() if current.get(key) != (ref.size, ref.mtime_ns)]
@@ -151,11 +161,3 @@ class _Indexing:
 
     def photo(self, result: object) -> None:
         pass
-
-
-def _cache_of(embedder: Embedder) -> EmbeddingCache:
-    from clipsort.errors import UsageError
-
-    if embedder.cache is None:
-        raise UsageError("search and dupes read the embedding cache: drop --no-cache")
-    return embedder.cache

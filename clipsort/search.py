@@ -29,8 +29,8 @@ from clipsort.discover import ImageRef
 from clipsort.embed import Embedder
 from clipsort.errors import ClipsortError, UsageError
 from clipsort.labels import query_prompts
-from clipsort.library import Photos, cached_photos, holders, index_missing
-from clipsort.pipeline import Events, RunOptions, SilentEvents, check_roots, embedded_photos
+from clipsort.library import Photos, cached_photos, holders, index_missing, open_library
+from clipsort.pipeline import Events, RunOptions, SilentEvents, embedded_photos
 from clipsort.report import Report
 from clipsort.score import label_embedding, normalise
 
@@ -171,12 +171,8 @@ def run_search(
     """Index what the cache lacks under ``roots`` (unless ``options.index`` is off), then rank."""
     events = events or SilentEvents()
     report = Report("search")
-    check_roots(roots)
-    cache = embedder.cache
-    if cache is None:
-        raise UsageError("search reads the embedding cache: drop --no-cache")
+    cache, model_id = open_library(roots, embedder, "search")
     where = ", ".join(map(str, roots))
-    model_id = embedder.cache_model_id()
     if options.index:
         wanted: dict | None = index_missing(roots, embedder, options.run, report, events)
         if not wanted:

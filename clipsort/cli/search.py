@@ -26,6 +26,14 @@ NoIndexOpt = Annotated[
 ]
 
 
+LibraryArg = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        help="Folders and photos to look through. [default: the current folder]", show_default=False, metavar="PATH"
+    ),
+]
+
+
 def _roots(paths: list[Path] | None) -> list[Path]:
     return list(paths) if paths else [Path(".")]
 
@@ -49,12 +57,7 @@ def search(
             metavar="QUERY",
         ),
     ] = None,
-    paths: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            help="Folders and photos to search. [default: the current folder]", show_default=False, metavar="PATH"
-        ),
-    ] = None,
+    paths: LibraryArg = None,
     like: Annotated[
         list[str] | None,
         typer.Option(
@@ -135,12 +138,7 @@ def search(
 @app.command(cls=ClipsortCommand)
 @run_options(omit=("no_cache",))
 def dupes(
-    paths: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            help="Folders and photos to look through. [default: the current folder]", show_default=False, metavar="PATH"
-        ),
-    ] = None,
+    paths: LibraryArg = None,
     similar: Annotated[
         bool,
         typer.Option("--similar", help="Also group photos of the same scene (bursts, an HDR and its plain shot)."),
