@@ -1,6 +1,7 @@
 """Indexing throughput on 8-12 MP JPEGs, side by side, in one run (issue: throughput).
 
     python benchmarks/throughput.py [--photos 200] [--folder DIR] [--model ViT-B-32 --pretrained none]
+    python benchmarks/throughput.py --device cuda --batch-size 256 --photos 2000
 
 Prints, for the same photos on this machine:
 
@@ -9,8 +10,10 @@ Prints, for the same photos on this machine:
 * clipsort:  ``clipsort index`` (draft decoding, decode threads ahead of the model,
              precision auto), model loading excluded, then the whole command with it;
 * ceiling:   the model alone on ready tensors, same precision and batch size as clipsort;
+* decode:    clipsort's decode pool alone (read, decode, orient, prepare; no model): the CPU
+             threads alone, and on CUDA the GPU's JPEG decoder (nvJPEG) alone and both at once;
 * cached:    a second ``clipsort index`` over the same photos;
-* peak RSS of the clipsort command;
+* peak RSS of the clipsort command (and on CUDA its peak GPU memory, torch's reserved bytes);
 * rclip:     when ``--rclip PATH`` is given (rclip >= 4, installed in a Python 3.12
              venv), rclip indexing the same folder with random-weight stand-ins of its
              model (benchmarks/rclip_standin.py).
@@ -47,31 +50,36 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 
 def build(folder: Path, count: int) -> None:
+    """``count`` photos of 8-12 MP, built on every core (2,000 take a minute on 16)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(max(1, min(os.cpu_count() or 1, 32))) as pool:
+        list(pool.map(build_one, [folder] * count, range(count), chunksize=8))
+
+
+def build_one(folder: Path, i: int) -> None:
     from shapes import make_picture
 
-    rng = random.Random(11)
+    rng = random.Random(11 * 100_003 + i)
     sources = sorted(p for p in CORPUS.rglob("*.jpg") if p.stat().st_size > 150_000) if CORPUS.is_dir() else []
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        megapixels = rng.uniform(8.0, 12.0) * 1e6
-        width = int((megapixels * 4 / 3) ** 0.5)
-        height = int(megapixels / width)
-        if sources:
-            with Image.open(sources[i % len(sources)]) as source:
-                picture = (
-                    ImageOps.exif_transpose(source).convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
-                )
-        else:
-            picture = make_picture(rng.choice(["red", "green", "blue"]), (width, height), rng)
-        noise = np.random.default_rng(i).integers(-6, 7, size=(height, width, 1), dtype=np.int16)
-        picture = Image.fromarray(np.clip(np.asarray(picture, dtype=np.int16) + noise, 0, 255).astype(np.uint8))
-        orientation = rng.choice([1, 1, 1, 6, 8, 3])
-        exif = Image.Exif()
-        exif[0x0112] = orientation
-        stored = {6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270, 3: Image.Transpose.ROTATE_180}
-        if orientation in stored:
-            picture = picture.transpose(stored[orientation])
-        picture.save(folder / f"IMG_{i:04d}.jpg", quality=90, exif=exif.tobytes())
+    megapixels = rng.uniform(8.0, 12.0) * 1e6
+    width = int((megapixels * 4 / 3) ** 0.5)
+    height = int(megapixels / width)
+    if sources:
+        with Image.open(sources[i % len(sources)]) as source:
+            picture = ImageOps.exif_transpose(source).convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+    else:
+        picture = make_picture(rng.choice(["red", "green", "blue"]), (width, height), rng)
+    noise = np.random.default_rng(i).integers(-6, 7, size=(height, width, 1), dtype=np.int16)
+    picture = Image.fromarray(np.clip(np.asarray(picture, dtype=np.int16) + noise, 0, 255).astype(np.uint8))
+    orientation = rng.choice([1, 1, 1, 6, 8, 3])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored = {6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270, 3: Image.Transpose.ROTATE_180}
+    if orientation in stored:
+        picture = picture.transpose(stored[orientation])
+    picture.save(folder / f"IMG_{i:04d}.jpg", quality=90, exif=exif.tobytes())
 
 
 def naive(photos: list[Path], model_name: str, pretrained: str | None, batch: int, device: str) -> float:
@@ -92,19 +100,31 @@ def naive(photos: list[Path], model_name: str, pretrained: str | None, batch: in
     return len(photos) / (time.perf_counter() - start)
 
 
-def decode_only(photos: list[Path], model, workers: int) -> float:
-    """Images/s of the decode threads alone (decode, orientation, preprocessing to uint8), no model."""
-    from concurrent.futures import ThreadPoolExecutor
+def decode_rate(photos: list[Path], model, device: str, workers: int, decoder=None, cpu_jpegs: bool = True):
+    """(images/s, share decoded by ``decoder``) of clipsort's decode pool alone, no model: each
+    photo read, decoded, turned upright and prepared for the model, as an index does it. With
+    ``decoder`` (the device's JPEG decoder) beside the CPU threads; ``cpu_jpegs=False`` leaves
+    every JPEG to it."""
+    from clipsort.decode_pool import DecodePool
+    from clipsort.discover import ImageRef
+    from clipsort.embed import Embedder
 
-    from clipsort.decode import load_image
-
-    def one(path: Path) -> None:
-        model.prepare(load_image(path, min_side=model.min_side))
-
+    embedder = Embedder(model.spec, device, None, model.precision, loader=lambda *a: model)
+    embedder.model()
+    refs = [ImageRef(p, p.stat().st_size, p.stat().st_mtime_ns) for p in photos]
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(one, photos))
-    return len(photos) / (time.perf_counter() - start)
+    with DecodePool(embedder, workers, cpu_takes_jpegs=cpu_jpegs) as pool:
+        if decoder is not None:
+            pool.start_device_decoder(decoder)
+        futures = [pool.submit(ref) for ref in refs]
+        for future in futures:
+            future.result()
+        if device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+    return len(photos) / elapsed, pool.on_device / max(1, pool.on_device + pool.on_cpu)
 
 
 def transfer_only(model, batch: int, batches: int = 20) -> float | None:
@@ -163,22 +183,28 @@ def subset(folder: Path, photos: list[Path], count: int, where: Path) -> Path:
     return where
 
 
-def clipsort_command(folder: Path, args: argparse.Namespace, precision: str, cache: Path) -> tuple[float, float]:
-    """(seconds, peak RSS in MiB) of a whole ``clipsort index`` over ``folder``, in a fresh process."""
+def clipsort_command(folder: Path, args: argparse.Namespace, precision: str, cache: Path) -> tuple[float, float, float]:
+    """(seconds, peak RSS in MiB, peak GPU memory in MiB) of a whole ``clipsort index`` over
+    ``folder``, in a fresh process."""
+    gpu_flag = {None: "", True: ", '--gpu-decode'", False: ", '--no-gpu-decode'"}[args.gpu_decode]
     script = (
         "import resource, sys\nfrom clipsort.cli import main\ntry:\n"
         f"    main(['index', {str(folder)!r}, '--model', {args.model!r}, '--pretrained', {args.pretrained!r},"
         f" '--precision', {precision!r}, '--batch-size', '{args.batch_size}', '--quiet', '--device', {args.device!r},"
-        f" '--cache', {str(cache)!r}])\n"
+        f" '--cache', {str(cache)!r}{gpu_flag}])\n"
         "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
         # VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child of this (large) process would
         # report this process's peak.
         "status = open('/proc/self/status').read().split('VmHWM:')\n"
         "print(int(status[1].split()[0]) if len(status) > 1 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "torch = sys.modules.get('torch')\n"
+        "print(torch.cuda.max_memory_reserved() if torch is not None and torch.cuda.is_initialized() else 0)\n"
     )
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    return time.perf_counter() - start, int(out.strip().splitlines()[-1]) / 1024
+    elapsed = time.perf_counter() - start
+    rss, gpu = out.strip().splitlines()[-2:]
+    return elapsed, int(rss) / 1024, int(gpu) / 2**20
 
 
 def rclip_command(folder: Path, rclip: str, datadir: Path) -> float:
@@ -201,6 +227,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int)
     parser.add_argument("--precision", default="auto", help="one or more, comma-separated: auto,fp32,bf16")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    parser.add_argument(
+        "--gpu-decode",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="JPEGs decoded by the model's device too (default: on CUDA); on a CPU with a torch"
+        " model, --gpu-decode runs the same path on CPU tensors",
+    )
     parser.add_argument("--naive-photos", type=int, default=64, help="photos for the (slow) naive baseline")
     parser.add_argument("--subset", type=int, default=40, help="photos of the small run for marginal rates")
     parser.add_argument(
@@ -250,19 +283,39 @@ def main() -> None:
             with EmbeddingCache(Path(tmp) / f"cache-{precision}.sqlite3") as cache:
                 embedder = Embedder(spec, args.device, cache, precision)
                 model = embedder.model()
-                workers = args.workers or default_workers()
+                workers = args.workers or default_workers(model.device)
                 if precision == args.precision:
-                    decode_rate = decode_only(photos[: args.naive_photos], model, workers)
+                    sample = photos[:400]
+                    decoder = model.jpeg_decoder() if hasattr(model, "jpeg_decoder") else "ONNX Runtime decodes nothing"
+                    use_decoder = not isinstance(decoder, str) and (args.gpu_decode or model.device.startswith("cuda"))
+                    cpu_rate, _ = decode_rate(sample, model, args.device, workers)
                     print(
-                        f"decode    {decode_rate:6.1f} img/s  ({workers} decode threads alone, no model,"
-                        f" {args.naive_photos} photos)",
+                        f"decode    {cpu_rate:6.1f} img/s  ({workers} CPU decode threads alone, no model,"
+                        f" {len(sample)} photos)",
                         flush=True,
                     )
+                    decode_best = cpu_rate
+                    if use_decoder:
+                        alone, _ = decode_rate(sample, model, args.device, workers, decoder, cpu_jpegs=False)
+                        print(f"decode    {alone:6.1f} img/s  ({model.device} JPEG decoder alone)", flush=True)
+                        both, share = decode_rate(sample, model, args.device, workers, decoder)
+                        print(
+                            f"decode    {both:6.1f} img/s  (both at once: {share:.0%} on {model.device},"
+                            f" the rest on {workers} CPU threads)",
+                            flush=True,
+                        )
+                        decode_best = max(both, alone)
+                    elif model.device.startswith("cuda"):
+                        print(f"decode    no GPU decoding: {decoder}", flush=True)
                     transfer = transfer_only(model, args.batch_size)
                     if transfer is not None:
                         print(f"transfer  {transfer:6.0f} img/s  (pinned uint8 batches to {model.device})", flush=True)
+                    if model.device.startswith("cuda"):
+                        import torch
+
+                        torch.cuda.reset_peak_memory_stats()
                 before = ceiling(model, args.batch_size)
-                run = RunOptions(batch_size=args.batch_size, workers=args.workers)
+                run = RunOptions(batch_size=args.batch_size, workers=args.workers, gpu_decode=args.gpu_decode)
                 start = time.perf_counter()
                 clock = BusyClock(model)
                 report = run_index([folder], embedder, run)
@@ -276,11 +329,18 @@ def main() -> None:
                     f" batch {args.batch_size}, {model.threads} threads; best of before and after)",
                     flush=True,
                 )
+                gpu_peak = ""
+                if model.device.startswith("cuda"):
+                    import torch
+
+                    gpu_peak = f"; GPU peak {torch.cuda.max_memory_reserved() / 2**20:.0f} MiB"
                 print(
                     f"clipsort  {rate:6.1f} img/s  ({label}, {len(photos)} photos, model loaded beforehand;"
-                    f" model busy {busy:.0%} of the time)",
+                    f" model busy {busy:.0%} of the time{gpu_peak})",
                     flush=True,
                 )
+                for note in report.notes:
+                    print(f"          {note}", flush=True)
                 if precision == args.precision:
                     start = time.perf_counter()
                     again = run_index([folder], Embedder(spec, args.device, cache, precision), run)
@@ -288,24 +348,25 @@ def main() -> None:
                     print(f"cached    {cached:6.0f} img/s  (second run, {again.cached} from the cache)", flush=True)
                 del embedder, model
 
-            whole, rss = clipsort_command(folder, args, precision, Path(tmp) / f"cli-{precision}.sqlite3")
-            part, _ = clipsort_command(small, args, precision, Path(tmp) / f"cli-small-{precision}.sqlite3")
+            whole, rss, gpu_memory = clipsort_command(folder, args, precision, Path(tmp) / f"cli-{precision}.sqlite3")
+            part, _, _ = clipsort_command(small, args, precision, Path(tmp) / f"cli-small-{precision}.sqlite3")
             marginal = (len(photos) - args.subset) / (whole - part)
             print(
                 f"command   {len(photos) / whole:6.1f} img/s  (whole `clipsort index --precision {precision}`,"
                 f" start-up included: {whole:.1f} s), {marginal:.1f} img/s marginal ({args.subset} vs"
-                f" {len(photos)} photos), peak RSS {rss:.0f} MiB",
+                f" {len(photos)} photos), peak RSS {rss:.0f} MiB"
+                + (f", GPU peak {gpu_memory:.0f} MiB" if gpu_memory else ""),
                 flush=True,
             )
             results[label] = (rate, rate_ceiling, marginal, whole)
             if precision == args.precision:
-                slowest = min(("decode", decode_rate), ("model", rate_ceiling), key=lambda pair: pair[1])
+                slowest = min(("decode", decode_best), ("model", rate_ceiling), key=lambda pair: pair[1])
                 if transfer is not None and transfer < slowest[1]:
                     slowest = ("transfer", transfer)
                 print(f"bottleneck: {slowest[0]} ({slowest[1]:.1f} img/s alone)", flush=True)
                 if args.device == "cpu":
                     # Decode and model share the same cores: their times add up.
-                    bound = 1 / (1 / decode_rate + 1 / rate_ceiling)
+                    bound = 1 / (1 / cpu_rate + 1 / rate_ceiling)
                     print(
                         f"shared-core bound {bound:.1f} img/s = 1 / (1/decode + 1/ceiling), {bound / rate_ceiling:.0%}"
                         f" of the ceiling; clipsort reached {rate / bound:.0%} of it",

@@ -123,6 +123,24 @@ def set_max_megapixels(megapixels: float) -> None:
 _MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
 
 
+def max_pixels() -> int:
+    """The pixel cap in force (see :func:`set_max_megapixels`)."""
+    return _MAX_PIXELS
+
+
+def reduction(width: int, height: int, min_side: int | None) -> int:
+    """By how much :func:`load_image` shrinks a JPEG of ``width`` x ``height`` for ``min_side``:
+    the draft's DCT scale (1, 2, 4 or 8, as Pillow chooses it) times :func:`_finish`'s whole factor.
+    The tensor decoder (:mod:`clipsort.decode_tensor`) reduces by the same amount."""
+    if not min_side:
+        return 1
+    fits = min(width // min_side, height // min_side)
+    scale = next(s for s in (8, 4, 2, 1) if fits >= s or s == 1)
+    short = min((width + scale - 1) // scale, (height + scale - 1) // scale)
+    factor = short // min_side
+    return scale * (factor if factor >= 2 else 1)
+
+
 def load_image(path: Path | str, min_side: int | None = None) -> Image.Image:
     """Decode ``path`` to an upright RGB picture whose short side is at least ``min_side``.
 

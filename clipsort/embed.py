@@ -91,6 +91,7 @@ class Embedder:
         self._on_load = on_load or (lambda model: None)
         self._loader = loader
         self._model: ClipModel | None = None
+        self._registered = False  # the cache knows the loaded model (see _register)
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._version = _version_of(self.precision)
@@ -143,6 +144,8 @@ class Embedder:
                     self._load_error = exc
                     raise
             assert self._model is not None
+            if not self._registered and threading.current_thread() is not self._loading:
+                self._register(self._model)
             return self._model
 
     def _load(self) -> None:
@@ -152,6 +155,12 @@ class Embedder:
             from clipsort.model import load_model
 
             model = load_model(self.spec, self.device, self.precision)
+        self._model = model
+        self._on_load(model)
+
+    def _register(self, model: ClipModel) -> None:
+        """Tell the cache about the model just loaded. Never in the loading thread: a run that
+        ends before the model has loaded (every photo failed) closes its cache meanwhile."""
         if self.cache is not None:
             if self.identity is None:  # a Hub model downloaded just now
                 self.identity = model_identity(self.spec, self._version)
@@ -160,8 +169,7 @@ class Embedder:
                 self._model_id = self.cache.model_id(self.identity, self.spec.display)
             assert self._model_id is not None
             self.cache.set_logit_scale(self._model_id, model.logit_scale)
-        self._model = model
-        self._on_load(model)
+        self._registered = True
 
     def _start_loading(self) -> None:
         """Load the model in a thread of its own, so that decoding goes on meanwhile."""
@@ -254,24 +262,34 @@ class Embedder:
 
         Raises :class:`DecodeError` for a file that cannot be read or decoded.
         """
+        resolved = self.lookup(ref)
+        return resolved if resolved.vector is not None else self.decode(resolved)
+
+    def lookup(self, ref: ImageRef) -> Resolved:
+        """``ref``'s vector from the cache (same file, or same content elsewhere), or a photo to decode."""
         cache = self.cache
-        fingerprint = b""
-        if cache is not None:
-            if self._model_id is None:
-                self.model()  # a model that must be downloaded before it can be identified
-            model_id = self._model_id
-            assert model_id is not None
-            reader = cache.reader()
-            vector = cache.lookup_path(model_id, ref.path, ref.size, ref.mtime_ns, reader)
-            if vector is not None:
-                return Resolved(ref, "cache", vector=vector)
-            try:
-                fingerprint = file_fingerprint(ref.path)
-            except OSError as exc:
-                raise DecodeError(ref.path, f"cannot read: {exc.strerror or exc}") from None
-            known = cache.lookup_fingerprint(model_id, fingerprint, reader)
-            if known is not None:
-                return Resolved(ref, "alias", fingerprint, vector=known[0], phash=known[1])
+        if cache is None:
+            return Resolved(ref, "decode")
+        if self._model_id is None:
+            self.model()  # a model that must be downloaded before it can be identified
+        model_id = self._model_id
+        assert model_id is not None
+        reader = cache.reader()
+        vector = cache.lookup_path(model_id, ref.path, ref.size, ref.mtime_ns, reader)
+        if vector is not None:
+            return Resolved(ref, "cache", vector=vector)
+        try:
+            fingerprint = file_fingerprint(ref.path)
+        except OSError as exc:
+            raise DecodeError(ref.path, f"cannot read: {exc.strerror or exc}") from None
+        known = cache.lookup_fingerprint(model_id, fingerprint, reader)
+        if known is not None:
+            return Resolved(ref, "alias", fingerprint, vector=known[0], phash=known[1])
+        return Resolved(ref, "decode", fingerprint)
+
+    def decode(self, resolved: Resolved) -> Resolved:
+        """Decode a photo :meth:`lookup` did not find, on the CPU, and prepare it for the model."""
+        ref = resolved.ref
         model = self._model
         if model is None:
             if self._load_error is not None:  # no use decoding photos for a model that will not load
@@ -283,17 +301,35 @@ class Embedder:
                 # model's config gives, and prepared once it is there.
                 self._start_loading()
                 picture = load_image(ref.path, min_side=hint)
-                phash = perceptual_hash(picture)
+                resolved.phash = perceptual_hash(picture)
                 model = self._model
                 if model is None:
-                    return Resolved(ref, "decode", fingerprint, picture=picture, decoded_for=hint, phash=phash)
+                    resolved.picture, resolved.decoded_for = picture, hint
+                    return resolved
                 if model.min_side <= hint:
-                    return Resolved(ref, "decode", fingerprint, prepared=model.prepare(picture), phash=phash)
+                    resolved.prepared = model.prepare(picture)
+                    return resolved
             model = self.model()
         picture = load_image(ref.path, min_side=model.min_side)
-        return Resolved(ref, "decode", fingerprint, prepared=model.prepare(picture), phash=perceptual_hash(picture))
+        resolved.prepared = model.prepare(picture)
+        resolved.phash = perceptual_hash(picture)
+        return resolved
 
-    def _prepare_late(self, resolved: Resolved, model: ClipModel) -> None:
+    def jpeg_decoder(self) -> Any:
+        """The loaded model's batch JPEG decoder on its device, or a string saying why it has none."""
+        model = self._model
+        if model is None:
+            return "the model is not loaded yet"
+        factory = getattr(model, "jpeg_decoder", None)
+        if factory is None:
+            return "the model runs on ONNX Runtime (CPU)"
+        return factory()
+
+    def prepare_late(self, resolved: Resolved) -> None:
+        """Prepare a picture decoded while the model was loading (see :meth:`decode`). Thread-safe."""
+        if resolved.prepared is not None or resolved.vector is not None:
+            return
+        model = self.model()
         picture = resolved.picture
         if resolved.decoded_for < model.min_side:  # the config's size was not the model's: decode again
             try:
@@ -313,19 +349,24 @@ class Embedder:
         if to_embed:
             model = self.model()
             for resolved in to_embed:
-                if resolved.prepared is None:
-                    self._prepare_late(resolved, model)
+                self.prepare_late(resolved)
             vectors = as_stored(model.encode_prepared([r.prepared for r in to_embed]))
             for resolved, vector in zip(to_embed, vectors, strict=True):
                 resolved.vector = vector
                 resolved.prepared = None
-            self.embedded += len(to_embed)
             if (
                 not self._pictures_known and self.cache is not None
             ):  # the image tower is open now: the plain pictures cost little
                 self._pictures_known = True
                 self._plain_vectors()
-        self.from_cache += len(batch) - len(to_embed)
+        return self.commit(batch, len(to_embed))
+
+    def commit(self, batch: Sequence[Resolved], embedded: int) -> np.ndarray:
+        """Count a batch whose every photo has its vector (``embedded`` of them new) and keep the new
+        vectors, and new paths of known content, in the cache in one transaction; their vectors in order.
+        The Ray engine embeds elsewhere and commits here."""
+        self.embedded += embedded
+        self.from_cache += len(batch) - embedded
         if self.cache is not None and self._model_id is not None:
             rows = [
                 (r.ref.path, r.ref.size, r.ref.mtime_ns, r.fingerprint, r.vector, r.phash)

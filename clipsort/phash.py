@@ -23,24 +23,49 @@ if TYPE_CHECKING:
 
 #: Bits in a hash, and the side of the picture it is computed from.
 BITS = 64
-_SIDE = 32
+SIDE = 32
 _LOW = 8
 
 
 @lru_cache(maxsize=1)
 def _dct_matrix() -> np.ndarray:
     """DCT-II as SciPy's ``dct(type=2, norm=None)`` computes it: ``2 * cos(pi * k * (2n + 1) / 2N)``."""
-    k = np.arange(_SIDE)[:, None]
-    n = np.arange(_SIDE)[None, :]
-    return 2.0 * np.cos(np.pi * k * (2 * n + 1) / (2 * _SIDE))
+    k = np.arange(SIDE)[:, None]
+    n = np.arange(SIDE)[None, :]
+    return 2.0 * np.cos(np.pi * k * (2 * n + 1) / (2 * SIDE))
+
+
+@lru_cache(maxsize=64)
+def lanczos_matrix(size: int, side: int = SIDE) -> np.ndarray:
+    """(side, size) weights of Pillow's Lanczos resampling from ``size`` pixels to ``side``, as
+    Pillow computes them (support 3, widened by the scale, each row normalised), so that a
+    decoder other than Pillow's (the GPU's) hashes the same picture to the same bits: one pass
+    along each axis, rounded to 8 bits between, is what Pillow does."""
+    scale = size / side
+    widen = max(scale, 1.0)
+    support = 3.0 * widen
+    weights = np.zeros((side, size))
+    for i in range(side):
+        centre = (i + 0.5) * scale
+        first = max(int(centre - support + 0.5), 0)
+        last = min(int(centre + support + 0.5), size)
+        x = np.abs((np.arange(first, last) - centre + 0.5) / widen)
+        w = np.where(x < 3.0, np.sinc(x) * np.sinc(x / 3.0), 0.0)
+        weights[i, first:last] = w / w.sum()
+    return weights
 
 
 def perceptual_hash(picture: Image.Image) -> int:
     """The picture's 64-bit perceptual hash, as a signed 64-bit integer (SQLite's INTEGER)."""
     from PIL import Image
 
-    grey = picture.convert("L").resize((_SIDE, _SIDE), Image.Resampling.LANCZOS)
-    pixels = np.asarray(grey, dtype=np.float64)
+    grey = picture.convert("L").resize((SIDE, SIDE), Image.Resampling.LANCZOS)
+    return hash_of_grey(np.asarray(grey, dtype=np.float64))
+
+
+def hash_of_grey(pixels: np.ndarray) -> int:
+    """The hash of a picture already grey and ``SIDE`` x ``SIDE`` (the tensor decoder makes it so on the GPU)."""
+    pixels = np.asarray(pixels, dtype=np.float64)
     matrix = _dct_matrix()
     low = (matrix @ pixels @ matrix.T)[:_LOW, :_LOW]
     bits = (low > np.median(low)).ravel()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +19,7 @@ import numpy as np
 from clipsort import decide, settings
 from clipsort.classifier import Decisions
 from clipsort.decode import default_max_megapixels, set_max_megapixels
+from clipsort.decode_pool import DecodePool
 from clipsort.discover import ImageRef, SideFiles, discover, pair_raw_with_jpeg
 from clipsort.embed import Embedder, Resolved
 from clipsort.errors import ClipsortError, FileFailure, UsageError
@@ -70,10 +71,32 @@ class RunOptions:
     max_megapixels: float | None = None
     #: RAW+JPEG pairs judged once, through the JPEG (False: every file on its own).
     pairs: bool = True
+    #: JPEGs decoded by the model's device too (nvJPEG), beside the CPU threads: None on CUDA
+    #: when the model allows it; True also decodes them on CPU tensors (to compare; tests).
+    gpu_decode: bool | None = None
 
 
-def default_workers() -> int:
-    return max(1, min(4, settings.usable_cpus()))
+def default_workers(device: str = "cpu") -> int:
+    """Decode threads: on a CPU they share its cores with the model (4 at most: more only slowed
+    the model on the 2- and 4-core machines measured); beside a GPU, every core but two (the
+    run's own thread and the GPU's JPEG decoder)."""
+    cpus = settings.usable_cpus()
+    if device == "cpu":
+        return max(1, min(4, cpus))
+    return max(1, cpus - 2)
+
+
+def check_run_options(run: RunOptions, device: str) -> None:
+    """Refuse options that cannot apply to ``device`` (resolved)."""
+    if run.gpu_decode and not device.startswith("cuda"):
+        raise UsageError(f"--gpu-decode needs a CUDA device; the model runs on {device} here")
+
+
+def look_ahead(batch_size: int, device: str, loading: bool) -> int:
+    """Photos decoded ahead of the model: two batches (three beside a GPU, whose model waits on
+    nothing else), twice that while the model loads, so the decoders work on meanwhile."""
+    batches = 2 if device == "cpu" else 3
+    return batch_size * batches * (2 if loading else 1)
 
 
 # ----------------------------------------------------------------------------- stages
@@ -126,10 +149,11 @@ def embedded_photos(
 ) -> Iterator[list[tuple[ImageRef, np.ndarray]]]:
     """Yield chunks of (photo, vector), in discovery order.
 
-    A pool of threads looks each photo up in the cache, or decodes and preprocesses
-    it, ahead of the model (Pillow releases the GIL); at most two batches are in
-    flight (four while the model loads), so memory stays bounded. Vectors are
-    committed to the cache batch by batch. Files that fail are reported and skipped.
+    Decode threads (:class:`clipsort.decode_pool.DecodePool`) look each photo up in the cache,
+    or decode and prepare it, ahead of the model; beside a GPU, its JPEG decoder joins them once
+    the model has loaded. A bounded number of photos is in flight (:func:`look_ahead`), so
+    memory stays bounded. Vectors are committed to the cache batch by batch. Files that fail
+    are reported and skipped.
     """
 
     def batch_size() -> int:
@@ -139,23 +163,27 @@ def embedded_photos(
         model = embedder.loaded
         return model.batch_size if model is not None else settings.DEFAULT_BATCH_SIZE
 
-    workers = run.workers or default_workers()
+    device = embedder.device
+    workers = run.workers or default_workers(device)
     set_max_megapixels(run.max_megapixels or default_max_megapixels(workers))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clipsort-decode") as pool:
-        pending: deque[tuple[ImageRef, Future[Resolved]]] = deque()
-        refs_iter = iter(refs)
-        chunk: list[Resolved] = []
-        to_embed = 0
+    wants_device = run.gpu_decode if run.gpu_decode is not None else (device.startswith("cuda") or None)
+    pending: deque[tuple[ImageRef, Future[Resolved]]] = deque()
+    refs_iter = iter(refs)
+    chunk: list[Resolved] = []
+    to_embed = 0
+    with DecodePool(embedder, workers) as pool:
         try:
             while True:
+                if wants_device and embedder.loaded is not None:
+                    wants_device = None
+                    _start_device_decoder(pool, embedder, report, events)
                 size = batch_size()
-                # While the model loads (seconds), the decode threads run further ahead.
-                ahead = size * (4 if embedder.loading else 2)
+                ahead = look_ahead(size, device, embedder.loading)
                 while len(pending) < ahead:
                     ref = next(refs_iter, None)
                     if ref is None:
                         break
-                    pending.append((ref, pool.submit(embedder.resolve, ref)))
+                    pending.append((ref, pool.submit(ref)))
                 if not pending and not chunk:
                     break
                 if pending:
@@ -172,6 +200,10 @@ def embedded_photos(
                         chunk.append(resolved)
                         to_embed += resolved.vector is None
                 if to_embed >= size or len(chunk) >= ahead * 2 or (not pending and chunk):
+                    late = [r for r in chunk if r.vector is None and r.prepared is None]
+                    if len(late) > 1:  # decoded while the model loaded: prepared in the decode threads
+                        embedder.model()
+                        pool.map(embedder.prepare_late, late)
                     vectors = embedder.finish(chunk)
                     yield [(r.ref, v) for r, v in zip(chunk, vectors, strict=True)]
                     chunk, to_embed = [], 0
@@ -180,6 +212,28 @@ def embedded_photos(
                 future.cancel()
             report.embedded = embedder.embedded
             report.cached = embedder.from_cache
+            if pool.device_error is not None:
+                message = f"the GPU's JPEG decoder stopped ({pool.device_error}); the CPU threads decoded the rest"
+                report.warnings.append(message)
+                events.warned(message)
+            if pool.on_device:
+                report.notes.append(
+                    f"{pool.on_device:,} of {pool.on_device + pool.on_cpu:,} photos decoded on {device}"
+                    f"{' (nvJPEG)' if device.startswith('cuda') else ''}, the rest on {workers} CPU"
+                    f" thread{'s' if workers != 1 else ''}"
+                )
+
+
+def _start_device_decoder(pool: DecodePool, embedder: Embedder, report: Report, events: Events) -> None:
+    """Share JPEGs with the model device's decoder, or say why not (when it was asked for, or
+    the device is a GPU: nothing is skipped silently)."""
+    decoder = embedder.jpeg_decoder()
+    if not isinstance(decoder, str):
+        pool.start_device_decoder(decoder)
+        return
+    message = f"JPEGs are decoded on the CPU alone: {decoder}"
+    report.warnings.append(message)
+    events.warned(message)
 
 
 def fail(report: Report, events: Events, failure: FileFailure) -> None:

@@ -112,10 +112,7 @@ class ClipModel:
         import torch
 
         with torch.inference_mode():
-            pixels = torch.stack(list(batch))
-            if self.device.startswith("cuda"):
-                pixels = pixels.pin_memory()
-            pixels = pixels.to(self.device, non_blocking=True)
+            pixels = self._on_device(batch)
             if pixels.dtype == torch.uint8:
                 assert self._shift is not None and self._scale is not None  # prepare() made uint8
                 pixels = torch.addcmul(self._shift, pixels.float(), self._scale)
@@ -124,8 +121,44 @@ class ClipModel:
         self.images_encoded += len(batch)
         return features.cpu().numpy()
 
+    def _on_device(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+        """One tensor of the batch on the model's device; pictures prepared on the host travel
+        pinned, those the JPEG decoder prepared on the device stay there."""
+        import torch
+
+        target = torch.device(self.device)
+        on_host = [t.device.type == "cpu" for t in batch]
+        if target.type == "cpu" or not any(on_host):
+            return torch.stack(list(batch)).to(target)
+        if all(on_host):
+            pixels = torch.stack(list(batch))
+            if target.type == "cuda":
+                pixels = pixels.pin_memory()
+            return pixels.to(target, non_blocking=True)
+        return torch.stack([t.to(target, non_blocking=True) for t in batch])
+
     def encode_images(self, pictures: Sequence[Image.Image]) -> np.ndarray:
         return self.encode_prepared([self.prepare(p) for p in pictures])
+
+    def jpeg_decoder(self) -> Any:
+        """A :class:`clipsort.decode_tensor.JpegDecoder` on this model's device, with its preprocessing;
+        a string saying why not when the preprocessing has no tensor form."""
+        from clipsort.decode_tensor import JpegDecoder, TensorPreprocess
+
+        if self._pil_steps is None:
+            return "the model's preprocessing does not end in ToTensor and Normalize"
+        preprocess = TensorPreprocess.of(self._pil_steps, self.min_side)
+        if isinstance(preprocess, str):
+            return preprocess
+        return JpegDecoder(preprocess, self.device)
+
+    def warm_up(self) -> None:
+        """One small batch through the image tower: on a GPU the first call sets up its libraries
+        (a second or more), which the model's loading thread can pay while photos are decoded."""
+        import torch
+
+        self.encode_prepared([torch.zeros((3, self.image_size, self.image_size), dtype=torch.uint8)])
+        self.images_encoded = 0
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """Embed texts; returns (N, D) normalised float32."""
@@ -264,4 +297,7 @@ def load(spec: ModelSpec, device: str, precision: str, threads: int | None = Non
     except Exception as exc:  # open_clip raises RuntimeError, ValueError, OSError, KeyError...
         raise ModelError(f"cannot load model {spec.display}: {exc}") from exc
     model.eval()
-    return ClipModel(spec, model, preprocess, tokenizer, device, source.origin, precision)
+    loaded = ClipModel(spec, model, preprocess, tokenizer, device, source.origin, precision)
+    if device.startswith("cuda"):
+        loaded.warm_up()
+    return loaded

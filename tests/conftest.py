@@ -60,11 +60,28 @@ def shared_runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("clipsort-runtime")
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``gpu`` run where torch sees a CUDA device, and skip elsewhere."""
+    if item.get_closest_marker("gpu") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA device")
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, shared_runtime_dir: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    shared_runtime_dir: Path,
+    request: pytest.FixtureRequest,
 ) -> Path:
-    """Every test gets its own cache and config dirs and no CLIPSORT_* settings from the host."""
+    """Every test gets its own cache and config dirs and no CLIPSORT_* settings from the host.
+
+    Commands run on the CPU (``CLIPSORT_DEVICE=cpu``) unless the test is marked ``gpu``: the same
+    suite then asserts the same things on a machine with a GPU and on one without, and the GPU
+    paths have tests of their own (marked ``gpu``, skipped without CUDA).
+    """
     home = tmp_path_factory.mktemp("clipsort-home")
     for name in (
         "CLIPSORT_MODEL",
@@ -82,6 +99,8 @@ def isolated_env(
     monkeypatch.setenv("CLIPSORT_DATA_DIR", str(home / "data"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no test downloads anything
     monkeypatch.setenv("CLIPSORT_RUNTIME_DIR", str(shared_runtime_dir))
+    if request.node.get_closest_marker("gpu") is None:
+        monkeypatch.setenv("CLIPSORT_DEVICE", "cpu")
     return home
 
 

@@ -297,3 +297,34 @@ def test_two_photos_never_share_a_stem_sidecar(tmp_path: Path, colour_embedder, 
     again = run_tag([tmp_path], rgb_labels, colour_embedder, options, RunOptions(batch_size=2))
     assert [f.path for f in again.failures] == [tmp_path / "photo.png"]
     assert subjects() == "red"
+
+
+def test_a_run_that_ends_before_its_model_has_loaded_leaves_its_closed_cache_alone(tmp_path: Path, colour_model):
+    """The first photo to decode starts loading the model in the background; when every photo
+    fails before it is loaded, the run ends and closes its cache: the loading thread must not
+    write to it then (it did, once, and crashed the process)."""
+    import threading
+
+    from clipsort.cache import EmbeddingCache
+    from clipsort.embed import Embedder
+    from clipsort.pipeline import run_index
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
+    gate = threading.Event()
+
+    def slow_loader(spec, device, precision):
+        gate.wait(60)
+        return colour_model
+
+    with EmbeddingCache(tmp_path / "c.sqlite3") as cache:
+        embedder = Embedder(colour_model.spec, "cpu", cache, "fp32", loader=slow_loader)
+        report = run_index([tmp_path / "p"], embedder, RunOptions(workers=1))
+        assert len(report.failures) == 1 and embedder.loading
+    gate.set()
+    embedder._loading.join(60)
+    assert embedder._load_error is None and embedder.loaded is colour_model
+    with EmbeddingCache(tmp_path / "c.sqlite3") as cache:  # registered when the model is first used
+        embedder.cache = cache
+        embedder.model()
+        assert cache.logit_scale(embedder.cache_model_id()) == pytest.approx(colour_model.logit_scale)

@@ -100,6 +100,7 @@ class RunSettings:
     precision: Precision | None = None
     batch_size: int | None = None
     workers: int | None = None
+    gpu_decode: bool | None = None
     threads: int | None = None
     max_megapixels: float | None = None
     no_pairs: bool = False
@@ -179,7 +180,22 @@ _SHARED: dict[str, tuple[Any, Any]] = {
         Annotated[
             int | None,
             typer.Option(
-                "--workers", min=1, help="Decode threads. [default: from the CPU count, at most 4]", show_default=False
+                "--workers",
+                min=1,
+                help="Decode threads. [default: from the CPU count: at most 4 on CPUs, all but two beside a GPU]",
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    "gpu_decode": (
+        Annotated[
+            bool | None,
+            typer.Option(
+                "--gpu-decode/--no-gpu-decode",
+                help="On CUDA, decode JPEGs on the GPU too (nvJPEG), beside the CPU threads. "
+                "[default: on when the model runs on CUDA]",
+                show_default=False,
             ),
         ],
         None,

@@ -59,7 +59,7 @@ def run_command(
     from clipsort.embed import Embedder
     from clipsort.labels import load_labels
     from clipsort.model import RANDOM, load_model, parse_spec
-    from clipsort.pipeline import RunOptions, check_roots
+    from clipsort.pipeline import RunOptions, check_roots, check_run_options
 
     ui = ui or Ui(quiet=common.quiet, json_lines=common.json_out)
     with contextlib.ExitStack() as stack:
@@ -98,7 +98,14 @@ def run_command(
         embedder = Embedder(spec, choice.device, cache, choice.precision, on_load=loaded, loader=loader)
         if spec.pretrained == RANDOM:
             ui.warn("random weights (--pretrained none): the labels will be meaningless")
-        run_options = RunOptions(choice.batch_size, choice.workers, common.max_megapixels, pairs=not common.no_pairs)
+        run_options = RunOptions(
+            choice.batch_size,
+            choice.workers,
+            common.max_megapixels,
+            pairs=not common.no_pairs,
+            gpu_decode=common.gpu_decode,
+        )
+        check_run_options(run_options, embedder.device)
         try:
             report = work(label_set, embedder, run_options, ui)
         except KeyboardInterrupt:
