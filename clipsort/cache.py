@@ -143,8 +143,11 @@ def sample_hash(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def path_key(path: Path | str) -> bytes:
-    """How the cache names a photo: its absolute path (not resolved: a link is its own name), as bytes."""
+def path_key(path: Path | str | object) -> bytes:
+    """How the cache names a photo: its absolute path (not resolved: a link is its own name), as bytes;
+    an object in a store (:class:`clipsort.remote.RemotePath`): its URL."""
+    if not isinstance(path, (str, os.PathLike)) or "://" in str(path):
+        return str(path).encode("utf-8")
     return os.fsencode(os.path.abspath(path))
 
 

@@ -13,6 +13,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from clipsort.formats import KNOWN_EXTENSIONS, format_of, is_raw
 
@@ -73,6 +74,9 @@ def discover(
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
     for root in roots:
+        if "://" in str(root):  # an object store's URL (the Ray engine): clipsort.remote
+            yield from _discover_remote(root, on_error)
+            continue
         root = Path(root)
         try:
             st = root.stat()
@@ -88,6 +92,22 @@ def discover(
             on_error(root, f"not an image file name (known extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
         elif _first_sight(st, seen_files):
             yield ImageRef(root, st.st_size, st.st_mtime_ns)
+
+
+def _discover_remote(root: object, on_error: OnError) -> Iterator[ImageRef]:
+    """The images under a URL. Their paths are :class:`clipsort.remote.RemotePath` objects, which
+    have the parts of a Path the pipeline reads (name, suffix, parent) and are never opened locally."""
+    from clipsort.remote import RemotePath
+    from clipsort.remote import discover as listing
+
+    url = root if isinstance(root, RemotePath) else RemotePath(str(root))
+    found = False
+    for path, size, mtime_ns in listing(url):
+        found = True
+        if is_image_name(path.name):
+            yield ImageRef(cast(Path, path), size, mtime_ns)
+    if not found:
+        on_error(cast(Path, url), "no such object or prefix")
 
 
 def _first_sight(st: os.stat_result, seen: set[tuple[int, int]]) -> bool:

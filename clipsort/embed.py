@@ -278,6 +278,8 @@ class Embedder:
         vector = cache.lookup_path(model_id, ref.path, ref.size, ref.mtime_ns, reader)
         if vector is not None:
             return Resolved(ref, "cache", vector=vector)
+        if "://" in str(ref.path):  # an object in a store: fingerprinted where it is read (engine_ray)
+            return Resolved(ref, "decode")
         try:
             fingerprint = file_fingerprint(ref.path)
         except OSError as exc:

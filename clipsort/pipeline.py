@@ -74,6 +74,12 @@ class RunOptions:
     #: JPEGs decoded by the model's device too (nvJPEG), beside the CPU threads: None on CUDA
     #: when the model allows it; True also decodes them on CPU tensors (to compare; tests).
     gpu_decode: bool | None = None
+    #: ``local`` (this machine's threads) or ``ray`` (a Ray cluster: :mod:`clipsort.engine_ray`).
+    engine: str = "local"
+    #: The Ray cluster to join (``auto``, ``ray://HOST:PORT``); None starts one on this machine.
+    address: str | None = None
+    #: The device the user asked for, before this machine resolved it (a cluster may have GPUs).
+    ray_device: str = "auto"
 
 
 def default_workers(device: str = "cpu") -> int:
@@ -88,7 +94,11 @@ def default_workers(device: str = "cpu") -> int:
 
 def check_run_options(run: RunOptions, device: str) -> None:
     """Refuse options that cannot apply to ``device`` (resolved)."""
-    if run.gpu_decode and not device.startswith("cuda"):
+    if run.engine not in ("local", "ray"):
+        raise UsageError(f"unknown engine {run.engine!r}: use local or ray")
+    if run.address and run.engine != "ray":
+        raise UsageError("--address is for --engine ray")
+    if run.gpu_decode and run.engine == "local" and not device.startswith("cuda"):
         raise UsageError(f"--gpu-decode needs a CUDA device; the model runs on {device} here")
 
 
@@ -104,7 +114,7 @@ def look_ahead(batch_size: int, device: str, loading: bool) -> int:
 
 def check_roots(roots: Sequence[Path]) -> None:
     """Every path given must exist (a typo should not look like an empty library)."""
-    missing = [str(r) for r in roots if not os.path.lexists(r)]
+    missing = [str(r) for r in roots if "://" not in str(r) and not os.path.lexists(r)]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
 
@@ -155,6 +165,12 @@ def embedded_photos(
     memory stays bounded. Vectors are committed to the cache batch by batch. Files that fail
     are reported and skipped.
     """
+
+    if run.engine == "ray":
+        from clipsort.engine_ray import ray_embedded_photos
+
+        yield from ray_embedded_photos(refs, embedder, run, report, events)
+        return
 
     def batch_size() -> int:
         # Known once the model has loaded (started by the first photo that needs it).
@@ -249,6 +265,9 @@ def photos_to_score(
     roots: Sequence[Path], run: RunOptions, report: Report, events: Events, side_files: SideFiles | None = None
 ) -> tuple[list[ImageRef], dict[Path, list[ImageRef]]]:
     """The photos to embed and judge, and each JPEG's RAW partners (RAW+JPEG pairs are judged once)."""
+    urls = [str(root) for root in roots if "://" in str(root)]
+    if urls and run.engine != "ray":
+        raise UsageError(f"{urls[0]}: URLs are read by the Ray engine: add --engine ray (docs/scale-out.md)")
     refs = find_photos(roots, report, events, side_files)
     partners: dict[Path, list[ImageRef]] = {}
     if run.pairs:

@@ -399,8 +399,15 @@ def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file in the same folder and a rename.
 
     A crash leaves either the old file or the new one, never a half-written one.
-    An existing file's permission bits are kept.
+    An existing file's permission bits are kept. An object in a store
+    (:class:`clipsort.remote.RemotePath`) is written in one PUT, which is atomic there.
     """
+    if "://" in str(path):
+        try:
+            path.write_bytes(data)
+        except OSError as exc:
+            raise SidecarError(path, f"cannot write sidecar: {exc.strerror or exc}") from None
+        return
     folder = path.parent
     try:
         mode = path.stat().st_mode & 0o7777 if path.exists() else None

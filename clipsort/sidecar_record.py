@@ -71,6 +71,8 @@ class SidecarRecord:
 
     def has_keywords(self, sidecar: Path) -> bool | None:
         """Whether clipsort's keywords are in ``sidecar`` by the record; None when the record cannot say."""
+        if "://" in str(sidecar):  # in a store: the record keeps local sidecars only
+            return None
         known = self._known.get(os.fsencode(sidecar))
         if known is None or _stat(sidecar) != (known.size, known.mtime_ns):
             return None

@@ -63,6 +63,11 @@ def check_unsorted_name(labels: LabelSet, name: str) -> None:
 
 def check_sort_options(roots: Sequence[Path], labels: LabelSet, options: SortOptions) -> Path:
     """Validate what can be validated before any work; returns the destination folder."""
+    urls = [str(root) for root in roots if "://" in str(root)]
+    if urls:
+        raise UsageError(
+            f"{urls[0]}: sort cannot move photos in object storage yet (index and tag can, with --engine ray)"
+        )
     dest = sort_destination(roots, options.dest)
     check_unsorted_name(labels, options.unsorted)
     if dest.exists() and not dest.is_dir():

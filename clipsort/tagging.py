@@ -209,7 +209,8 @@ class _Writer:
             digest = digest_of("json", json_text(photo, self.model_name, scores, names))
         else:
             keywords, digest = self._keywords(tuple(names), kept)
-        if self.record.unchanged(path, digest, self.seen.get(str(path))):
+        remote = "://" in str(path)  # a sidecar in a store: no record of it (no cheap stat there)
+        if not remote and self.record.unchanged(path, digest, self.seen.get(str(path))):
             self.unchanged += 1
             return path
         if options.sidecar == "json":
@@ -223,6 +224,8 @@ class _Writer:
                 return path
             append = options.mode == "append"
             write_xmp(photo, keywords, self.tag_root, self.model_name, options.xmp_name, append=append)
+        if remote:
+            return path
         has_keywords = bool(kept) or (options.mode == "append" and holds_clipsort_keywords(path))
         self.record.wrote(path, digest, has_keywords)
         return path

@@ -39,6 +39,11 @@ class Device(str, Enum):
     mps = "mps"
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -47,8 +52,20 @@ class Precision(str, Enum):
     int8 = "int8"
 
 
+def _location(argument: str) -> Any:
+    from clipsort.remote import location
+
+    return location(argument)
+
+
 PathsArg = Annotated[
-    list[Path], typer.Argument(help="Photos and folders (walked recursively).", show_default=False, metavar="PATH")
+    list[Path],
+    typer.Argument(
+        help="Photos and folders (walked recursively); with --engine ray also URLs (s3://bucket/photos).",
+        show_default=False,
+        metavar="PATH",
+        parser=_location,
+    ),
 ]
 LabelsOpt = Annotated[
     Path,
@@ -101,6 +118,8 @@ class RunSettings:
     batch_size: int | None = None
     workers: int | None = None
     gpu_decode: bool | None = None
+    engine: Engine = Engine.local
+    address: str | None = None
     threads: int | None = None
     max_megapixels: float | None = None
     no_pairs: bool = False
@@ -195,6 +214,30 @@ _SHARED: dict[str, tuple[Any, Any]] = {
                 "--gpu-decode/--no-gpu-decode",
                 help="On CUDA, decode JPEGs on the GPU too (nvJPEG), beside the CPU threads. "
                 "[default: on when the model runs on CUDA]",
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    "engine": (
+        Annotated[
+            Engine,
+            typer.Option(
+                "--engine",
+                help="local: this machine's threads. ray: a Ray cluster (pip install 'clipsort[ray]'; "
+                "docs/scale-out.md); vectors still go to this machine's cache.",
+                case_sensitive=False,
+            ),
+        ],
+        Engine.local,
+    ),
+    "address": (
+        Annotated[
+            str | None,
+            typer.Option(
+                "--address",
+                help="With --engine ray: the cluster to join (auto, or ray://HOST:10001). "
+                "[default: start Ray on this machine]",
                 show_default=False,
             ),
         ],

@@ -95,7 +95,13 @@ def run_command(
         def loaded(model) -> None:  # noqa: ANN001
             ui.info(f"model {model.name} on {model.describe()}")
 
-        embedder = Embedder(spec, choice.device, cache, choice.precision, on_load=loaded, loader=loader)
+        device, precision = choice.device, choice.precision
+        if common.engine.value == "ray":
+            from clipsort.engine_ray import driver_choice
+
+            with ui.status("starting Ray..." if common.address is None else f"joining Ray at {common.address}..."):
+                device, precision = driver_choice(common.address, choice.device, choice.precision)
+        embedder = Embedder(spec, device, cache, precision, on_load=loaded, loader=loader)
         if spec.pretrained == RANDOM:
             ui.warn("random weights (--pretrained none): the labels will be meaningless")
         run_options = RunOptions(
@@ -104,6 +110,9 @@ def run_command(
             common.max_megapixels,
             pairs=not common.no_pairs,
             gpu_decode=common.gpu_decode,
+            engine=common.engine.value,
+            address=common.address,
+            ray_device=choice.device,
         )
         check_run_options(run_options, embedder.device)
         try:
