@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from clipsort.errors import ClipsortError
+from clipsort.remote import RemotePath, is_url
 
 SCHEMA_VERSION = 3
 #: Identifies clipsort's cache files (PRAGMA application_id): "ClSt".
@@ -143,10 +144,10 @@ def sample_hash(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def path_key(path: Path | str | object) -> bytes:
+def path_key(path: Path | str | RemotePath) -> bytes:
     """How the cache names a photo: its absolute path (not resolved: a link is its own name), as bytes;
     an object in a store (:class:`clipsort.remote.RemotePath`): its URL."""
-    if not isinstance(path, (str, os.PathLike)) or "://" in str(path):
+    if isinstance(path, RemotePath) or is_url(path):
         return str(path).encode("utf-8")
     return os.fsencode(os.path.abspath(path))
 

@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from clipsort.discover import ImageRef
+from clipsort.formats import format_of
 
 if TYPE_CHECKING:
     from clipsort.decode_tensor import JpegDecoder
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: Threads that read files for the device's decoder (reads overlap its decoding).
 READERS = 4
-_JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 
 
 class DecodePool:
@@ -151,7 +151,8 @@ class DecodePool:
         resolved = self.embedder.lookup(ref)
         if resolved.vector is not None:
             return resolved
-        if self._decoder is not None and ref.path.suffix.lower() in _JPEG_SUFFIXES:
+        fmt = format_of(ref.path.name)
+        if self._decoder is not None and fmt is not None and fmt.name == "JPEG":
             with self._lock:
                 self._jpegs.append((resolved, future))
                 self._device_cond.notify()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import cast
 
 from clipsort.formats import KNOWN_EXTENSIONS, format_of, is_raw
+from clipsort.remote import is_url
 
 #: File extensions (lower case) treated as images: every format of clipsort.formats, readable here or not.
 IMAGE_EXTENSIONS = KNOWN_EXTENSIONS
@@ -74,7 +75,7 @@ def discover(
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
     for root in roots:
-        if "://" in str(root):  # an object store's URL (the Ray engine): clipsort.remote
+        if is_url(root):  # an object store's URL (the Ray engine): clipsort.remote
             yield from _discover_remote(root, on_error)
             continue
         root = Path(root)

@@ -21,6 +21,7 @@ from clipsort.discover import ImageRef
 from clipsort.errors import DecodeError, ModelError
 from clipsort.model import ModelSpec, model_identity, resolve_device, resolve_precision
 from clipsort.phash import perceptual_hash
+from clipsort.remote import is_url
 
 if TYPE_CHECKING:
     from clipsort.model import LoadedModel as ClipModel
@@ -278,7 +279,7 @@ class Embedder:
         vector = cache.lookup_path(model_id, ref.path, ref.size, ref.mtime_ns, reader)
         if vector is not None:
             return Resolved(ref, "cache", vector=vector)
-        if "://" in str(ref.path):  # an object in a store: fingerprinted where it is read (engine_ray)
+        if is_url(ref.path):  # an object in a store: fingerprinted where it is read (engine_ray)
             return Resolved(ref, "decode")
         try:
             fingerprint = file_fingerprint(ref.path)

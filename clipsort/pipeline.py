@@ -25,6 +25,7 @@ from clipsort.embed import Embedder, Resolved
 from clipsort.errors import ClipsortError, FileFailure, UsageError
 from clipsort.formats import Format, available, format_of
 from clipsort.labels import LabelSet
+from clipsort.remote import is_url
 from clipsort.report import PhotoResult, Report
 
 
@@ -265,7 +266,7 @@ def photos_to_score(
     roots: Sequence[Path], run: RunOptions, report: Report, events: Events, side_files: SideFiles | None = None
 ) -> tuple[list[ImageRef], dict[Path, list[ImageRef]]]:
     """The photos to embed and judge, and each JPEG's RAW partners (RAW+JPEG pairs are judged once)."""
-    urls = [str(root) for root in roots if "://" in str(root)]
+    urls = [str(root) for root in roots if is_url(root)]
     if urls and run.engine != "ray":
         raise UsageError(f"{urls[0]}: URLs are read by the Ray engine: add --engine ray (docs/scale-out.md)")
     refs = find_photos(roots, report, events, side_files)

@@ -20,6 +20,7 @@ from clipsort.errors import UsageError
 
 
 def is_url(where: object) -> bool:
+    """Whether ``where`` names an object in a store (a URL) rather than a local path: the one rule."""
     return isinstance(where, RemotePath) or "://" in str(where)
 
 
@@ -98,7 +99,7 @@ class RemotePath:
 
 def location(argument: str) -> Path | RemotePath:
     """A command-line PATH: a URL (``s3://bucket/photos``) or a local path."""
-    return RemotePath(argument) if "://" in argument else Path(argument)
+    return RemotePath(argument) if is_url(argument) else Path(argument)
 
 
 def filesystem(url: str | RemotePath) -> tuple[Any, str]:

@@ -27,6 +27,7 @@ from xml.parsers.expat import ExpatError
 
 from clipsort.errors import SidecarError
 from clipsort.labels import Label
+from clipsort.remote import is_url
 
 #: minidom nodes; its type stubs make every parent and document optional, which the code here never meets.
 _Dom = Any
@@ -402,7 +403,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     An existing file's permission bits are kept. An object in a store
     (:class:`clipsort.remote.RemotePath`) is written in one PUT, which is atomic there.
     """
-    if "://" in str(path):
+    if is_url(path):
         try:
             path.write_bytes(data)
         except OSError as exc:

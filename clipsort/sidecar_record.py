@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clipsort.cache import EmbeddingCache, transaction
+from clipsort.remote import is_url
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS sidecars(
@@ -71,7 +72,7 @@ class SidecarRecord:
 
     def has_keywords(self, sidecar: Path) -> bool | None:
         """Whether clipsort's keywords are in ``sidecar`` by the record; None when the record cannot say."""
-        if "://" in str(sidecar):  # in a store: the record keeps local sidecars only
+        if is_url(sidecar):  # in a store: the record keeps local sidecars only
             return None
         known = self._known.get(os.fsencode(sidecar))
         if known is None or _stat(sidecar) != (known.size, known.mtime_ns):

@@ -26,6 +26,7 @@ from clipsort.pipeline import (
     score_all,
     scores_of,
 )
+from clipsort.remote import is_url
 from clipsort.report import PhotoResult, Report
 
 
@@ -63,7 +64,7 @@ def check_unsorted_name(labels: LabelSet, name: str) -> None:
 
 def check_sort_options(roots: Sequence[Path], labels: LabelSet, options: SortOptions) -> Path:
     """Validate what can be validated before any work; returns the destination folder."""
-    urls = [str(root) for root in roots if "://" in str(root)]
+    urls = [str(root) for root in roots if is_url(root)]
     if urls:
         raise UsageError(
             f"{urls[0]}: sort cannot move photos in object storage yet (index and tag can, with --engine ray)"

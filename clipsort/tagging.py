@@ -28,6 +28,7 @@ from clipsort.pipeline import (
     score_all,
     scores_of,
 )
+from clipsort.remote import is_url
 from clipsort.report import PhotoResult, Report
 from clipsort.sidecar import (
     Keywords,
@@ -209,7 +210,7 @@ class _Writer:
             digest = digest_of("json", json_text(photo, self.model_name, scores, names))
         else:
             keywords, digest = self._keywords(tuple(names), kept)
-        remote = "://" in str(path)  # a sidecar in a store: no record of it (no cheap stat there)
+        remote = is_url(path)  # a sidecar in a store: no record of it (no cheap stat there)
         if not remote and self.record.unchanged(path, digest, self.seen.get(str(path))):
             self.unchanged += 1
             return path
