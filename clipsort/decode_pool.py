@@ -70,11 +70,12 @@ class DecodePool:
 
     def map(self, function: Callable[[T], Any], items: Sequence[T]) -> None:
         """Run ``function`` on every item in the CPU threads, before any other work; wait for all."""
-        futures: list[Future[None]] = []
+        futures: list[Future[Any]] = []
         with self._cond:
             for item in items:
-                future: Future[None] = Future()
-                self._urgent.append(_call(function, item, future))
+                future: Future[Any] = Future()
+                # True: a result that is not None, so that _into sets the future.
+                self._urgent.append(_into(future, lambda x: function(x) or True, item))
                 futures.append(future)
             self._cond.notify_all()
         for future in futures:
@@ -242,17 +243,5 @@ def _into(future: Future[Any], function: Callable[..., Any], *args: Any) -> Call
         else:
             if result is not None:
                 future.set_result(result)
-
-    return task
-
-
-def _call(function: Callable[[Any], Any], item: Any, future: Future[None]) -> Callable[[], None]:
-    def task() -> None:
-        try:
-            function(item)
-        except BaseException as exc:  # noqa: BLE001 - the run's thread raises it
-            future.set_exception(exc)
-        else:
-            future.set_result(None)
 
     return task

@@ -41,8 +41,6 @@ if TYPE_CHECKING:
     from clipsort.pipeline import Events, RunOptions
     from clipsort.report import Report
 
-#: The Ray versions clipsort is tested with (the ``ray`` extra pins the same range).
-RAY_VERSIONS = ">=2.50,<2.64"
 #: Environment the workers need to load the same model the same way and to read the same storage
 #: (with every ``CLIPSORT_*``, ``AWS_*`` and ``FSSPEC_*`` variable): sent with each actor, since a
 #: cluster's workers do not share the driver's environment.
@@ -137,25 +135,21 @@ def decode_batch(batch: dict[str, np.ndarray], min_side: int, max_pixels: int, e
     pixels: list[np.ndarray] = []
     fingerprints, hashes, errors = [], [], []
     for where in batch["path"]:
+        fingerprint, picture, error = b"", None, ""
         try:
             with local_copy(str(where)) as path:
                 fingerprint = file_fingerprint(path)
                 picture = load_image(path, min_side=min_side)
-            pixels.append(np.asarray(picture.convert("RGB"), dtype=np.uint8))
-            fingerprints.append(fingerprint)
-            hashes.append(perceptual_hash(picture))
-            errors.append("")
-        except DecodeError as error:
-            pixels.append(np.zeros((1, 1, 3), dtype=np.uint8))
-            fingerprints.append(b"")
-            hashes.append(0)
-            errors.append(error.reason)
+        except DecodeError as failure:
+            error = failure.reason
         except Exception as exc:  # noqa: BLE001 - storage errors (OSError, botocore's, ...)
-            pixels.append(np.zeros((1, 1, 3), dtype=np.uint8))
-            fingerprints.append(b"")
-            hashes.append(0)
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
-            errors.append(f"cannot read: {reason}")
+            error = f"cannot read: {reason}"
+        # A failed photo is a row with its reason and placeholder values.
+        pixels.append(np.zeros((1, 1, 3), np.uint8) if picture is None else np.asarray(picture.convert("RGB")))
+        fingerprints.append(fingerprint if picture is not None else b"")
+        hashes.append(0 if picture is None else perceptual_hash(picture))
+        errors.append(error)
     out = np.empty(len(pixels), dtype=object)
     out[:] = pixels
     return {

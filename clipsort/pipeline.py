@@ -183,7 +183,8 @@ def embedded_photos(
     device = embedder.device
     workers = run.workers or default_workers(device)
     set_max_megapixels(run.max_megapixels or default_max_megapixels(workers))
-    wants_device = run.gpu_decode if run.gpu_decode is not None else (device.startswith("cuda") or None)
+    # The device's JPEG decoder joins once the model has loaded (on CUDA unless --no-gpu-decode).
+    device_decoder_pending = run.gpu_decode if run.gpu_decode is not None else device.startswith("cuda")
     pending: deque[tuple[ImageRef, Future[Resolved]]] = deque()
     refs_iter = iter(refs)
     chunk: list[Resolved] = []
@@ -191,8 +192,8 @@ def embedded_photos(
     with DecodePool(embedder, workers) as pool:
         try:
             while True:
-                if wants_device and embedder.loaded is not None:
-                    wants_device = None
+                if device_decoder_pending and embedder.loaded is not None:
+                    device_decoder_pending = False
                     _start_device_decoder(pool, embedder, report, events)
                 size = batch_size()
                 ahead = look_ahead(size, device, embedder.loading)

@@ -175,7 +175,9 @@ def local_copy(where: str | Path | RemotePath) -> Iterator[Path]:
         yield Path(str(where))
         return
     fs, path = filesystem(str(where))
-    if getattr(fs, "protocol", None) in ("file", ("file", "local")) or fs.__class__.__name__ == "LocalFileSystem":
+    from fsspec.implementations.local import LocalFileSystem
+
+    if isinstance(fs, LocalFileSystem):  # file:// needs no copy
         yield Path(path)
         return
     suffix = PurePosixPath(path).suffix

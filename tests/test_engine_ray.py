@@ -30,14 +30,11 @@ def local_ray(shared_runtime_dir: Path):
     ray.shutdown()
 
 
-def _sidecar_keywords(folder: Path) -> dict[str, list[str]]:
-    found = {}
-    for sidecar in sorted(folder.rglob("*.xmp")):
-        text = sidecar.read_text(encoding="utf-8")
-        found[str(sidecar.relative_to(folder))] = sorted(
-            part.split("</rdf:li>")[0] for part in text.split("<rdf:li>")[1:]
-        )
-    return found
+def _sidecar_keywords(folder: Path) -> dict[str, dict[str, list[str]]]:
+    """Every XMP sidecar under ``folder``, as clipsort's own reader parses its keyword fields."""
+    from clipsort.sidecar import read_keywords
+
+    return {str(s.relative_to(folder)): read_keywords(s) for s in sorted(folder.rglob("*.xmp"))}
 
 
 def test_ray_engine_gives_the_local_engines_labels_and_sidecars(tmp_path: Path, capsys, labels_file, local_ray):
@@ -170,6 +167,9 @@ def s3_server(monkeypatch):
 def test_photos_in_s3_are_indexed_and_tagged_through_urls(tmp_path: Path, capsys, labels_file, local_ray, s3_server):
     import s3fs
 
+    from clipsort.remote import RemotePath
+    from clipsort.sidecar import read_keywords
+
     photos = make_colour_photos(tmp_path / "p", ["red", "green", "blue"], 9, min_px=100, max_px=500)
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server})
     fs.mkdir("photos")
@@ -191,8 +191,9 @@ def test_photos_in_s3_are_indexed_and_tagged_through_urls(tmp_path: Path, capsys
     for record in lines:  # a sidecar beside each photo in the bucket, read back from the bucket
         sidecar = record["sidecar"]
         assert sidecar.startswith("s3://photos/library/") and sidecar.endswith(".xmp")
-        text = fs.cat_file(sidecar[len("s3://") :]).decode("utf-8")
-        assert all(f"<rdf:li>clipsort|{label}</rdf:li>" in text or label in text for label in record["labels"])
+        keywords = read_keywords(RemotePath(sidecar))  # read through fsspec, from the bucket
+        assert keywords["clipsort"]["subject"] == record["labels"]
+        assert keywords["clipsort"]["hierarchicalSubject"] == [f"clipsort|{label}" for label in record["labels"]]
     assert "embedded 0, from cache 9" in err, err  # the index before embedded them all
 
 
