@@ -58,8 +58,10 @@ def _location(argument: str) -> Any:
     return location(argument)
 
 
+# Each a Path or a clipsort.remote.RemotePath (a URL), as _location returns it. Declared Any:
+# Typer before 0.29 turns a value of a parameter declared Path that is not a Path into one.
 PathsArg = Annotated[
-    list[Path],
+    list[Any],
     typer.Argument(
         help="Photos and folders (walked recursively); with --engine ray also URLs (s3://bucket/photos).",
         show_default=False,
