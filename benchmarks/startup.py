@@ -55,9 +55,9 @@ def recording_torchscript(path, threads):
     opened.append(path.stem)
     return original_torchscript(path, threads)
 runtime.torchscript_tower = recording_torchscript
-from clipsort.cli import main
+from clipsort.cli import run
 try:
-    main(sys.argv[1:])
+    run(sys.argv[1:])  # as the console script runs
 except SystemExit as exit:
     code = exit.code
 print("TOWERS", ",".join(opened) or "none", "TORCH", "torch" in sys.modules, file=sys.stderr)

@@ -188,8 +188,8 @@ def clipsort_command(folder: Path, args: argparse.Namespace, precision: str, cac
     ``folder``, in a fresh process."""
     gpu_flag = {None: "", True: ", '--gpu-decode'", False: ", '--no-gpu-decode'"}[args.gpu_decode]
     script = (
-        "import resource, sys\nfrom clipsort.cli import main\ntry:\n"
-        f"    main(['index', {str(folder)!r}, '--model', {args.model!r}, '--pretrained', {args.pretrained!r},"
+        "import resource, sys\nfrom clipsort.cli import run\ntry:\n"
+        f"    run(['index', {str(folder)!r}, '--model', {args.model!r}, '--pretrained', {args.pretrained!r},"
         f" '--precision', {precision!r}, '--batch-size', '{args.batch_size}', '--quiet', '--device', {args.device!r},"
         f" '--cache', {str(cache)!r}{gpu_flag}])\n"
         "except SystemExit as exit:\n    assert not exit.code, exit.code\n"

@@ -1,6 +1,6 @@
 """``python -m clipsort``."""
 
-from clipsort.cli import main
+from clipsort.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -108,6 +108,31 @@ def text_tower(path: Any, threads: int, manifest: dict[str, Any]) -> TextTower:
     )
 
 
+class _Beside:
+    """``work()`` in a thread of its own; :meth:`result` waits for it and returns or raises what it did."""
+
+    def __init__(self, work: Callable[[], T]) -> None:
+        import threading
+
+        self._work = work
+        self._outcome: tuple[bool, Any] = (False, None)
+        self._thread = threading.Thread(target=self._run, name="clipsort-open", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._outcome = (True, self._work())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            self._outcome = (False, exc)
+
+    def result(self) -> Any:
+        self._thread.join()
+        done, value = self._outcome
+        if not done:
+            raise value
+        return value
+
+
 class Preprocess:
     """open_clip's eval transform (``resize_mode`` shortest or squash) on Pillow alone, to uint8 CHW."""
 
@@ -247,9 +272,17 @@ class OnnxClip:
         if self._text is None:
             from clipsort.tokenizer import ClipTokenizer
 
+            # ONNX Runtime opens the tower without holding the GIL (0.1-0.15 s for ViT-B-32), so
+            # it opens beside the tokenizer's loading and the prompts' tokenizing.
+            part = self.text_part
+            opening = _Beside(lambda: self._open_text(self.artifact.file(part), self.threads))
             tokenizer = self.artifact.tokenizer
             self._tokenizer = ClipTokenizer(tokenizer["vocabulary"], tokenizer["context_length"], tokenizer["clean"])
-            self._text = self._tower(
-                self.text_part, lambda path, threads: text_tower(path, threads, self.artifact.manifest)
-            )
-        return normalise(self._text(self._tokenizer(list(texts)), batch_size))
+            tokens = self._tokenizer(list(texts))
+            try:
+                self._text = opening.result()
+            except DamagedArtifact:  # removed and rebuilt here, in the run's thread
+                self._text = self._tower(part, self._open_text)
+        else:
+            tokens = self._tokenizer(list(texts))
+        return normalise(self._text(tokens, batch_size))
