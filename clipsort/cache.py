@@ -44,6 +44,8 @@ APPLICATION_ID = 0x436C5374
 #: Bumped whenever decoding or preprocessing changes the pixels a model sees.
 DECODE_VERSION = "decode-1"
 FINGERPRINT_CHUNK = 64 * 1024
+#: Paths looked up in one query (SQLite allows 999 parameters in builds before 3.32).
+LOOKUP_CHUNK = 500
 
 # Vectors are about 1 KB (512 float16s): in a WITHOUT ROWID table a row that size spills onto
 # an overflow page of its own, which made schema 1 files 4.7x larger than their data (470 MB
@@ -353,16 +355,28 @@ class EmbeddingCache:
     def lookup_path(
         self, model_id: int, path: Path, size: int, mtime_ns: int, db: sqlite3.Connection | None = None
     ) -> np.ndarray | None:
-        row = (
-            (db or self.db)
-            .execute(
-                "SELECT size, mtime_ns, vector FROM images WHERE model_id=? AND path=?", (model_id, path_key(path))
+        return self.lookup_paths(model_id, [(path, size, mtime_ns)], db)[0]
+
+    def lookup_paths(
+        self, model_id: int, photos: Sequence[tuple[Path, int, int]], db: sqlite3.Connection | None = None
+    ) -> list[np.ndarray | None]:
+        """For each (path, size, mtime_ns), the vector cached for that path if its size and mtime
+        are the same, else None. One query per :data:`LOOKUP_CHUNK` paths: a re-run over a library
+        that is all cached spent most of its time on one query per photo."""
+        keys = [path_key(path) for path, _, _ in photos]
+        found: dict[bytes, tuple[int, int, bytes]] = {}
+        for chunk in _chunks(sorted(set(keys)), LOOKUP_CHUNK):
+            query = (
+                "SELECT path, size, mtime_ns, vector FROM images"
+                f" WHERE model_id=? AND path IN ({','.join('?' * len(chunk))})"
             )
-            .fetchone()
-        )
-        if row is None or row[0] != size or row[1] != mtime_ns:
-            return None
-        return from_blob(row[2])
+            for key, size, mtime_ns, blob in (db or self.db).execute(query, (model_id, *chunk)):
+                found[key] = (size, mtime_ns, blob)
+        vectors: list[np.ndarray | None] = []
+        for key, (_, size, mtime_ns) in zip(keys, photos, strict=True):
+            row = found.get(key)
+            vectors.append(from_blob(row[2]) if row is not None and row[:2] == (size, mtime_ns) else None)
+        return vectors
 
     def lookup_fingerprint(
         self, model_id: int, fingerprint: bytes, db: sqlite3.Connection | None = None

@@ -266,15 +266,23 @@ class Embedder:
         resolved = self.lookup(ref)
         return resolved if resolved.vector is not None else self.decode(resolved)
 
+    def cached(self, refs: Sequence[ImageRef]) -> list[Resolved | None]:
+        """Each photo the cache holds at its path with its size and mtime (a vector, nothing to
+        decode), else None (:meth:`lookup` then looks further); a few queries for many photos."""
+        cache = self.cache
+        if cache is None or not refs:
+            return [None] * len(refs)
+        vectors = cache.lookup_paths(
+            self.cache_model_id(), [(ref.path, ref.size, ref.mtime_ns) for ref in refs], cache.reader()
+        )
+        return [None if v is None else Resolved(ref, "cache", vector=v) for ref, v in zip(refs, vectors, strict=True)]
+
     def lookup(self, ref: ImageRef) -> Resolved:
         """``ref``'s vector from the cache (same file, or same content elsewhere), or a photo to decode."""
         cache = self.cache
         if cache is None:
             return Resolved(ref, "decode")
-        if self._model_id is None:
-            self.model()  # a model that must be downloaded before it can be identified
-        model_id = self._model_id
-        assert model_id is not None
+        model_id = self.cache_model_id()
         reader = cache.reader()
         vector = cache.lookup_path(model_id, ref.path, ref.size, ref.mtime_ns, reader)
         if vector is not None:

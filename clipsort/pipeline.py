@@ -6,6 +6,7 @@ renders those as progress, warnings and JSON lines) and fills a :class:`Report`.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,9 @@ from clipsort.formats import Format, available, format_of
 from clipsort.labels import LabelSet
 from clipsort.remote import is_url
 from clipsort.report import PhotoResult, Report
+
+#: Photos looked up in the cache at a time by the run's thread, before any goes to a decode thread.
+LOOKUP_BLOCK = 256
 
 
 class Events(Protocol):
@@ -185,8 +189,18 @@ def embedded_photos(
     set_max_megapixels(run.max_megapixels or default_max_megapixels(workers))
     # The device's JPEG decoder joins once the model has loaded (on CUDA unless --no-gpu-decode).
     device_decoder_pending = run.gpu_decode if run.gpu_decode is not None else device.startswith("cuda")
-    pending: deque[tuple[ImageRef, Future[Resolved]]] = deque()
+    # Photos the cache holds at the same path, size and mtime are found here, a block at a time,
+    # and never go through the decode threads (a re-run of a library that is all cached).
+    pending: deque[tuple[ImageRef, Future[Resolved] | Resolved]] = deque()
+    looked_up: deque[tuple[ImageRef, Resolved | None]] = deque()
     refs_iter = iter(refs)
+
+    def next_photo() -> tuple[ImageRef, Resolved | None] | None:
+        if not looked_up:
+            block = list(itertools.islice(refs_iter, LOOKUP_BLOCK))
+            looked_up.extend(zip(block, embedder.cached(block), strict=True))
+        return looked_up.popleft() if looked_up else None
+
     chunk: list[Resolved] = []
     to_embed = 0
     with DecodePool(embedder, workers) as pool:
@@ -198,16 +212,17 @@ def embedded_photos(
                 size = batch_size()
                 ahead = look_ahead(size, device, embedder.loading)
                 while len(pending) < ahead:
-                    ref = next(refs_iter, None)
-                    if ref is None:
+                    photo = next_photo()
+                    if photo is None:
                         break
-                    pending.append((ref, pool.submit(ref)))
+                    ref, known = photo
+                    pending.append((ref, known if known is not None else pool.submit(ref)))
                 if not pending and not chunk:
                     break
                 if pending:
-                    ref, future = pending.popleft()
+                    ref, work = pending.popleft()
                     try:
-                        resolved = future.result()
+                        resolved = work if isinstance(work, Resolved) else work.result()
                     except FileFailure as failure:
                         fail(report, events, failure)
                     except (ClipsortError, KeyboardInterrupt):
@@ -226,8 +241,9 @@ def embedded_photos(
                     yield [(r.ref, v) for r, v in zip(chunk, vectors, strict=True)]
                     chunk, to_embed = [], 0
         finally:
-            for _, future in pending:
-                future.cancel()
+            for _, work in pending:
+                if not isinstance(work, Resolved):
+                    work.cancel()
             report.embedded = embedder.embedded
             report.cached = embedder.from_cache
             if pool.device_error is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import COLOUR_MODEL, make_colour_photos, write_random_model
+from conftest import COLOUR_MODEL, make_colour_photos, make_picture, write_random_model
 from PIL import Image
 
 import clipsort.embed
@@ -400,3 +401,60 @@ def test_paths_are_kept_absolute_and_a_folder_scan_takes_its_own_rows_once(tmp_p
         scanned = [r[0] for chunk in cache.scan(model, [tmp_path / "a", tmp_path / "a" / "b"]) for r in chunk]
         assert sorted(scanned) == sorted([path_key(tmp_path / "a/1.jpg"), path_key(tmp_path / "a/b/2.jpg")])
         assert [r[0] for c in cache.scan(model, [tmp_path / "a.jpg"]) for r in c] == [path_key(tmp_path / "a.jpg")]
+
+
+def test_many_photos_are_looked_up_at_once_each_by_its_path_size_and_mtime(tmp_path):
+    from clipsort.cache import LOOKUP_CHUNK
+
+    count = LOOKUP_CHUNK * 2 + 100  # three queries
+    with EmbeddingCache(tmp_path / "c.sqlite3") as cache:
+        model = cache.model_id("m", "m")
+        other = cache.model_id("other", "other")
+        paths = [tmp_path / f"{i:04d}.jpg" for i in range(count)]
+        vectors = [np.full(4, i, dtype=np.float32) for i in range(count)]
+        cache.put_images(
+            model, [(p, 100 + i, 7, b"%16d" % i, v, None) for i, (p, v) in enumerate(zip(paths, vectors, strict=True))]
+        )
+        cache.put_images(other, [(tmp_path / "only-other.jpg", 1, 1, b"o" * 16, vectors[0], None)])
+        asked = [(p, 100 + i, 7) for i, p in reversed(list(enumerate(paths)))]
+        asked += [
+            (paths[3], 103, 8),  # modified since (another mtime)
+            (paths[4], 99, 7),  # another size
+            (tmp_path / "never.jpg", 1, 1),
+            (tmp_path / "only-other.jpg", 1, 1),  # another model's photo
+            (paths[5], 105, 7),  # asked twice
+        ]
+        found = cache.lookup_paths(model, asked)
+    assert len(found) == len(asked)
+    for (path, _, _), vector in zip(asked[:count], found[:count], strict=True):
+        assert vector is not None and vector[0] == float(paths.index(path))
+    assert found[count : count + 4] == [None, None, None, None]
+    assert found[-1] is not None and found[-1][0] == 5.0
+
+
+def test_a_rerun_mixing_cached_and_edited_photos_keeps_each_photo_its_own_vector(tmp_path, counting, rgb_labels):
+    from clipsort.pipeline import LOOKUP_BLOCK
+
+    photos = make_colour_photos(tmp_path / "p", ["red", "green", "blue"], LOOKUP_BLOCK + 60, **SMALL)
+    with EmbeddingCache(tmp_path / "c.sqlite3") as cache:
+        run_index([tmp_path / "p"], embedder(cache, counting), RunOptions(batch_size=8))
+        ordered = sorted(photos)
+        edited = {ordered[5]: "blue", ordered[LOOKUP_BLOCK - 1]: "red", ordered[LOOKUP_BLOCK + 30]: "green"}
+        for photo, colour in edited.items():  # another picture, another colour
+            with Image.open(photo) as image:
+                size = image.size
+            make_picture(colour, size, random.Random(photo.name)).save(photo)
+            photos[photo] = colour
+        counting.decoded.clear()
+        report = run_tag(
+            [tmp_path / "p"],
+            rgb_labels,
+            embedder(cache, counting),
+            TagOptions(top_k=1, sidecar="json"),
+            RunOptions(batch_size=8),
+        )
+    assert sorted(counting.decoded) == sorted(edited)
+    assert (report.embedded, report.cached) == (3, len(photos) - 3)
+    for photo, colour in photos.items():
+        data = json.loads(photo.with_name(photo.name + ".clipsort.json").read_text(encoding="utf-8"))
+        assert data["labels"] == [colour], photo
