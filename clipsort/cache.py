@@ -166,6 +166,13 @@ def from_blob(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype=np.float16).astype(np.float32)
 
 
+def from_blobs(blobs: Sequence[bytes]) -> np.ndarray:
+    """The vectors of several blobs of one model, as the rows of one (n, dim) matrix."""
+    if not blobs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return from_blob(b"".join(blobs)).reshape(len(blobs), -1)
+
+
 def as_stored(vectors: np.ndarray) -> np.ndarray:
     """Vectors as the cache returns them (float16-rounded), so cached and fresh runs score alike."""
     return np.asarray(vectors, dtype=np.float16).astype(np.float32)
@@ -372,11 +379,13 @@ class EmbeddingCache:
             )
             for key, size, mtime_ns, blob in (db or self.db).execute(query, (model_id, *chunk)):
                 found[key] = (size, mtime_ns, blob)
-        vectors: list[np.ndarray | None] = []
-        for key, (_, size, mtime_ns) in zip(keys, photos, strict=True):
-            row = found.get(key)
-            vectors.append(from_blob(row[2]) if row is not None and row[:2] == (size, mtime_ns) else None)
-        return vectors
+        same = [
+            (row := found.get(key)) is not None and row[:2] == (size, mtime_ns)
+            for key, (_, size, mtime_ns) in zip(keys, photos, strict=True)
+        ]
+        matrix = from_blobs([found[key][2] for key, hit in zip(keys, same, strict=True) if hit])
+        rows = iter(matrix)
+        return [next(rows) if hit else None for hit in same]
 
     def lookup_fingerprint(
         self, model_id: int, fingerprint: bytes, db: sqlite3.Connection | None = None

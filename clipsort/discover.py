@@ -143,8 +143,9 @@ def _walk(
         for entry in listing:
             if _hidden(entry.name):
                 continue
+            image = is_image_name(entry.name)
             try:
-                if not is_image_name(entry.name) and not entry.is_dir():  # is_dir(): the entry's type, no stat
+                if not image and not entry.is_dir():  # is_dir(): the entry's type, no stat
                     if side_files is not None and entry.name.endswith(side_files.endings):
                         st = entry.stat()
                         side_files.stats[entry.path] = (st.st_size, st.st_mtime_ns)
@@ -165,7 +166,7 @@ def _walk(
                     on_error(path, "symbolic link loop (it points to a folder that contains it); not followed")
                     continue
                 subfolders.append((path, st))
-            elif stat.S_ISREG(st.st_mode) and is_image_name(entry.name) and _first_sight(st, seen_files):
+            elif stat.S_ISREG(st.st_mode) and image and _first_sight(st, seen_files):
                 yield ImageRef(path, st.st_size, st.st_mtime_ns)
         stack.extend(reversed(subfolders))
 

@@ -13,14 +13,19 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 from clipsort.errors import UsageError
 
 
 def is_url(where: object) -> bool:
-    """Whether ``where`` names an object in a store (a URL) rather than a local path: the one rule."""
+    """Whether ``where`` names an object in a store (a URL) rather than a local path: the one rule.
+
+    A :class:`pathlib.PurePath` never is (it would have folded the ``//``): answered without
+    making its string, which a run over 100,000 photos asks for several times each."""
+    if isinstance(where, PurePath):
+        return False
     return isinstance(where, RemotePath) or "://" in str(where)
 
 
