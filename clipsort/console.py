@@ -94,6 +94,11 @@ class Ui:
         self._log: TextIO | None = None
         self.explain = False
 
+    @property
+    def wants_details(self) -> bool:
+        """Whether :meth:`photo` shows scores and verdicts (see :class:`clipsort.pipeline.SilentEvents`)."""
+        return self.json_lines or self.explain
+
     def explaining(self, explain: bool) -> Ui:
         """Print every label's score, threshold and verdict per photo on stdout (``--explain``)."""
         self.explain = explain

@@ -95,6 +95,28 @@ class Judgement(NamedTuple):
     why: str
 
 
+def _kept(
+    values: list[float], thresholds: Sequence[float], exclude: Sequence[bool], top_k: int | None
+) -> tuple[list[int], int | None]:
+    """:func:`multi_label`'s kept labels, best first, and the excluded label that took the photo (or None)."""
+    # Best first; ties keep label order (a stable sort, as argsort(kind="stable") of -scores).
+    passing = [i for i, v in enumerate(values) if v >= thresholds[i]]
+    if len(passing) > 1:
+        passing.sort(key=values.__getitem__, reverse=True)  # reverse keeps the sort stable
+    absorbed_by = passing[0] if passing and exclude[passing[0]] else None
+    kept = [] if absorbed_by is not None else [i for i in passing if not exclude[i]]
+    if top_k is not None:
+        kept = kept[:top_k]
+    return kept, absorbed_by
+
+
+def kept_labels(
+    scores: np.ndarray, thresholds: Sequence[float], exclude: Sequence[bool], top_k: int | None = None
+) -> list[int]:
+    """The labels :func:`multi_label` keeps, without judging the others (a re-run nobody watches)."""
+    return _kept(scores.tolist(), thresholds, exclude, top_k)[0]
+
+
 def multi_label(
     scores: np.ndarray, thresholds: Sequence[float], exclude: Sequence[bool], top_k: int | None = None
 ) -> tuple[list[int], list[Judgement]]:
@@ -105,14 +127,7 @@ def multi_label(
     ``top_k`` keeps only the best ones.
     """
     values = scores.tolist()  # a handful of labels: plain Python beats numpy calls here
-    # Best first; ties keep label order (a stable sort, as argsort(kind="stable") of -scores).
-    passing = [i for i, v in enumerate(values) if v >= thresholds[i]]
-    if len(passing) > 1:
-        passing.sort(key=values.__getitem__, reverse=True)  # reverse keeps the sort stable
-    absorbed_by = passing[0] if passing and exclude[passing[0]] else None
-    kept = [] if absorbed_by is not None else [i for i in passing if not exclude[i]]
-    if top_k is not None:
-        kept = kept[:top_k]
+    kept, absorbed_by = _kept(values, thresholds, exclude, top_k)
     chosen = set(kept)
     judgements = []
     for i, value in enumerate(values):

@@ -140,15 +140,20 @@ def _walk(
             on_error(current, f"cannot read folder: {exc.strerror or exc}")
             continue
         subfolders: list[tuple[Path, os.stat_result]] = []
+        endings = side_files.endings if side_files is not None else ()
+        side_stats = side_files.stats if side_files is not None else {}
         for entry in listing:
-            if _hidden(entry.name):
+            name = entry.name
+            if _hidden(name):
                 continue
-            image = is_image_name(entry.name)
             try:
-                if not image and not entry.is_dir():  # is_dir(): the entry's type, no stat
-                    if side_files is not None and entry.name.endswith(side_files.endings):
-                        st = entry.stat()
-                        side_files.stats[entry.path] = (st.st_size, st.st_mtime_ns)
+                # is_dir(): the entry's type, no stat. No image name ends like a sidecar's.
+                if endings and name.endswith(endings) and not entry.is_dir():
+                    st = entry.stat()
+                    side_stats[entry.path] = (st.st_size, st.st_mtime_ns)
+                    continue
+                image = is_image_name(name)
+                if not image and not entry.is_dir():
                     continue
             except OSError:
                 continue

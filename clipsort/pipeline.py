@@ -47,6 +47,10 @@ class Events(Protocol):
 class SilentEvents:
     """Events that go nowhere (library use, tests)."""
 
+    #: Whether :meth:`photo` reads each result's scores and per-label verdicts (an Events
+    #: without this attribute gets them).
+    wants_details = False
+
     def discovering(self, count: int) -> None:
         pass
 

@@ -94,15 +94,24 @@ _FIELDS = (
 )
 
 
-def xmp_path(photo: Path, style: str = "full") -> Path:
-    """``photo.jpg.xmp`` (style ``full``: digiKam, darktable) or ``photo.xmp`` (``stem``: Lightroom)."""
+def sidecar_name(photo: Path, kind: str = "xmp", style: str = "full") -> str:
+    """Where ``photo``'s sidecar is, as a string: ``photo.jpg.xmp`` (``xmp``, style ``full``:
+    digiKam, darktable), ``photo.xmp`` (style ``stem``: Lightroom) or ``photo.jpg.clipsort.json``
+    (``json``). A string is several times cheaper than a Path, for a re-run's 100,000 checks."""
+    if kind == "json":
+        return f"{photo}.clipsort.json"
     if style == "stem":
-        return photo.with_suffix(".xmp")
-    return photo.with_name(photo.name + ".xmp")
+        return str(photo.with_suffix(".xmp"))
+    return f"{photo}.xmp"
+
+
+def xmp_path(photo: Path, style: str = "full") -> Path:
+    """See :func:`sidecar_name`."""
+    return type(photo)(sidecar_name(photo, "xmp", style))
 
 
 def json_path(photo: Path) -> Path:
-    return photo.with_name(photo.name + ".clipsort.json")
+    return type(photo)(sidecar_name(photo, "json"))
 
 
 # ----------------------------------------------------------------------------- XMP merge

@@ -59,7 +59,7 @@ class SidecarRecord:
             except sqlite3.Error:
                 self._db = None  # a read-only or odd cache: work as without a record
 
-    def unchanged(self, sidecar: Path, digest: str, seen: tuple[int, int] | None = None) -> bool:
+    def unchanged(self, sidecar: Path | str, digest: str, seen: tuple[int, int] | None = None) -> bool:
         """Whether ``sidecar`` holds exactly what ``digest`` stands for, and nobody touched it since.
 
         ``seen``: its (size, mtime_ns) when the run found it; None: stat it now.
@@ -103,7 +103,7 @@ class SidecarRecord:
             pass  # the record only saves work; losing it costs a parse next time
 
 
-def _stat(path: Path) -> tuple[int, int] | None:
+def _stat(path: Path | str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
     except OSError:

@@ -36,6 +36,7 @@ from clipsort.sidecar import (
     json_path,
     json_text,
     keywords_for,
+    sidecar_name,
     write_json,
     write_xmp,
     xmp_path,
@@ -74,18 +75,34 @@ def run_tag(
     decisions = prepare_decisions(embedder, labels, options.threshold)
     tag_root = options.tag_root if options.tag_root is not None else (labels.tag_root or "clipsort")
     side_files = SideFiles((".xmp", ".clipsort.json"))
-    writer = _Writer(options, labels, embedder.name, tag_root, SidecarRecord(embedder.cache), side_files.stats)
+    # Scores and every label's verdict are made for each photo only when someone reads them
+    # (--json, --explain; events that do not say get them): 100,000 of each cost a second.
+    details = getattr(events, "wants_details", True)
+    json_sidecars = options.sidecar == "json"  # they hold the scores
+    writer = _Writer(
+        options,
+        labels,
+        embedder.name,
+        tag_root,
+        SidecarRecord(embedder.cache),
+        side_files.stats,
+        want_paths=details or options.dry_run,
+    )
     refs, partners = photos_to_score(roots, run, report, events, side_files)
     if options.only_untagged:
         refs = _untagged(refs, partners, writer, report, events)
     handled: set[Path] = set()
     try:
         for ref, row, _ in score_all(refs, decisions, embedder, run, report, events):
-            kept_idx, judgements = decide.multi_label(row, decisions.thresholds, decisions.exclude, options.top_k)
+            if details:
+                kept_idx, judgements = decide.multi_label(row, decisions.thresholds, decisions.exclude, options.top_k)
+                explained = explained_of(decisions, judgements)
+            else:
+                kept_idx = decide.kept_labels(row, decisions.thresholds, decisions.exclude, options.top_k)
+                explained = {}
             kept = [labels.labels[i] for i in kept_idx]
             names = tuple(label.name for label in kept)
-            explained = explained_of(decisions, judgements)
-            scores = scores_of(labels, row)
+            scores = scores_of(labels, row) if details or json_sidecars else {}
             photos: list[tuple[Path, str | None]] = [(ref.path, None)]
             shared: set[Path] | None = None
             raws = partners.get(ref.path) if partners else None  # most libraries have no pairs: no hashing
@@ -148,6 +165,7 @@ class _Writer:
         tag_root: str,
         sidecars: SidecarRecord,
         seen: dict[str, tuple[int, int]],
+        want_paths: bool = True,
     ) -> None:
         self.options = options
         self.labels = labels
@@ -156,6 +174,8 @@ class _Writer:
         self.record = sidecars
         #: (size, mtime_ns) of the sidecars the walk found, by path.
         self.seen = seen
+        #: False: a sidecar left unchanged is not named in the result (nobody reads it).
+        self.want_paths = want_paths
         #: With --xmp-name stem, photo.jpg and photo.png would share photo.xmp: the first one keeps it.
         self.owner_of: dict[Path, Path] = {}
         #: Sidecars left alone because the record shows them unchanged.
@@ -171,6 +191,13 @@ class _Writer:
             digest = digest_of("xmp", keywords, self.tag_root, self.model_name, self.options.mode)
             known = self._digests[names] = (keywords, digest)
         return known
+
+    def _digest(self, photo: Path, kept: Sequence[Label], scores: dict[str, float]) -> tuple[Keywords | None, str]:
+        """The keywords to write (XMP; None for JSON) and the digest of what the write puts in the sidecar."""
+        names = tuple(label.name for label in kept)
+        if self.options.sidecar == "json":
+            return None, digest_of("json", json_text(photo, self.model_name, scores, list(names)))
+        return self._keywords(names, kept)
 
     def sidecar_path(self, photo: Path) -> Path:
         return json_path(photo) if self.options.sidecar == "json" else xmp_path(photo, self.options.xmp_name)
@@ -192,7 +219,17 @@ class _Writer:
         ``shared``: the sidecars already written for this photo's pair (None: no pair).
         """
         options = self.options
-        path = self.sidecar_path(photo)
+        name = sidecar_name(photo, options.sidecar, options.xmp_name)
+        remote = is_url(photo)  # a sidecar in a store: no record of it (no cheap stat there)
+        keywords, digest = self._digest(photo, kept, scores)
+        checked = False
+        if not remote and shared is None and not (options.sidecar == "xmp" and options.xmp_name == "stem"):
+            # The common re-run, before any Path is made: the record shows this sidecar as written.
+            if self.record.unchanged(name, digest, self.seen.get(name)):
+                self.unchanged += 1
+                return type(photo)(name) if self.want_paths else None
+            checked = True
+        path = type(photo)(name)
         if options.sidecar == "xmp" and options.xmp_name == "stem":
             owner = self.owner_of.setdefault(path, primary)
             if owner != primary:
@@ -205,15 +242,10 @@ class _Writer:
             if path in shared:
                 return path
             shared.add(path)
-        names = [label.name for label in kept]
-        if options.sidecar == "json":
-            digest = digest_of("json", json_text(photo, self.model_name, scores, names))
-        else:
-            keywords, digest = self._keywords(tuple(names), kept)
-        remote = is_url(path)  # a sidecar in a store: no record of it (no cheap stat there)
-        if not remote and self.record.unchanged(path, digest, self.seen.get(str(path))):
+        if not remote and not checked and self.record.unchanged(name, digest, self.seen.get(name)):
             self.unchanged += 1
             return path
+        names = [label.name for label in kept]
         if options.sidecar == "json":
             if options.dry_run:
                 return path
@@ -224,6 +256,7 @@ class _Writer:
             if options.dry_run:
                 return path
             append = options.mode == "append"
+            assert keywords is not None
             write_xmp(photo, keywords, self.tag_root, self.model_name, options.xmp_name, append=append)
         if remote:
             return path

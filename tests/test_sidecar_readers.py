@@ -194,6 +194,22 @@ def test_second_tag_leaves_unchanged_sidecars_unread_and_remerges_an_edited_one(
     assert "sidecars unchanged 4" in err  # the red and blue photos; the green ones lose their keyword
 
 
+def test_a_second_tag_with_json_output_still_gives_every_photo_its_scores_and_sidecar(tmp_path, capsys):
+    pictures = [photo(tmp_path, c, f"{c}.jpg", seed=n) for n, c in enumerate(["red", "green", "blue"])]
+    label_file = labels(tmp_path, "red", "green", "blue")
+    code, first, err = run_cli(capsys, "tag", str(tmp_path), "-l", str(label_file), *MODEL, "--json")
+    assert code == 0, err
+    code, second, err = run_cli(capsys, "tag", str(tmp_path), "-l", str(label_file), *MODEL, "--json")
+    assert code == 0, err
+    assert "sidecars unchanged 3" in err  # left alone, and still reported in full
+    before = {r["path"]: r for r in map(json.loads, first.splitlines())}
+    after = {r["path"]: r for r in map(json.loads, second.splitlines())}
+    assert sorted(after) == sorted(str(p) for p in pictures)
+    for path, result in after.items():
+        assert result["sidecar"] == path + ".xmp" and result["labels"] == [Path(path).stem]
+        assert result["scores"] == before[path]["scores"] and set(result["why"]) == {"red", "green", "blue"}
+
+
 def test_mode_append_keeps_earlier_clipsort_keywords_and_replace_does_not(tmp_path, capsys):
     picture = photo(tmp_path, "red")
     sidecar = Path(str(picture) + ".xmp")
