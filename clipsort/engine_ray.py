@@ -220,8 +220,13 @@ def ray_embedded_photos(
     size = run.batch_size or 32
     todo: list[Resolved] = []
     known: list[Resolved] = []
+    # Photos the cache holds at their path: a few queries for many (Embedder.cached); the others
+    # are looked up further (same content elsewhere) by a pool of threads, which fingerprint them.
+    by_path = embedder.cached(refs)
     with ThreadPoolExecutor(default_workers()) as pool:
-        for outcome in pool.map(_lookup(embedder), refs):
+        further = pool.map(_lookup(embedder), [ref for ref, hit in zip(refs, by_path, strict=True) if hit is None])
+        for hit in by_path:
+            outcome = hit if hit is not None else next(further)
             if isinstance(outcome, FileFailure):
                 fail(report, events, outcome)
             elif outcome.vector is not None:

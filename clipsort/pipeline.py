@@ -34,7 +34,11 @@ LOOKUP_BLOCK = 256
 
 
 class Events(Protocol):
-    """What the pipeline tells its caller while it runs."""
+    """What the pipeline tells its caller while it runs.
+
+    An Events may also say, as ``wants_details``, whether :meth:`photo` reads each result's
+    scores and per-label verdicts (see :class:`SilentEvents`); one that does not say gets them.
+    """
 
     def discovering(self, count: int) -> None: ...
     def started(self, total: int) -> None: ...
@@ -168,8 +172,9 @@ def embedded_photos(
 ) -> Iterator[list[tuple[ImageRef, np.ndarray]]]:
     """Yield chunks of (photo, vector), in discovery order.
 
-    Decode threads (:class:`clipsort.decode_pool.DecodePool`) look each photo up in the cache,
-    or decode and prepare it, ahead of the model; beside a GPU, its JPEG decoder joins them once
+    Photos the cache holds at their path are found here, a block at a time; decode threads
+    (:class:`clipsort.decode_pool.DecodePool`) look the others up further (same content elsewhere),
+    or decode and prepare them, ahead of the model; beside a GPU, its JPEG decoder joins them once
     the model has loaded. A bounded number of photos is in flight (:func:`look_ahead`), so
     memory stays bounded. Vectors are committed to the cache batch by batch. Files that fail
     are reported and skipped.

@@ -221,16 +221,9 @@ class _Writer:
         options = self.options
         name = sidecar_name(photo, options.sidecar, options.xmp_name)
         remote = is_url(photo)  # a sidecar in a store: no record of it (no cheap stat there)
-        keywords, digest = self._digest(photo, kept, scores)
-        checked = False
-        if not remote and shared is None and not (options.sidecar == "xmp" and options.xmp_name == "stem"):
-            # The common re-run, before any Path is made: the record shows this sidecar as written.
-            if self.record.unchanged(name, digest, self.seen.get(name)):
-                self.unchanged += 1
-                return type(photo)(name) if self.want_paths else None
-            checked = True
-        path = type(photo)(name)
+        path: Path | None = None  # made only when needed: a re-run leaves most sidecars alone
         if options.sidecar == "xmp" and options.xmp_name == "stem":
+            path = type(photo)(name)
             owner = self.owner_of.setdefault(path, primary)
             if owner != primary:
                 raise SidecarError(
@@ -239,12 +232,15 @@ class _Writer:
                     " not tagged: use --xmp-name full to give each photo its own",
                 )
         if shared is not None:
+            path = path or type(photo)(name)
             if path in shared:
                 return path
             shared.add(path)
-        if not remote and not checked and self.record.unchanged(name, digest, self.seen.get(name)):
+        keywords, digest = self._digest(photo, kept, scores)
+        if not remote and self.record.unchanged(name, digest, self.seen.get(name)):
             self.unchanged += 1
-            return path
+            return path or (type(photo)(name) if self.want_paths else None)
+        path = path or type(photo)(name)
         names = [label.name for label in kept]
         if options.sidecar == "json":
             if options.dry_run:
