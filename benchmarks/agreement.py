@@ -38,7 +38,8 @@ def main() -> None:
     from clipsort import score, torch_model
     from clipsort.decode import load_image
     from clipsort.errors import DecodeError
-    from clipsort.model import load_model, parse_spec
+    from clipsort.model import load_model
+    from clipsort.model_spec import parse_spec
 
     def tops(model, pictures, prompts) -> np.ndarray:  # noqa: ANN001
         return score.probabilities(

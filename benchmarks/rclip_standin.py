@@ -28,7 +28,7 @@ def build(datadir: Path) -> None:
     import open_clip
     import torch
 
-    from clipsort.export import OPSET
+    from clipsort.artifact import OPSET
     from clipsort.towers import export_onnx  # the same ONNX export as clipsort's fast runtime
 
     torch.manual_seed(0)

@@ -49,7 +49,7 @@ def build(folder: Path, count: int, copies: float, cache_file: Path) -> dict[str
     from clipsort.cache import EmbeddingCache, file_fingerprint
     from clipsort.decode import load_image
     from clipsort.embed import Embedder
-    from clipsort.model import parse_spec
+    from clipsort.model_spec import parse_spec
     from clipsort.phash import perceptual_hash
 
     rng = random.Random(1)
@@ -102,7 +102,7 @@ def main() -> None:
     from clipsort.cache import EmbeddingCache
     from clipsort.embed import Embedder
     from clipsort.library import cached_photos
-    from clipsort.model import parse_spec
+    from clipsort.model_spec import parse_spec
     from clipsort.search import rank
 
     with tempfile.TemporaryDirectory(prefix="clipsort-search-") as tmp:

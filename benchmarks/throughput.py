@@ -247,10 +247,10 @@ def main() -> None:
     # every process: 0.1 s of each start here).
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
-    import clipsort.model  # noqa: F401 - before torch, as in the command (it sets how OpenMP threads wait)
+    import clipsort.devices  # noqa: F401 - before torch, as in the command (it sets how OpenMP threads wait)
     from clipsort.cache import EmbeddingCache
     from clipsort.embed import Embedder
-    from clipsort.model import parse_spec
+    from clipsort.model_spec import parse_spec
     from clipsort.pipeline import RunOptions, default_workers, run_index
 
     print(

@@ -18,12 +18,12 @@
   ``clipsort dupes``; photos indexed before schema 3 get theirs when first needed.
 * Search and dupes read many vectors at once (:meth:`EmbeddingCache.scan`): the rows under a
   folder are one range of the ``(model_id, path)`` index.
-* One run at a time per cache file: :class:`clipsort.cache_lock.CacheLock`.
+* One run at a time per cache file: :class:`clipsort.cache_lock.CacheLock`. The file itself (schema,
+  migrations, opening, setting a damaged file aside): :mod:`clipsort.cache_file`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import sqlite3
@@ -35,89 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
-from clipsort.errors import ClipsortError
+from clipsort.cache_file import connect, open_file, transaction
 from clipsort.remote import RemotePath, is_url
 
-SCHEMA_VERSION = 3
-#: Identifies clipsort's cache files (PRAGMA application_id): "ClSt".
-APPLICATION_ID = 0x436C5374
 #: Bumped whenever decoding or preprocessing changes the pixels a model sees.
 DECODE_VERSION = "decode-1"
 FINGERPRINT_CHUNK = 64 * 1024
 #: Paths looked up in one query (SQLite allows 999 parameters in builds before 3.32).
 LOOKUP_CHUNK = 500
-
-# Vectors are about 1 KB (512 float16s): in a WITHOUT ROWID table a row that size spills onto
-# an overflow page of its own, which made schema 1 files 4.7x larger than their data (470 MB
-# for 100,000 photos) and every open's integrity check read all of it. Rowid tables keep
-# three such rows to a 4 KiB page.
-_IMAGES = """
-CREATE TABLE IF NOT EXISTS {name}(
-    id INTEGER PRIMARY KEY,
-    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
-    path BLOB NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    fingerprint BLOB NOT NULL,
-    vector BLOB NOT NULL,
-    phash INTEGER,
-    UNIQUE(model_id, path)
-);
-"""
-_TEXTS = """
-CREATE TABLE IF NOT EXISTS {name}(
-    id INTEGER PRIMARY KEY,
-    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
-    text TEXT NOT NULL,
-    vector BLOB NOT NULL,
-    UNIQUE(model_id, text)
-);
-"""
-_INDEX = "CREATE INDEX IF NOT EXISTS images_by_fingerprint ON images(model_id, fingerprint);\n"
-
-_SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS models(
-    id INTEGER PRIMARY KEY,
-    identity TEXT UNIQUE NOT NULL,
-    name TEXT NOT NULL,
-    logit_scale REAL,
-    used_ns INTEGER NOT NULL
-);
-"""
-    + _IMAGES.format(name="images")
-    + _TEXTS.format(name="texts")
-    + _INDEX
-)
-
-
-def _rowid_tables(db: sqlite3.Connection) -> None:
-    """Schema 1 -> 2: images and texts move from WITHOUT ROWID tables to rowid tables."""
-    for table, ddl, columns in (
-        ("images", _IMAGES, "model_id, path, size, mtime_ns, fingerprint, vector"),
-        ("texts", _TEXTS, "model_id, text, vector"),
-    ):
-        db.execute(ddl.format(name=f"{table}_v2"))
-        db.execute(f"INSERT INTO {table}_v2({columns}) SELECT {columns} FROM {table}")
-        db.execute(f"DROP TABLE {table}")
-        db.execute(f"ALTER TABLE {table}_v2 RENAME TO {table}")
-    db.execute(_INDEX)
-
-
-def _perceptual_hashes(db: sqlite3.Connection) -> None:
-    """Schema 2 -> 3: a perceptual hash beside each vector (filled when a photo is next embedded or
-    when ``dupes`` needs it). A file migrated from schema 1 has the column already (today's table)."""
-    if "phash" not in {row[1] for row in db.execute("PRAGMA table_info(images)")}:
-        db.execute("ALTER TABLE images ADD COLUMN phash INTEGER")
-
-
-#: Migrations from version N to N+1, run in order on older files.
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _rowid_tables, 2: _perceptual_hashes}
-
-
-class CacheError(ClipsortError):
-    """The cache cannot be opened or written."""
 
 
 def file_fingerprint(path: Path, size: int | None = None) -> bytes:
@@ -197,75 +122,9 @@ class EmbeddingCache:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self.db = self._open()
+        self.db = open_file(self.path, self._warn)
 
     # -- opening ------------------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA foreign_keys=ON")
-        return db
-
-    def _open(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CacheError(f"cannot create the cache folder {self.path.parent}: {exc.strerror or exc}") from None
-        problem = self._problem()
-        if problem:
-            aside = self.path.with_name(f"{self.path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
-            for suffix in ("", "-wal", "-shm"):
-                source = Path(str(self.path) + suffix)
-                if source.exists():
-                    os.replace(source, Path(str(aside) + suffix))
-            self._warn(f"the cache {self.path} {problem}; moved it to {aside.name} and started a new one")
-        try:
-            db = self._connect()
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            migrated = False
-            with transaction(db):
-                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                for statement in _statements(_SCHEMA):  # not executescript(): it commits on its own
-                    db.execute(statement)
-                version = _schema_version(db)
-                if version is None:
-                    db.execute("INSERT INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
-                elif version < SCHEMA_VERSION:
-                    for step in range(version, SCHEMA_VERSION):
-                        _MIGRATIONS[step](db)
-                    db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
-                    migrated = True
-            if migrated:
-                try:
-                    db.execute("VACUUM")  # give back the pages the old tables used
-                except sqlite3.OperationalError:  # another reader: `clipsort cache prune` reclaims it later
-                    pass
-        except sqlite3.Error as exc:
-            raise CacheError(f"cannot open the cache {self.path}: {exc}") from None
-        return db
-
-    def _problem(self) -> str | None:
-        """Why the existing file cannot be used, or None."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return None
-        try:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60)
-            try:
-                app = db.execute("PRAGMA application_id").fetchone()[0]
-                if app != APPLICATION_ID:
-                    return "is not a clipsort cache"
-                check = db.execute("PRAGMA quick_check").fetchone()[0]
-                if check != "ok":
-                    return f"is damaged ({check})"
-                version = _schema_version(db)
-                if version is not None and version > SCHEMA_VERSION:
-                    return f"was written by a newer clipsort (schema {version})"
-            finally:
-                db.close()
-        except sqlite3.DatabaseError as exc:
-            return f"is damaged ({exc})"
-        return None
-
     def close(self) -> None:
         with self._readers_lock:
             for reader in self._readers:
@@ -353,7 +212,7 @@ class EmbeddingCache:
         """A read connection for the calling thread (WAL lets it read while the run writes)."""
         db = getattr(self._local, "db", None)
         if db is None:
-            db = self._connect()
+            db = connect(self.path)
             self._local.db = db
             with self._readers_lock:
                 self._readers.append(db)
@@ -494,29 +353,6 @@ class EmbeddingCache:
             for suffix in ("", "-wal", "-shm")
             if Path(str(self.path) + suffix).exists()
         )
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
-
-
-def _schema_version(db: sqlite3.Connection) -> int | None:
-    try:
-        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    except sqlite3.OperationalError:
-        return None
-    return None if row is None else int(row[0])
-
-
-@contextlib.contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[None]:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

@@ -17,14 +17,16 @@ import numpy as np
 
 from clipsort.cache import DECODE_VERSION, EmbeddingCache, as_stored, file_fingerprint
 from clipsort.decode import load_image
+from clipsort.devices import resolve_device, resolve_precision
 from clipsort.discover import ImageRef
 from clipsort.errors import DecodeError, ModelError
-from clipsort.model import ModelSpec, model_identity, resolve_device, resolve_precision
+from clipsort.model_files import model_identity
+from clipsort.model_spec import ModelSpec
 from clipsort.phash import perceptual_hash
 from clipsort.remote import is_url
 
 if TYPE_CHECKING:
-    from clipsort.model import LoadedModel as ClipModel
+    from clipsort.model_spec import LoadedModel as ClipModel
 
 
 @dataclass
@@ -189,7 +191,7 @@ class Embedder:
         """The model's input size read from its config files, before the model is loaded."""
         with self._start_lock:
             if not self._size_hint_known:
-                from clipsort.model import image_size_hint
+                from clipsort.model_files import image_size_hint
 
                 self._size_hint = image_size_hint(self.spec)
                 self._size_hint_known = True

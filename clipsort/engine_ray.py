@@ -37,7 +37,7 @@ from clipsort.errors import ClipsortError, FileFailure, UsageError
 if TYPE_CHECKING:
     from clipsort.discover import ImageRef
     from clipsort.embed import Embedder, Resolved
-    from clipsort.model import ModelSpec
+    from clipsort.model_spec import ModelSpec
     from clipsort.pipeline import Events, RunOptions
     from clipsort.report import Report
 
@@ -213,7 +213,7 @@ def ray_embedded_photos(
     """The Ray engine's :func:`clipsort.pipeline.embedded_photos`: chunks of (photo, vector),
     those the cache holds first, then the cluster's, in the order of ``refs``."""
     from clipsort.decode import max_pixels
-    from clipsort.model import image_size_hint
+    from clipsort.model_files import image_size_hint
     from clipsort.pipeline import default_workers, fail
 
     ray = connect(run.address)

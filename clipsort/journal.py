@@ -28,7 +28,7 @@ from clipsort import settings
 from clipsort.errors import ClipsortError, UsageError
 
 if TYPE_CHECKING:
-    from clipsort.mover import UndoResult
+    from clipsort.recovery import UndoResult
 
 VERSION = 1
 
@@ -271,7 +271,7 @@ def recover(report: Callable[[str], None]) -> int:
 
     Returns how many journals were recovered; ``report`` gets one message per action.
     """
-    from clipsort.mover import complete_or_roll_back
+    from clipsort.recovery import complete_or_roll_back
 
     recovered = 0
     for path in all_journals():
@@ -323,7 +323,7 @@ def resolve(name: str | None) -> Path:
 
 def undo(name: str | None, report: Callable[[str], None]) -> tuple[Path, UndoResult]:
     """Undo the sort run recorded in journal ``name`` (default: the newest). Returns (journal, result)."""
-    from clipsort.mover import undo_operations
+    from clipsort.recovery import undo_operations
 
     recover(report)
     path = resolve(name)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from clipsort.errors import LabelFileError
 
 if TYPE_CHECKING:
-    from clipsort.model import ModelSpec
+    from clipsort.model_spec import ModelSpec
 
 #: Photo prompt templates ensembled for labels without prompts of their own.
 #: A subset of the CLIP paper's ImageNet templates that suits personal photos.

@@ -28,7 +28,7 @@ from clipsort.labels import Label, LabelSet, ModelRecord, _parse_label_path, pro
 from clipsort.score import normalise
 
 if TYPE_CHECKING:
-    from clipsort.model import ModelSpec
+    from clipsort.model_spec import ModelSpec
 
 FORMAT = "clipsort-learned-labels"
 VERSION = 1
@@ -41,7 +41,7 @@ _STEPS = 400
 
 def model_key(spec: ModelSpec) -> str | None:
     """What a learned file records of its model: its identity, without the decoder's version."""
-    from clipsort.model import model_identity
+    from clipsort.model_files import model_identity
 
     return model_identity(spec, "")
 

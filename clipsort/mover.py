@@ -23,27 +23,21 @@ Rules (docs/sorting.md):
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import filecmp
-import hashlib
 import os
-import shutil
-import sys
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clipsort.errors import DestinationFullError, FileFailure, MoveError
+from clipsort.errors import DestinationFullError, MoveError
+from clipsort.placing import identical, place, undo_one
 from clipsort.sidecar import json_path, xmp_path
 
 if TYPE_CHECKING:
-    from clipsort.journal import Journal, JournalView, Operation
+    from clipsort.journal import Journal
 
 MODES = ("move", "copy", "link")
-_NO_LINK = {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 #: Same-stem files that belong to a photo (Apple edit files, the video half of a Live Photo).
 COMPANION_EXTENSIONS = (".aae", ".mov")
@@ -179,7 +173,7 @@ class Mover:
             taken = [p for p in (target, *(t for _, t in pairs)) if self._taken(p)]
             if not taken:
                 break
-            if n == 0 and target in taken and _identical(photo, target):
+            if n == 0 and target in taken and identical(photo, target):
                 return Plan("dedupe" if self.dedupe and not companions else "duplicate", photo, target)
             n += 1
         for path in (target, *(t for _, t in pairs)):
@@ -207,13 +201,13 @@ class Mover:
             for folder in folders:
                 os.mkdir(folder)
             for source, target in plan.files:
-                note = _place(source, target, plan.action)
+                note = place(source, target, plan.action)
                 if note and source == plan.source:
                     warnings.append(note)
                 done.append((source, target))
         except OSError as exc:
             for source, target in reversed(done):
-                _undo_one(source, target, plan.action)
+                undo_one(source, target, plan.action)
             for folder in reversed(folders):
                 with contextlib.suppress(OSError):
                     os.rmdir(folder)
@@ -232,7 +226,7 @@ class Mover:
         return warnings
 
     def _dedupe(self, plan: Plan) -> list[str]:
-        if not _identical(plan.source, plan.target):  # checked again: it may have changed since planning
+        if not identical(plan.source, plan.target):  # checked again: it may have changed since planning
             raise MoveError(plan.source, f"{plan.target} changed; duplicate not removed")
         op = self.journal.begin("dedupe", plan.files, []) if self.journal else None
         try:
@@ -258,235 +252,3 @@ def _missing_folders(folder: Path) -> list[Path]:
             break
         folder = folder.parent
     return list(reversed(missing))
-
-
-def _identical(a: Path, b: Path) -> bool:
-    try:
-        return a.stat().st_size == b.stat().st_size and filecmp.cmp(a, b, shallow=False)
-    except OSError:
-        return False
-
-
-# ----------------------------------------------------------------------------- placing one file
-
-
-def _load_renameat2() -> Callable[[bytes, bytes], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        function = libc.renameat2
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    function.restype = ctypes.c_int
-    at_fdcwd, rename_noreplace = -100, 1
-    return lambda source, target: function(at_fdcwd, source, at_fdcwd, target, rename_noreplace)
-
-
-_RENAMEAT2 = _load_renameat2()
-
-
-def rename_no_replace(source: Path, target: Path) -> None:
-    """Rename ``source`` to ``target`` atomically, failing with EEXIST if ``target`` exists."""
-    if _RENAMEAT2 is not None:
-        if _RENAMEAT2(os.fsencode(source), os.fsencode(target)) == 0:
-            return
-        code = ctypes.get_errno()
-        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # unsupported by this filesystem: fall back
-            raise OSError(code, os.strerror(code), str(target))
-    os.link(source, target, follow_symlinks=False)  # fails if target exists
-    os.unlink(source)
-
-
-def _place(source: Path, target: Path, action: str) -> str | None:
-    """Put ``source`` at ``target`` without ever replacing an existing file."""
-    if action == "link":
-        try:
-            os.link(source, target, follow_symlinks=False)
-            return None
-        except OSError as exc:
-            if exc.errno not in _NO_LINK:
-                raise
-        _copy_no_clobber(source, target)
-        return f"{source}: hard links are not possible to {target.parent}; copied instead"
-    if action == "move":
-        try:
-            rename_no_replace(source, target)
-            return None
-        except OSError as exc:
-            if exc.errno not in _NO_LINK:
-                raise
-        _copy_no_clobber(source, target)  # another filesystem, or one without hard links
-        os.unlink(source)
-        return None
-    _copy_no_clobber(source, target)
-    return None
-
-
-def _digest(path: Path) -> bytes:
-    digest = hashlib.blake2b()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.digest()
-
-
-def _copy_no_clobber(source: Path, target: Path) -> None:
-    """Copy to a temp name beside ``target``, flush to disk, verify, then give it the final name."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".clipsort-tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        shutil.copy2(source, tmp, follow_symlinks=False)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        if os.path.getsize(tmp) != os.path.getsize(source) or _digest(Path(tmp)) != _digest(source):
-            raise OSError(errno.EIO, "the copy differs from the original", str(target))
-        try:
-            os.link(tmp, target)  # fails if target exists
-        except OSError as exc:
-            if exc.errno not in _NO_LINK:
-                raise
-            if os.path.lexists(target):  # filesystems without hard links: check, then rename
-                raise FileExistsError(errno.EEXIST, "file exists", str(target)) from None
-            os.rename(tmp, target)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-
-
-def _undo_one(source: Path, target: Path, action: str) -> None:
-    with contextlib.suppress(OSError):
-        if action == "move" and not os.path.lexists(source):
-            _place(target, source, "move")
-        elif action in ("copy", "link") and os.path.lexists(target):
-            os.unlink(target)
-
-
-def _remove_temp_copies(target: Path) -> None:
-    with contextlib.suppress(OSError):
-        for name in os.listdir(target.parent):
-            if name.startswith(f".{target.name}.") and name.endswith(".clipsort-tmp"):
-                os.unlink(target.parent / name)
-
-
-# ----------------------------------------------------------------------------- recovery and undo
-
-
-def complete_or_roll_back(operation: Operation) -> str:
-    """Settle a unit a killed run left half-done. Returns "done" or "failed".
-
-    The photo decides: if it reached its target, the rest of the unit follows it;
-    if not, whatever of the unit moved goes back.
-    """
-    files = operation.files
-    for _, target in files:
-        _remove_temp_copies(target)
-    if operation.action == "dedupe":
-        return "done" if not os.path.lexists(files[0][0]) else "failed"
-    photo_source, photo_target = files[0]
-    if operation.action == "move":
-        for source, target in files:
-            if os.path.lexists(source) and os.path.lexists(target):
-                # interrupted between placing and removing the source (link + unlink, or a copy)
-                if os.path.samefile(source, target) or _identical(source, target):
-                    os.unlink(source)
-        forward = os.path.lexists(photo_target) and not os.path.lexists(photo_source)
-    else:
-        forward = os.path.lexists(photo_target)
-    for source, target in files:
-        if forward and os.path.lexists(source) and not os.path.lexists(target):
-            _place(source, target, operation.action)
-        elif not forward and os.path.lexists(target):
-            if operation.action == "move" and not os.path.lexists(source):
-                rename_no_replace(target, source)
-            elif operation.action != "move" and _identical(source, target):
-                os.unlink(target)
-    if not forward:
-        for folder in reversed(operation.folders):
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)
-    return "done" if forward else "failed"
-
-
-@dataclass
-class UndoResult:
-    undone: int = 0
-    refused: list[FileFailure] | None = None
-
-
-def undo_operations(view: JournalView, record: Callable[[dict], None]) -> UndoResult:
-    """Put back, newest first, every unit ``view`` records as done. Refuses units whose files changed."""
-    result = UndoResult(refused=[])
-    assert result.refused is not None
-    folders: list[Path] = []
-    for operation in sorted(view.operations.values(), key=lambda o: o.op, reverse=True):
-        if operation.state not in ("done", "undoing"):
-            continue
-        resuming = operation.state == "undoing"  # an undo killed half-way through this unit
-        problem = None if resuming else _undo_problem(operation)
-        if problem:
-            result.refused.append(FileFailure(operation.files[0][0], problem))
-            continue
-        record({"type": "undo", "op": operation.op})
-        try:
-            _put_back(operation, resuming)
-        except OSError as exc:
-            result.refused.append(FileFailure(operation.files[0][0], f"cannot put back: {exc.strerror or exc}"))
-            continue
-        record({"type": "undone", "op": operation.op})
-        operation.state = "undone"
-        result.undone += 1
-        folders += operation.folders
-    for folder in sorted(set(folders), key=lambda f: len(f.parts), reverse=True):
-        with contextlib.suppress(OSError):
-            os.rmdir(folder)  # only empty folders the run created
-    return result
-
-
-def _undo_problem(operation: Operation) -> str | None:
-    if operation.action == "dedupe":
-        source, kept = operation.files[0]
-        if os.path.lexists(source):
-            return f"{source} exists again"
-        if not os.path.exists(kept):
-            return f"the kept copy {kept} is gone"
-        return None
-    for (source, target), stat in zip(operation.files, operation.target_stats, strict=False):
-        try:
-            st = os.lstat(target)
-        except OSError:
-            return f"{target} is gone"
-        if stat is not None and [st.st_size, st.st_mtime_ns] != list(stat):
-            return f"{target} changed since it was sorted; left in place"
-        if operation.action == "move" and os.path.lexists(source):
-            return f"{source} is taken by another file; {target} left in place"
-    return None
-
-
-def _put_back(operation: Operation, resuming: bool = False) -> None:
-    if operation.action == "dedupe":
-        source, kept = operation.files[0]
-        if resuming and os.path.lexists(source):
-            return
-        _copy_no_clobber(kept, source)
-        stat = operation.source_stats[0] if operation.source_stats else None
-        if stat:
-            os.utime(source, ns=(stat[1], stat[1]))
-        return
-    done: list[tuple[Path, Path]] = []
-    try:
-        for source, target in operation.files:
-            if resuming and not os.path.lexists(target):
-                continue  # already put back before the interruption
-            if operation.action == "move":
-                source.parent.mkdir(parents=True, exist_ok=True)
-                _place(target, source, "move")
-            else:
-                os.unlink(target)
-            done.append((source, target))
-    except OSError:
-        for source, target in reversed(done):
-            if operation.action == "move":
-                _place(source, target, "move")
-        raise

@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from clipsort.artifact import DamagedArtifact
 from clipsort.errors import ModelError, UsageError
-from clipsort.export import DamagedArtifact
 from clipsort.score import normalise
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from clipsort.export import Artifact
-    from clipsort.model import ModelSpec
+    from clipsort.artifact import Artifact
+    from clipsort.model_spec import ModelSpec
     from clipsort.text_tower import TextTower
 
 T = TypeVar("T")
@@ -67,7 +67,7 @@ def open_session(path: Any, threads: int) -> Any:
 
 
 def torchscript_tower(path: Any, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    """A bf16 TorchScript tower (see :func:`clipsort.export._trace_bf16`) as a function of float32
+    """A bf16 TorchScript tower (see :func:`clipsort.towers.trace_bf16`) as a function of float32
     pixels. Imports torch, but neither open_clip nor torchvision."""
     import warnings
 

@@ -31,7 +31,7 @@ CONFIG_KEYS: dict[str, type] = {
 }
 
 
-#: ``--precision`` values; ``auto`` is resolved by ``model.resolve_precision`` once the device is known.
+#: ``--precision`` values; ``auto`` is resolved by ``devices.resolve_precision`` once the device is known.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
@@ -157,7 +157,7 @@ class ModelChoice:
     model: str
     pretrained: str | None
     device: str
-    #: None: chosen from the device once the model is loaded (see ``model.default_batch_size``).
+    #: None: chosen from the device once the model is loaded (see ``devices.default_batch_size``).
     batch_size: int | None = None
     precision: str = "auto"
     #: torch CPU threads and decode threads; None: chosen from the CPUs.

@@ -21,25 +21,26 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from xml.dom import minidom
 from xml.parsers.expat import ExpatError
 
 from clipsort.errors import SidecarError
 from clipsort.labels import Label
 from clipsort.remote import is_url
-
-#: minidom nodes; its type stubs make every parent and document optional, which the code here never meets.
-_Dom = Any
-
-NS_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
-NS_DC = "http://purl.org/dc/elements/1.1/"
-NS_LR = "http://ns.adobe.com/lightroom/1.0/"
-NS_DIGIKAM = "http://www.digikam.org/ns/1.0/"
-NS_CLIPSORT = "http://ns.clipsort.org/xmp/1.0/"
-NS_XMLNS = "http://www.w3.org/2000/xmlns/"
-
-_PREFIXES = {NS_DC: "dc", NS_LR: "lr", NS_DIGIKAM: "digiKam", NS_CLIPSORT: "clipsort", NS_RDF: "rdf"}
+from clipsort.xmp_dom import (
+    NS_CLIPSORT,
+    NS_DC,
+    NS_DIGIKAM,
+    NS_LR,
+    NS_RDF,
+    append_list,
+    append_text,
+    elements,
+    list_items,
+    remove,
+    serialise,
+    set_items,
+)
 
 _NEW_XMP = (
     '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
@@ -125,7 +126,7 @@ def merge_xmp(existing: str | None, keywords: Keywords, root: str, model_name: s
     """
     text = existing or _NEW_XMP
     document = minidom.parseString(text.encode("utf-8"))
-    descriptions = _elements(document, NS_RDF, "Description")
+    descriptions = elements(document, NS_RDF, "Description")
     if not descriptions:
         raise ValueError("no rdf:Description element")
     target = descriptions[0]
@@ -133,11 +134,11 @@ def merge_xmp(existing: str | None, keywords: Keywords, root: str, model_name: s
     previous: dict[str, list[str]] = {}
     for field in _FIELDS:
         previous[field.record] = []
-        for element in _elements(document, NS_CLIPSORT, field.record):
-            previous[field.record] += _items(element)
-            _remove(element)
-    for element in _elements(document, NS_CLIPSORT, "model"):
-        _remove(element)
+        for element in elements(document, NS_CLIPSORT, field.record):
+            previous[field.record] += list_items(element)
+            remove(element)
+    for element in elements(document, NS_CLIPSORT, "model"):
+        remove(element)
 
     wanted = {
         "subject": keywords.subjects,
@@ -146,8 +147,8 @@ def merge_xmp(existing: str | None, keywords: Keywords, root: str, model_name: s
     }
     added_by_field: dict[str, list[str]] = {}
     for field in _FIELDS:
-        element = next(iter(_elements(document, field.ns, field.name)), None)
-        current = _items(element) if element is not None else []
+        element = next(iter(elements(document, field.ns, field.name)), None)
+        current = list_items(element) if element is not None else []
         ours = set(previous[field.record])
         if append:
             earlier = [item for item in current if item in ours]
@@ -164,19 +165,19 @@ def merge_xmp(existing: str | None, keywords: Keywords, root: str, model_name: s
         added_by_field[field.record] = added
         if element is None:
             if final:
-                _append_list(target, field.ns, field.name, field.container, final)
+                append_list(target, field.ns, field.name, field.container, final)
         elif final:
-            _set_items(element, field.container, final)
+            set_items(element, field.container, final)
         else:
-            _remove(element)
+            remove(element)
 
     if any(added_by_field.values()):
         for field in _FIELDS:
             if added_by_field[field.record]:
-                _append_list(target, NS_CLIPSORT, field.record, "Bag", added_by_field[field.record])
-        _append_text(target, NS_CLIPSORT, "model", model_name)
+                append_list(target, NS_CLIPSORT, field.record, "Bag", added_by_field[field.record])
+        append_text(target, NS_CLIPSORT, "model", model_name)
     declaration = _XML_DECLARATION.match(text)  # the DOM drops it; keep the file's own
-    return (declaration.group(1) + "\n" if declaration else "") + _serialise(document)
+    return (declaration.group(1) + "\n" if declaration else "") + serialise(document)
 
 
 def write_xmp(
@@ -214,8 +215,8 @@ def read_keywords(sidecar: Path) -> dict[str, dict[str, list[str]]]:
         raise SidecarError(sidecar, f"not valid XMP ({exc})") from None
     found: dict[str, dict[str, list[str]]] = {"clipsort": {}, "others": {}}
     for field in _FIELDS:
-        ours = {item for e in _elements(document, NS_CLIPSORT, field.record) for item in _items(e)}
-        items = [item for e in _elements(document, field.ns, field.name) for item in _items(e)]
+        ours = {item for e in elements(document, NS_CLIPSORT, field.record) for item in list_items(e)}
+        items = [item for e in elements(document, field.ns, field.name) for item in list_items(e)]
         found["clipsort"][field.name] = [i for i in items if i in ours]
         found["others"][field.name] = [i for i in items if i not in ours]
     return found
@@ -232,144 +233,6 @@ def holds_clipsort_keywords(sidecar: Path) -> bool:
         return any(read_keywords(sidecar)["clipsort"].values())
     except SidecarError:
         return False
-
-
-def _elements(node: _Dom, ns: str, name: str) -> list[_Dom]:
-    return list(node.getElementsByTagNameNS(ns, name))
-
-
-def _items(element: _Dom) -> list[str]:
-    items = []
-    for li in element.getElementsByTagNameNS(NS_RDF, "li"):
-        text = "".join(child.data for child in li.childNodes if child.nodeType == child.TEXT_NODE)
-        items.append(text)
-    if not items:  # a simple-valued property: <dc:subject>word</dc:subject>
-        text = "".join(c.data for c in element.childNodes if c.nodeType == c.TEXT_NODE).strip()
-        if text:
-            items.append(text)
-    return items
-
-
-def _indent_of(element: _Dom) -> str:
-    previous = element.previousSibling
-    if previous is not None and previous.nodeType == previous.TEXT_NODE and previous.data.strip() == "":
-        return previous.data.rsplit("\n", 1)[-1]
-    return ""
-
-
-def _remove(element: _Dom) -> None:
-    parent = element.parentNode
-    previous = element.previousSibling
-    if previous is not None and previous.nodeType == previous.TEXT_NODE and previous.data.strip() == "":
-        parent.removeChild(previous)
-    parent.removeChild(element)
-    _collapse_if_empty(parent)
-
-
-def _collapse_if_empty(parent: _Dom) -> None:
-    # Keep <rdf:Description .../> self-closed when it holds nothing but whitespace.
-    if parent.nodeType == parent.ELEMENT_NODE and all(
-        c.nodeType == c.TEXT_NODE and c.data.strip() == "" for c in parent.childNodes
-    ):
-        for child in list(parent.childNodes):
-            parent.removeChild(child)
-
-
-def _prefix_for(element: _Dom, ns: str) -> str:
-    """The prefix bound to ``ns`` where ``element`` is, declaring one on ``element`` if none is."""
-    node: _Dom = element
-    while node is not None and node.nodeType == node.ELEMENT_NODE:
-        for attr in node.attributes.values():
-            if attr.value == ns and attr.name.startswith("xmlns:"):
-                return attr.name[len("xmlns:") :]
-        node = node.parentNode
-    wanted = _PREFIXES.get(ns, "ns")
-    prefix, n = wanted, 1
-    while element.hasAttribute(f"xmlns:{prefix}"):
-        n += 1
-        prefix = f"{wanted}{n}"
-    element.setAttributeNS(NS_XMLNS, f"xmlns:{prefix}", ns)
-    return prefix
-
-
-def _child_indent(parent: _Dom) -> tuple[str, str]:
-    """(indent of the parent's children, indent of the parent's closing tag)."""
-    base = _indent_of(parent)
-    for child in parent.childNodes:
-        if child.nodeType == child.ELEMENT_NODE:
-            return _indent_of(child) or base + " ", base
-    return base + " ", base
-
-
-def _append(parent: _Dom, element: _Dom) -> None:
-    document = parent.ownerDocument
-    indent, closing = _child_indent(parent)
-    last = parent.lastChild
-    if last is not None and last.nodeType == last.TEXT_NODE and last.data.strip() == "":
-        parent.removeChild(last)
-    parent.appendChild(document.createTextNode("\n" + indent))
-    parent.appendChild(element)
-    parent.appendChild(document.createTextNode("\n" + closing))
-
-
-def _new_element(parent: _Dom, ns: str, name: str) -> _Dom:
-    prefix = _prefix_for(parent, ns)
-    return parent.ownerDocument.createElementNS(ns, f"{prefix}:{name}")
-
-
-def _append_list(parent: _Dom, ns: str, name: str, container: str, items: Sequence[str]) -> None:
-    element = _new_element(parent, ns, name)
-    _append(parent, element)
-    _set_items(element, container, items)
-
-
-def _append_text(parent: _Dom, ns: str, name: str, text: str) -> None:
-    element = _new_element(parent, ns, name)
-    element.appendChild(parent.ownerDocument.createTextNode(text))
-    _append(parent, element)
-
-
-def _set_items(element: _Dom, default_container: str, items: Sequence[str]) -> None:
-    """Replace the items of an rdf:Bag/Seq property, keeping its container kind and indentation."""
-    document = element.ownerDocument
-    rdf = _prefix_for(element, NS_RDF)
-    container = next((c for c in element.childNodes if c.nodeType == c.ELEMENT_NODE), None)
-    if container is None or container.namespaceURI != NS_RDF or container.localName not in ("Bag", "Seq", "Alt"):
-        for child in list(element.childNodes):
-            element.removeChild(child)
-        container = document.createElementNS(NS_RDF, f"{rdf}:{default_container}")
-        base = _indent_of(element)
-        element.appendChild(document.createTextNode("\n" + base + " "))
-        element.appendChild(container)
-        element.appendChild(document.createTextNode("\n" + base))
-    item_indent = _indent_of(element) + "  "
-    for child in list(container.childNodes):
-        container.removeChild(child)
-    for item in items:
-        container.appendChild(document.createTextNode("\n" + item_indent))
-        li = document.createElementNS(NS_RDF, f"{rdf}:li")
-        li.appendChild(document.createTextNode(item))
-        container.appendChild(li)
-    container.appendChild(document.createTextNode("\n" + item_indent[:-1]))
-
-
-def _namespace_declarations_first(document: _Dom) -> None:
-    # The parser lists xmlns declarations before other attributes; writing them in
-    # that order too makes a re-run reproduce the file byte for byte.
-    for element in document.getElementsByTagName("*"):
-        attrs = list(element.attributes.values())
-        ordered = sorted(attrs, key=lambda a: not a.name.startswith("xmlns"))
-        if ordered != attrs:
-            for attr in attrs:
-                element.removeAttributeNode(attr)
-            for attr in ordered:
-                element.setAttributeNode(attr)
-
-
-def _serialise(document: _Dom) -> str:
-    _namespace_declarations_first(document)
-    # Not document.toxml(): that adds an XML declaration; XMP sidecars start with <?xpacket?>.
-    return "\n".join(node.toxml() for node in document.childNodes) + "\n"
 
 
 # ----------------------------------------------------------------------------- JSON

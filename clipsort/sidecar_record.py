@@ -17,7 +17,8 @@ import sqlite3
 from pathlib import Path
 from typing import NamedTuple
 
-from clipsort.cache import EmbeddingCache, transaction
+from clipsort.cache import EmbeddingCache
+from clipsort.cache_file import transaction
 from clipsort.remote import is_url
 
 _TABLE = """

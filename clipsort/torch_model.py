@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clipsort import settings
+from clipsort.devices import default_batch_size
 from clipsort.errors import ModelError, UsageError
-from clipsort.model import RANDOM, ModelSpec, default_batch_size, read_model_config, source_for
+from clipsort.model_files import read_model_config, source_for
+from clipsort.model_spec import RANDOM, ModelSpec
 
 if TYPE_CHECKING:
     import torch

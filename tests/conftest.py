@@ -109,7 +109,8 @@ def colour_model(shared_runtime_dir: Path):
     """The trained tiny colour CLIP, loaded once on the CPU in float32 (the fast runtime)."""
     import os
 
-    from clipsort.model import load_model, parse_spec
+    from clipsort.model import load_model
+    from clipsort.model_spec import parse_spec
 
     os.environ["CLIPSORT_RUNTIME_DIR"] = str(shared_runtime_dir)  # before any test's own environment
     return load_model(parse_spec(f"local-dir:{COLOUR_MODEL}"), "cpu", "fp32")
@@ -119,7 +120,7 @@ def colour_model(shared_runtime_dir: Path):
 def reference_colour_model():
     """The same model on open_clip and torch in float32: the reference for every other runtime."""
     from clipsort import torch_model
-    from clipsort.model import parse_spec
+    from clipsort.model_spec import parse_spec
 
     return torch_model.load(parse_spec(f"local-dir:{COLOUR_MODEL}"), "cpu", "fp32")
 
@@ -128,7 +129,7 @@ def reference_colour_model():
 def reference_vit():
     """ViT-B-32 with random weights (seed 0) on open_clip and torch, fp32: a full-size reference."""
     from clipsort import torch_model
-    from clipsort.model import parse_spec
+    from clipsort.model_spec import parse_spec
 
     return torch_model.load(parse_spec("ViT-B-32", "none"), "cpu", "fp32")
 

@@ -23,7 +23,8 @@ from clipsort.cache_lock import CacheLock
 from clipsort.embed import Embedder
 from clipsort.errors import ExitCode
 from clipsort.labels import parse_labels
-from clipsort.model import load_model, parse_spec
+from clipsort.model import load_model
+from clipsort.model_spec import parse_spec
 from clipsort.pipeline import RunOptions, run_index
 from clipsort.tagging import TagOptions, run_tag
 
@@ -320,7 +321,8 @@ def test_a_schema_1_cache_is_migrated_keeping_every_vector_and_shrinks(tmp_path)
     """Schema 1 kept 1 KB vectors in WITHOUT ROWID tables, one overflow page per photo."""
     import sqlite3
 
-    from clipsort.cache import APPLICATION_ID, EmbeddingCache, to_blob
+    from clipsort.cache import EmbeddingCache, to_blob
+    from clipsort.cache_file import APPLICATION_ID
 
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(path)
@@ -360,7 +362,8 @@ def test_a_schema_1_cache_is_migrated_keeping_every_vector_and_shrinks(tmp_path)
 def test_a_schema_2_cache_gains_perceptual_hashes_and_keeps_its_vectors(tmp_path):
     import sqlite3
 
-    from clipsort.cache import APPLICATION_ID, EmbeddingCache, path_key, to_blob
+    from clipsort.cache import EmbeddingCache, path_key, to_blob
+    from clipsort.cache_file import APPLICATION_ID
 
     path = tmp_path / "v2.sqlite3"
     with EmbeddingCache(path):

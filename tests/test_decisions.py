@@ -170,7 +170,8 @@ SHAPES_MODEL = Path(__file__).resolve().parent / "models" / "tiny-shapes"
 @pytest.fixture(scope="module")
 def shapes_embedder():
     from clipsort.embed import Embedder
-    from clipsort.model import load_model, parse_spec
+    from clipsort.model import load_model
+    from clipsort.model_spec import parse_spec
 
     model = load_model(parse_spec(f"local-dir:{SHAPES_MODEL}"), "cpu", "fp32")
     return Embedder(model.spec, "cpu", cache=None, loader=lambda spec, device, precision: model)

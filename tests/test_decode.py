@@ -67,7 +67,8 @@ def test_reduced_decoding_gives_the_embeddings_of_a_full_decode_on_real_photos()
     """Draft (DCT-scaled) and reduced decodes must not change what the model sees: cosine >= 0.99
     against a full-size decode, for every camera photo of the corpus that is large enough for the
     fast path to apply (short side at least twice the input size), with ViT-B-32's 224 px input."""
-    from clipsort.model import load_model, parse_spec
+    from clipsort.model import load_model
+    from clipsort.model_spec import parse_spec
 
     root = corpus()
     model = load_model(parse_spec("ViT-B-32", "none"), "cpu")  # bf16 where the CPU has it: 2.5x faster

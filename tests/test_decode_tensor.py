@@ -31,7 +31,7 @@ torch = pytest.importorskip("torch")
 
 def _torch_model(device: str = "cpu"):
     from clipsort import torch_model
-    from clipsort.model import parse_spec
+    from clipsort.model_spec import parse_spec
 
     return torch_model.load(parse_spec(f"local-dir:{COLOUR_MODEL}"), device, "fp32")
 

@@ -88,7 +88,7 @@ def _worker_pids() -> set[int]:
 def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(tmp_path: Path, capsys, local_ray):
     from clipsort.cache import EmbeddingCache
     from clipsort.embed import Embedder
-    from clipsort.model import parse_spec
+    from clipsort.model_spec import parse_spec
     from clipsort.pipeline import RunOptions, run_index
 
     make_colour_photos(tmp_path / "p", ["red", "blue"], 40, min_px=100, max_px=500)

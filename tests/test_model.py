@@ -13,7 +13,9 @@ from conftest import COLOUR_MODEL, copy_model, write_random_model
 
 from clipsort import settings
 from clipsort.errors import DeviceError, ModelError, ModelUnavailableError, UsageError
-from clipsort.model import list_models, load_model, parse_spec
+from clipsort.model import load_model
+from clipsort.model_files import list_models
+from clipsort.model_spec import parse_spec
 
 
 def test_parse_spec_forms(tmp_path: Path):
@@ -148,15 +150,15 @@ def test_cuda_half_precision_agrees_with_cpu(colour_model):
 
 
 def test_precision_rules(monkeypatch):
-    import clipsort.model as model_module
-    from clipsort.model import resolve_precision
+    import clipsort.devices as devices
+    from clipsort.devices import resolve_precision
 
     assert resolve_precision("auto", "cuda") == "fp16" and resolve_precision("auto", "mps") == "fp16"
     assert resolve_precision("auto", "cpu") == "int8"  # the fast runtime, installed by default
-    monkeypatch.setattr(model_module, "fast_runtime_available", lambda: False)
-    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(devices, "fast_runtime_available", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
     assert resolve_precision("auto", "cpu") == "fp32"
     assert resolve_precision("bf16", "cpu") == "bf16"
     with pytest.raises(UsageError, match="fp16 is for GPUs"):
@@ -244,7 +246,7 @@ def test_openmp_threads_wait_passively_unless_the_user_chose():
     import subprocess
     import sys
 
-    script = "import clipsort.model, torch, os; print(os.environ['OMP_WAIT_POLICY'])"
+    script = "import clipsort.devices, torch, os; print(os.environ['OMP_WAIT_POLICY'])"
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "PASSIVE"
@@ -258,7 +260,7 @@ def test_image_size_hint_reads_configs_without_importing_torch(tmp_path: Path):
     import sys
 
     script = (
-        "import sys\nfrom clipsort.model import image_size_hint, parse_spec\n"
+        "import sys\nfrom clipsort.model_files import image_size_hint\nfrom clipsort.model_spec import parse_spec\n"
         f"print(image_size_hint(parse_spec('ViT-B-32', 'none')), image_size_hint(parse_spec('ViT-L-14-336', 'openai')),"
         f" image_size_hint(parse_spec({str(COLOUR_MODEL)!r})), image_size_hint(parse_spec('hf-hub:nobody/nothing')),"
         f" image_size_hint(parse_spec({str(tmp_path)!r})), 'torch' in sys.modules, 'open_clip' in sys.modules)"

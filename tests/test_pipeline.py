@@ -230,13 +230,13 @@ def test_photos_are_decoded_while_the_model_loads(tmp_path: Path, colour_model, 
     import threading
 
     import clipsort.embed as embed_module
-    import clipsort.model as model_module
+    import clipsort.model_files as model_files
     from clipsort.embed import Embedder
 
     make_colour_photos(tmp_path / "p", ["red", "blue"], 12, min_px=40, max_px=300)
     reference = _vectors(Embedder(colour_model.spec, "cpu", None, loader=lambda *a: colour_model), tmp_path / "p")
     if hint == "too small":  # a config that understates the input size: early photos are decoded again
-        monkeypatch.setattr(model_module, "image_size_hint", lambda spec: colour_model.min_side // 3)
+        monkeypatch.setattr(model_files, "image_size_hint", lambda spec: colour_model.min_side // 3)
     decoded = threading.Semaphore(0)
     load_image = embed_module.load_image
 
@@ -265,7 +265,7 @@ def test_a_model_that_fails_to_load_in_the_background_stops_the_run(tmp_path: Pa
 
     from clipsort.embed import Embedder
     from clipsort.errors import ModelError
-    from clipsort.model import parse_spec
+    from clipsort.model_spec import parse_spec
 
     folder = tmp_path / "model"
     folder.mkdir()

@@ -14,7 +14,8 @@ from PIL import Image
 from clipsort.decode import load_image
 from clipsort.errors import DecodeError, MoveError
 from clipsort.journal import Journal, read
-from clipsort.mover import Mover, undo_operations
+from clipsort.mover import Mover
+from clipsort.recovery import undo_operations
 
 FORMATS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
 

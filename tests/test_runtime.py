@@ -19,9 +19,11 @@ from conftest import COLOUR_MODEL, make_colour_photos
 from shapes import COLOURS as SHAPE_COLOURS
 from shapes import SHAPES, make_picture
 
-from clipsort import export, score, settings
+from clipsort import artifact, export, score, settings
+from clipsort.devices import resolve_precision
 from clipsort.errors import ModelError, UsageError
-from clipsort.model import load_model, parse_spec, resolve_precision
+from clipsort.model import load_model
+from clipsort.model_spec import parse_spec
 
 SHAPES_MODEL = COLOUR_MODEL.parent / "tiny-shapes"
 COLOURS = ("red", "green", "blue", "yellow", "purple")
@@ -188,7 +190,7 @@ def test_a_tower_onnx_runtime_cannot_open_is_rebuilt(tmp_path: Path, monkeypatch
     graph.write_bytes(b"\0" * graph.stat().st_size)
     manifest_file = model.artifact.folder / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
-    manifest["parts"]["text-fp32"]["files"][graph.name] = export._file_facts(graph)
+    manifest["parts"]["text-fp32"]["files"][graph.name] = artifact.file_facts(graph)
     manifest_file.write_text(json.dumps(manifest))
     reloaded = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32")
     assert reloaded.encode_texts(["a photo of a red."]).shape == (1, reloaded.artifact.dim)
@@ -196,16 +198,17 @@ def test_a_tower_onnx_runtime_cannot_open_is_rebuilt(tmp_path: Path, monkeypatch
 
 
 def test_an_artifact_of_other_library_versions_is_not_used(tmp_path: Path, monkeypatch):
-    from clipsort.model import RUNTIME_IDENTITY, model_identity
+    from clipsort.model import RUNTIME_IDENTITY
+    from clipsort.model_files import model_identity
 
     monkeypatch.setenv("CLIPSORT_RUNTIME_DIR", str(tmp_path / "runtime"))
     identity = model_identity(parse_spec(str(COLOUR_MODEL)), RUNTIME_IDENTITY)
     folder = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32").artifact.folder
-    assert export.find(identity) is not None
+    assert artifact.find(identity) is not None
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["key"] = manifest["key"].replace("onnxruntime-", "onnxruntime-0.0.0-")  # built by another version
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    assert export.find(identity) is None and not folder.exists()
+    assert artifact.find(identity) is None and not folder.exists()
 
 
 def test_a_fast_run_imports_no_torch_and_a_relabel_no_image_tower(tmp_path: Path, shared_runtime_dir: Path):
@@ -241,14 +244,14 @@ def test_a_fast_run_imports_no_torch_and_a_relabel_no_image_tower(tmp_path: Path
 
 
 def test_without_onnx_runtime_auto_runs_on_torch_and_int8_says_what_to_install(monkeypatch):
-    import clipsort.model as model_module
+    import clipsort.devices as devices
 
-    monkeypatch.setattr(model_module, "fast_runtime_available", lambda: False)
+    monkeypatch.setattr(devices, "fast_runtime_available", lambda: False)
     assert resolve_precision("auto", "cpu") in ("bf16", "fp32")
     model = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32")
     assert not model.describe().endswith("onnxruntime")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an absent package looks like to import
-    monkeypatch.setattr(model_module, "fast_runtime_available", lambda: True)
+    monkeypatch.setattr(devices, "fast_runtime_available", lambda: True)
     with pytest.raises(UsageError, match="pip install onnxruntime"):
         load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8")
 
@@ -297,7 +300,7 @@ def test_open_clip_is_imported_without_transformers_when_the_model_needs_none(tm
     marker = tmp_path / "imported"
     (fake / "__init__.py").write_text(f"open({str(marker)!r}, 'a').write('x')\n__version__ = '4.99.0'\n")
     script = (
-        "import os, sys\nfrom clipsort import torch_model\nfrom clipsort.model import parse_spec\n"
+        "import os, sys\nfrom clipsort import torch_model\nfrom clipsort.model_spec import parse_spec\n"
         f"m = torch_model.load(parse_spec({str(COLOUR_MODEL)!r}), 'cpu', 'fp32')\n"
         "print(m.encode_texts(['a photo of a red.']).shape)\n"
         f"print('AFTER-LOAD', os.path.exists({str(marker)!r}), 'transformers' in sys.modules)\n"

@@ -23,7 +23,7 @@ def models(
 
       clipsort models --cached
     """
-    from clipsort.model import cached_folders, list_models
+    from clipsort.model_files import cached_folders, list_models
 
     setup_quiet_libraries()
     rows = list_models()

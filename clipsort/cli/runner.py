@@ -58,7 +58,8 @@ def run_command(
     from clipsort.console import Ui
     from clipsort.embed import Embedder
     from clipsort.labels import load_labels
-    from clipsort.model import RANDOM, load_model, parse_spec
+    from clipsort.model import load_model
+    from clipsort.model_spec import RANDOM, parse_spec
     from clipsort.pipeline import RunOptions, check_roots, check_run_options
 
     ui = ui or Ui(quiet=common.quiet, json_lines=common.json_out)
