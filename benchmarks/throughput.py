@@ -250,8 +250,10 @@ def main() -> None:
     import clipsort.devices  # noqa: F401 - before torch, as in the command (it sets how OpenMP threads wait)
     from clipsort.cache import EmbeddingCache
     from clipsort.embed import Embedder
+    from clipsort.engine_local import default_workers
+    from clipsort.events import RunOptions
     from clipsort.model_spec import parse_spec
-    from clipsort.pipeline import RunOptions, default_workers, run_index
+    from clipsort.pipeline import run_index
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores,"

@@ -82,7 +82,7 @@ def printable(text: str) -> str:
 
 
 class Ui:
-    """The CLI's renderer of pipeline events. Implements :class:`clipsort.pipeline.Events`."""
+    """The CLI's renderer of pipeline events. Implements :class:`clipsort.events.Events`."""
 
     def __init__(self, quiet: bool = False, json_lines: bool = False, stdout: TextIO | None = None) -> None:
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -96,7 +96,7 @@ class Ui:
 
     @property
     def wants_details(self) -> bool:
-        """Whether :meth:`photo` shows scores and verdicts (see :class:`clipsort.pipeline.SilentEvents`)."""
+        """Whether :meth:`photo` shows scores and verdicts (see :class:`clipsort.events.SilentEvents`)."""
         return self.json_lines or self.explain
 
     def explaining(self, explain: bool) -> Ui:

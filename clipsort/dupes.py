@@ -43,8 +43,8 @@ from clipsort.candidates import cosines, hash_pairs, neighbour_pairs, unique_pai
 from clipsort.decode import dimensions, load_image
 from clipsort.embed import Embedder
 from clipsort.errors import ClipsortError, DecodeError, FileFailure
+from clipsort.events import Events, RunOptions, SilentEvents
 from clipsort.library import Photos, cached_photos, index_missing, open_library
-from clipsort.pipeline import Events, RunOptions, SilentEvents
 from clipsort.report import Report
 
 CANDIDATE_COSINE = 0.80

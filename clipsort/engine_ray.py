@@ -37,8 +37,8 @@ from clipsort.errors import ClipsortError, FileFailure, UsageError
 if TYPE_CHECKING:
     from clipsort.discover import ImageRef
     from clipsort.embed import Embedder, Resolved
+    from clipsort.events import Events, RunOptions
     from clipsort.model_spec import ModelSpec
-    from clipsort.pipeline import Events, RunOptions
     from clipsort.report import Report
 
 #: Environment the workers need to load the same model the same way and to read the same storage
@@ -213,8 +213,9 @@ def ray_embedded_photos(
     """The Ray engine's :func:`clipsort.pipeline.embedded_photos`: chunks of (photo, vector),
     those the cache holds first, then the cluster's, in the order of ``refs``."""
     from clipsort.decode import max_pixels
+    from clipsort.engine_local import default_workers
+    from clipsort.events import fail
     from clipsort.model_files import image_size_hint
-    from clipsort.pipeline import default_workers, fail
 
     ray = connect(run.address)
     size = run.batch_size or 32

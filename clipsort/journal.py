@@ -5,7 +5,7 @@ its sidecars) is placed, a ``begin`` record naming every file's source and targe
 written and flushed to disk; after, a ``done`` record gives each target's size and
 mtime. Folders are recorded before they are created. The file is ``flock``-ed for
 as long as its run lasts, so a journal without an ``end`` record whose lock is free
-belongs to a run that was killed: :func:`recover` then finishes or rolls back the
+belongs to a run that was killed: :func:`clipsort.recovery.recover` then finishes or rolls back the
 one operation that was under way (at most one unit can be half-done).
 
 ``clipsort undo`` replays a journal backwards, refusing, unit by unit, where a
@@ -19,16 +19,13 @@ import errno
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from clipsort import settings
 from clipsort.errors import ClipsortError, UsageError
-
-if TYPE_CHECKING:
-    from clipsort.recovery import UndoResult
 
 VERSION = 1
 
@@ -41,7 +38,7 @@ class JournalError(ClipsortError):
     """A journal cannot be written or read."""
 
 
-def _stat(path: Path) -> tuple[int, int] | None:
+def file_stat(path: Path) -> tuple[int, int] | None:
     try:
         st = os.lstat(path)
     except OSError:
@@ -100,7 +97,7 @@ class Journal:
                 "op": op,
                 "action": action,
                 "files": [[str(s), str(t)] for s, t in files],
-                "stats": [_stat(s) for s, _ in files],
+                "stats": [file_stat(s) for s, _ in files],
                 "folders": [str(f) for f in folders],
             },
             sync=True,
@@ -108,7 +105,7 @@ class Journal:
         return op
 
     def done(self, op: int, targets: list[Path]) -> None:
-        self.write({"type": "done", "op": op, "stats": [_stat(t) for t in targets]})
+        self.write({"type": "done", "op": op, "stats": [file_stat(t) for t in targets]})
 
     def failed(self, op: int, reason: str) -> None:
         self.write({"type": "failed", "op": op, "reason": reason})
@@ -234,11 +231,11 @@ def history() -> list[JournalView]:
     return views
 
 
-# ----------------------------------------------------------------------------- recovery
+# ----------------------------------------------------------------------------- claiming a journal (recovery, undo)
 
 
 @contextlib.contextmanager
-def _claimed(path: Path, wait: bool = False) -> Iterator[int | None]:
+def claimed(path: Path, wait: bool = False) -> Iterator[int | None]:
     """The journal's lock, or None when a live run holds it."""
     handle = os.open(path, os.O_WRONLY | os.O_APPEND)
     try:
@@ -247,7 +244,7 @@ def _claimed(path: Path, wait: bool = False) -> Iterator[int | None]:
         os.close(handle)
 
 
-def _append(handle: int, record: dict[str, Any]) -> None:
+def append_record(handle: int, record: dict[str, Any]) -> None:
     os.write(handle, (json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n").encode("ascii"))
     os.fsync(handle)
 
@@ -256,7 +253,7 @@ def _append(handle: int, record: dict[str, Any]) -> None:
 _AFTER_END = ("end", "undo", "undone", "undo-end")
 
 
-def _ended_by_its_last_line(path: Path) -> bool:
+def ended_by_its_last_line(path: Path) -> bool:
     try:
         with open(path, "rb") as handle:
             handle.seek(max(handle.seek(0, os.SEEK_END) - 4096, 0))
@@ -264,45 +261,6 @@ def _ended_by_its_last_line(path: Path) -> bool:
         return json.loads(last).get("type") in _AFTER_END
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def recover(report: Callable[[str], None]) -> int:
-    """Finish or roll back the operation a killed run left half-done, in every unfinished journal.
-
-    Returns how many journals were recovered; ``report`` gets one message per action.
-    """
-    from clipsort.recovery import complete_or_roll_back
-
-    recovered = 0
-    for path in all_journals():
-        if _ended_by_its_last_line(path):
-            continue  # the common case, decided without reading the whole file
-        try:
-            view = read(path)
-        except JournalError:
-            continue
-        if view.ended:
-            continue
-        with _claimed(path) as handle:
-            if handle is None:
-                continue  # its run is still going
-            for operation in view.operations.values():
-                if operation.state != "begun":
-                    continue
-                outcome = complete_or_roll_back(operation)
-                _append(handle, {"type": f"recovered-{outcome}", "op": operation.op})
-                if outcome == "done":
-                    operation.state = "done"
-                    _append(
-                        handle, {"type": "done", "op": operation.op, "stats": [_stat(t) for _, t in operation.files]}
-                    )
-                report(
-                    f"{path.name}: an interrupted {operation.action} of {operation.files[0][0]} was "
-                    + ("completed" if outcome == "done" else "rolled back")
-                )
-            _append(handle, {"type": "end", "finished": time.time(), "interrupted": True})
-            recovered += 1
-    return recovered
 
 
 def resolve(name: str | None) -> Path:
@@ -319,21 +277,3 @@ def resolve(name: str | None) -> Path:
     if inside.is_file():
         return inside
     raise UsageError(f"no journal {name!r} (see 'clipsort history')")
-
-
-def undo(name: str | None, report: Callable[[str], None]) -> tuple[Path, UndoResult]:
-    """Undo the sort run recorded in journal ``name`` (default: the newest). Returns (journal, result)."""
-    from clipsort.recovery import undo_operations
-
-    recover(report)
-    path = resolve(name)
-    view = read(path)
-    if view.run.get("command") != "sort":
-        raise UsageError(f"{path.name} is not the journal of a sort run")
-    with _claimed(path) as handle:
-        if handle is None:
-            raise UsageError(f"the run of {path.name} is still going; undo it when it has finished")
-        result = undo_operations(view, lambda record: _append(handle, record))
-        if not result.refused:
-            _append(handle, {"type": "undo-end", "finished": time.time()})
-    return path, result

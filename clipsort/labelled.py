@@ -17,8 +17,9 @@ from clipsort.discover import ImageRef
 from clipsort.embed import Embedder
 from clipsort.errors import UsageError
 from clipsort.evaluate import Evaluation, decide_all, evaluate
-from clipsort.labels import DEFAULT_TEMPLATES, Label, LabelSet, ModelRecord, _fold, prompts_for
-from clipsort.pipeline import Events, RunOptions, SilentEvents, embedded_photos, find_photos
+from clipsort.events import Events, RunOptions, SilentEvents
+from clipsort.labels import DEFAULT_TEMPLATES, Label, LabelSet, ModelRecord, _fold, model_key, prompts_for
+from clipsort.pipeline import embedded_photos, find_photos
 from clipsort.report import Report
 
 
@@ -111,7 +112,7 @@ def run_learn(
         report.finish()
         return report, None
     learned = learn.learn(vectors, truth, prior)
-    identity = learn.model_key(embedder.spec) or embedder.spec.display
+    identity = model_key(embedder.spec) or embedder.spec.display
     text = learn.to_json(label_set.labels, learned, ModelRecord(embedder.name, identity), root.absolute())
     _write_atomic(output, text)
     report.actions["learned"] = len(rows)

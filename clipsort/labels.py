@@ -99,6 +99,14 @@ class ModelRecord:
     identity: str
 
 
+def model_key(spec: ModelSpec) -> str | None:
+    """What a learned file records of its model (:class:`ModelRecord`): its identity, without the
+    decoder's version."""
+    from clipsort.model_files import model_identity
+
+    return model_identity(spec, "")
+
+
 @dataclass(frozen=True)
 class LabelSet:
     """The labels of one label file, in file order, with the file's own defaults."""
@@ -127,8 +135,6 @@ class LabelSet:
         """Refuse a learned file under another model than the one it was learned with."""
         if self.model is None:
             return
-        from clipsort.learn import model_key
-
         key = model_key(spec)
         if key is not None and key != self.model.identity:
             raise LabelFileError(
@@ -231,33 +237,3 @@ def checked(labels: list[Label], source: Path, when_empty: str) -> tuple[Label, 
 #: Built-in defaults of the decision rules (docs/scoring.md).
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_MARGIN = 1.0
-
-
-def load_labels(path: Path | str) -> LabelSet:
-    """Read a label file: ``.toml`` (rich form), a file made by ``clipsort learn`` (JSON), or text.
-
-    Every form gives one :class:`LabelSet`; errors name the file and, where known, the line.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise LabelFileError(path, "label file not found") from None
-    except IsADirectoryError:
-        raise LabelFileError(path, "is a folder, not a label file") from None
-    except OSError as exc:
-        raise LabelFileError(path, f"cannot read label file: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise LabelFileError(path, f"not valid UTF-8 (byte {exc.start}); save the file as UTF-8", line) from None
-    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
-        from clipsort.learn import parse_learned
-
-        return parse_learned(text, path)
-    if path.suffix.lower() == ".toml":
-        from clipsort.labels_toml import parse_toml_labels
-
-        return parse_toml_labels(text, path)
-    return parse_labels(text, path)

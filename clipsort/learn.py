@@ -28,7 +28,7 @@ from clipsort.labels import Label, LabelSet, ModelRecord, _parse_label_path, pro
 from clipsort.score import normalise
 
 if TYPE_CHECKING:
-    from clipsort.model_spec import ModelSpec
+    pass
 
 FORMAT = "clipsort-learned-labels"
 VERSION = 1
@@ -37,13 +37,6 @@ LAMBDAS = (0.003, 0.03, 0.3, 3.0)
 #: Used when a label has a single example, so that nothing can be held out.
 LAMBDA_WITHOUT_CV = 0.03
 _STEPS = 400
-
-
-def model_key(spec: ModelSpec) -> str | None:
-    """What a learned file records of its model: its identity, without the decoder's version."""
-    from clipsort.model_files import model_identity
-
-    return model_identity(spec, "")
 
 
 # ----------------------------------------------------------------------------- fitting

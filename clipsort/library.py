@@ -22,7 +22,8 @@ import numpy as np
 from clipsort.cache import EmbeddingCache, path_key
 from clipsort.discover import ImageRef, pair_raw_with_jpeg
 from clipsort.embed import Embedder
-from clipsort.pipeline import Events, RunOptions, check_roots, embedded_photos, find_photos
+from clipsort.events import Events, RunOptions
+from clipsort.pipeline import check_roots, embedded_photos, find_photos
 from clipsort.report import Report
 
 #: Rows read from the cache at a time (8 MB of ViT-B-32 vectors).

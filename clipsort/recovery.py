@@ -1,20 +1,29 @@
-"""Settling what a killed ``sort`` left half-done, and ``undo``: each journaled unit
-(:mod:`clipsort.journal`) is completed, rolled back or put back as one."""
+"""Settling what a killed ``sort`` left half-done (:func:`recover`), and ``undo``: each journaled
+unit (:mod:`clipsort.journal`) is completed, rolled back or put back as one."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from clipsort.errors import FileFailure
+from clipsort.errors import FileFailure, UsageError
+from clipsort.journal import (
+    JournalError,
+    JournalView,
+    Operation,
+    all_journals,
+    append_record,
+    claimed,
+    ended_by_its_last_line,
+    file_stat,
+    read,
+    resolve,
+)
 from clipsort.placing import copy_no_clobber, identical, place, remove_temp_copies, rename_no_replace
-
-if TYPE_CHECKING:
-    from clipsort.journal import JournalView, Operation
 
 
 def complete_or_roll_back(operation: Operation) -> str:
@@ -134,3 +143,60 @@ def _put_back(operation: Operation, resuming: bool = False) -> None:
             if operation.action == "move":
                 place(source, target, "move")
         raise
+
+
+# ----------------------------------------------------------------------------- whole journals
+
+
+def recover(report: Callable[[str], None]) -> int:
+    """Finish or roll back the operation a killed run left half-done, in every unfinished journal.
+
+    Returns how many journals were recovered; ``report`` gets one message per action.
+    """
+    recovered = 0
+    for path in all_journals():
+        if ended_by_its_last_line(path):
+            continue  # the common case, decided without reading the whole file
+        try:
+            view = read(path)
+        except JournalError:
+            continue
+        if view.ended:
+            continue
+        with claimed(path) as handle:
+            if handle is None:
+                continue  # its run is still going
+            for operation in view.operations.values():
+                if operation.state != "begun":
+                    continue
+                outcome = complete_or_roll_back(operation)
+                append_record(handle, {"type": f"recovered-{outcome}", "op": operation.op})
+                if outcome == "done":
+                    operation.state = "done"
+                    append_record(
+                        handle,
+                        {"type": "done", "op": operation.op, "stats": [file_stat(t) for _, t in operation.files]},
+                    )
+                report(
+                    f"{path.name}: an interrupted {operation.action} of {operation.files[0][0]} was "
+                    + ("completed" if outcome == "done" else "rolled back")
+                )
+            append_record(handle, {"type": "end", "finished": time.time(), "interrupted": True})
+            recovered += 1
+    return recovered
+
+
+def undo(name: str | None, report: Callable[[str], None]) -> tuple[Path, UndoResult]:
+    """Undo the sort run recorded in journal ``name`` (default: the newest). Returns (journal, result)."""
+    recover(report)
+    path = resolve(name)
+    view = read(path)
+    if view.run.get("command") != "sort":
+        raise UsageError(f"{path.name} is not the journal of a sort run")
+    with claimed(path) as handle:
+        if handle is None:
+            raise UsageError(f"the run of {path.name} is still going; undo it when it has finished")
+        result = undo_operations(view, lambda record: append_record(handle, record))
+        if not result.refused:
+            append_record(handle, {"type": "undo-end", "finished": time.time()})
+    return path, result

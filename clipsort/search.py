@@ -28,9 +28,10 @@ from clipsort.cache import EmbeddingCache
 from clipsort.discover import ImageRef
 from clipsort.embed import Embedder
 from clipsort.errors import ClipsortError, UsageError
+from clipsort.events import Events, RunOptions, SilentEvents
 from clipsort.labels import query_prompts
 from clipsort.library import Photos, cached_photos, holders, index_missing, open_library
-from clipsort.pipeline import Events, RunOptions, SilentEvents, embedded_photos
+from clipsort.pipeline import embedded_photos
 from clipsort.report import Report
 from clipsort.score import label_embedding, normalise
 

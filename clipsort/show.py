@@ -11,10 +11,11 @@ from clipsort.classifier import prepare_decisions
 from clipsort.discover import ImageRef
 from clipsort.embed import Embedder
 from clipsort.errors import FileFailure, SidecarError, UsageError
+from clipsort.events import Events, RunOptions, SilentEvents, fail
 from clipsort.exif import read_facts
 from clipsort.formats import available, format_of
 from clipsort.labels import LabelSet
-from clipsort.pipeline import Events, RunOptions, SilentEvents, fail, score_all, scores_of
+from clipsort.pipeline import score_all, scores_of
 from clipsort.report import Report
 from clipsort.sidecar import json_path, read_keywords, xmp_path
 

@@ -10,22 +10,13 @@ from clipsort import decide
 from clipsort.classifier import prepare_decisions
 from clipsort.embed import Embedder
 from clipsort.errors import DestinationFullError, FileFailure, UsageError
-from clipsort.journal import Journal, recover
+from clipsort.events import Events, RunOptions, SilentEvents, fail
+from clipsort.journal import Journal
 from clipsort.labels import LabelSet
 from clipsort.mover import Mover
 from clipsort.pattern import Pattern
-from clipsort.pipeline import (
-    Events,
-    RunOptions,
-    SilentEvents,
-    explained_of,
-    fail,
-    fail_unhandled_partners,
-    photos_to_score,
-    record,
-    score_all,
-    scores_of,
-)
+from clipsort.pipeline import explained_of, fail_unhandled_partners, photos_to_score, record, score_all, scores_of
+from clipsort.recovery import recover
 from clipsort.remote import is_url
 from clipsort.report import PhotoResult, Report
 

@@ -16,18 +16,9 @@ from clipsort.classifier import prepare_decisions
 from clipsort.discover import ImageRef, SideFiles
 from clipsort.embed import Embedder
 from clipsort.errors import FileFailure, SidecarError
+from clipsort.events import Events, RunOptions, SilentEvents
 from clipsort.labels import Label, LabelSet
-from clipsort.pipeline import (
-    Events,
-    RunOptions,
-    SilentEvents,
-    explained_of,
-    fail_unhandled_partners,
-    photos_to_score,
-    record,
-    score_all,
-    scores_of,
-)
+from clipsort.pipeline import explained_of, fail_unhandled_partners, photos_to_score, record, score_all, scores_of
 from clipsort.remote import is_url
 from clipsort.report import PhotoResult, Report
 from clipsort.sidecar import (

@@ -22,10 +22,11 @@ from clipsort.cache import EmbeddingCache, file_fingerprint
 from clipsort.cache_lock import CacheLock
 from clipsort.embed import Embedder
 from clipsort.errors import ExitCode
+from clipsort.events import RunOptions
 from clipsort.labels import parse_labels
 from clipsort.model import load_model
 from clipsort.model_spec import parse_spec
-from clipsort.pipeline import RunOptions, run_index
+from clipsort.pipeline import run_index
 from clipsort.tagging import TagOptions, run_tag
 
 SMALL = {"min_px": 64, "max_px": 160}
@@ -436,7 +437,7 @@ def test_many_photos_are_looked_up_at_once_each_by_its_path_size_and_mtime(tmp_p
 
 
 def test_a_rerun_mixing_cached_and_edited_photos_keeps_each_photo_its_own_vector(tmp_path, counting, rgb_labels):
-    from clipsort.pipeline import LOOKUP_BLOCK
+    from clipsort.engine_local import LOOKUP_BLOCK
 
     photos = make_colour_photos(tmp_path / "p", ["red", "green", "blue"], LOOKUP_BLOCK + 60, **SMALL)
     with EmbeddingCache(tmp_path / "c.sqlite3") as cache:

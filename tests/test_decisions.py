@@ -14,8 +14,9 @@ from conftest import COLOUR_MODEL, save_photo
 from shapes import make_picture
 
 from clipsort.cli import main
-from clipsort.labels import load_labels, parse_labels
-from clipsort.pipeline import SilentEvents
+from clipsort.events import SilentEvents
+from clipsort.label_file import load_labels
+from clipsort.labels import parse_labels
 from clipsort.sorting import SortOptions, run_sort
 from clipsort.tagging import TagOptions, run_tag
 

@@ -22,9 +22,11 @@ from clipsort.decode_pool import DecodePool
 from clipsort.decode_tensor import orient, read_jpeg
 from clipsort.discover import discover
 from clipsort.embed import Embedder
+from clipsort.engine_local import default_workers
 from clipsort.errors import DecodeError
+from clipsort.events import RunOptions
 from clipsort.phash import distance, perceptual_hash
-from clipsort.pipeline import RunOptions, default_workers, run_index
+from clipsort.pipeline import run_index
 
 torch = pytest.importorskip("torch")
 

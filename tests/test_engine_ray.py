@@ -88,8 +88,9 @@ def _worker_pids() -> set[int]:
 def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(tmp_path: Path, capsys, local_ray):
     from clipsort.cache import EmbeddingCache
     from clipsort.embed import Embedder
+    from clipsort.events import RunOptions
     from clipsort.model_spec import parse_spec
-    from clipsort.pipeline import RunOptions, run_index
+    from clipsort.pipeline import run_index
 
     make_colour_photos(tmp_path / "p", ["red", "blue"], 40, min_px=100, max_px=500)
     spec = parse_spec(str(COLOUR_MODEL))

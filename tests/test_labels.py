@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from clipsort.errors import ExitCode, LabelFileError
-from clipsort.labels import DEFAULT_TEMPLATES, load_labels, parse_labels
+from clipsort.label_file import load_labels
+from clipsort.labels import DEFAULT_TEMPLATES, parse_labels
 
 
 def test_plain_labels_use_the_template_ensemble():

@@ -8,7 +8,8 @@ import pytest
 
 from clipsort.classifier import threshold_of
 from clipsort.errors import ExitCode, LabelFileError
-from clipsort.labels import DEFAULT_TEMPLATES, load_labels
+from clipsort.label_file import load_labels
+from clipsort.labels import DEFAULT_TEMPLATES
 from clipsort.labels_toml import parse_toml_labels
 
 RICH = """\

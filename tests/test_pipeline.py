@@ -13,8 +13,9 @@ from shapes import make_picture
 
 from clipsort.discover import ImageRef
 from clipsort.errors import ExitCode, UsageError
+from clipsort.events import RunOptions, SilentEvents
 from clipsort.labels import DEFAULT_TEMPLATES, parse_labels
-from clipsort.pipeline import RunOptions, SilentEvents, embedded_photos
+from clipsort.pipeline import embedded_photos
 from clipsort.report import Report
 from clipsort.sidecar import json_path, xmp_path
 from clipsort.sorting import SortOptions, run_sort

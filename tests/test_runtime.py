@@ -269,7 +269,8 @@ def test_int8_vectors_are_cached_apart_and_auto_keeps_a_float_cache(tmp_path: Pa
     round; ``auto`` on a cache that holds only float vectors goes on in fp32 instead of starting over."""
     from clipsort.cache import EmbeddingCache
     from clipsort.embed import Embedder
-    from clipsort.pipeline import RunOptions, run_index
+    from clipsort.events import RunOptions
+    from clipsort.pipeline import run_index
 
     make_colour_photos(tmp_path / "p", ["red", "blue"], 6, min_px=64, max_px=200)
     spec = parse_spec(str(COLOUR_MODEL))

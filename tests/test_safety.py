@@ -22,9 +22,10 @@ from PIL import Image
 
 from clipsort import journal as journal_module
 from clipsort.errors import ExitCode
-from clipsort.journal import Journal, read, recover, undo
+from clipsort.events import RunOptions
+from clipsort.journal import Journal, read
 from clipsort.mover import Mover
-from clipsort.pipeline import RunOptions
+from clipsort.recovery import recover, undo
 from clipsort.sorting import SortOptions, run_sort
 
 SMALL = {"min_px": 64, "max_px": 200}

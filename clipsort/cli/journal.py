@@ -34,7 +34,7 @@ def undo(
       clipsort undo 20261122-173000-4242.jsonl
     """
     from clipsort.console import Ui
-    from clipsort.journal import undo as undo_run
+    from clipsort.recovery import undo as undo_run
 
     ui = Ui()
     path, result = undo_run(journal, ui.warn)

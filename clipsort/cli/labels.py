@@ -31,7 +31,8 @@ def labels_check(
       clipsort labels check mine.labels.json
     """
     from clipsort.classifier import threshold_of
-    from clipsort.labels import DEFAULT_MARGIN, load_labels
+    from clipsort.label_file import load_labels
+    from clipsort.labels import DEFAULT_MARGIN
 
     label_set = load_labels(file)
     root = label_set.tag_root if label_set.tag_root is not None else "clipsort"

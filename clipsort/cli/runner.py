@@ -18,8 +18,8 @@ from clipsort.errors import ExitCode
 if TYPE_CHECKING:
     from clipsort.console import Ui
     from clipsort.embed import Embedder
+    from clipsort.events import RunOptions
     from clipsort.labels import LabelSet
-    from clipsort.pipeline import RunOptions
     from clipsort.report import Report
 
 #: A command's own work: (label set or None, embedder, run options, ui) -> report.
@@ -57,10 +57,11 @@ def run_command(
     from clipsort.cache_lock import CacheLock
     from clipsort.console import Ui
     from clipsort.embed import Embedder
-    from clipsort.labels import load_labels
+    from clipsort.events import RunOptions
+    from clipsort.label_file import load_labels
     from clipsort.model import load_model
     from clipsort.model_spec import RANDOM, parse_spec
-    from clipsort.pipeline import RunOptions, check_roots, check_run_options
+    from clipsort.pipeline import check_roots, check_run_options
 
     ui = ui or Ui(quiet=common.quiet, json_lines=common.json_out)
     with contextlib.ExitStack() as stack:

@@ -1,0 +1,151 @@
+"""The local engine: photos decoded by this machine's threads (and a GPU's JPEG decoder) ahead of
+the model, embedded in batches, in discovery order. The Ray engine: :mod:`clipsort.engine_ray`."""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+
+import numpy as np
+
+from clipsort import settings
+from clipsort.decode import default_max_megapixels, set_max_megapixels
+from clipsort.decode_pool import DecodePool
+from clipsort.discover import ImageRef
+from clipsort.embed import Embedder, Resolved
+from clipsort.errors import ClipsortError, FileFailure
+from clipsort.events import Events, RunOptions, fail
+from clipsort.report import Report
+
+#: Photos looked up in the cache at a time by the run's thread, before any goes to a decode thread.
+LOOKUP_BLOCK = 256
+
+
+def default_workers(device: str = "cpu") -> int:
+    """Decode threads: on a CPU they share its cores with the model (4 at most: more only slowed
+    the model on the 2- and 4-core machines measured); beside a GPU, every core but two (the
+    run's own thread and the GPU's JPEG decoder)."""
+    cpus = settings.usable_cpus()
+    if device == "cpu":
+        return max(1, min(4, cpus))
+    return max(1, cpus - 2)
+
+
+def look_ahead(batch_size: int, device: str, loading: bool) -> int:
+    """Photos decoded ahead of the model: two batches (three beside a GPU, whose model waits on
+    nothing else), twice that while the model loads, so the decoders work on meanwhile."""
+    batches = 2 if device == "cpu" else 3
+    return batch_size * batches * (2 if loading else 1)
+
+
+def local_embedded_photos(
+    refs: Sequence[ImageRef],
+    embedder: Embedder,
+    run: RunOptions,
+    report: Report,
+    events: Events,
+) -> Iterator[list[tuple[ImageRef, np.ndarray]]]:
+    """:func:`clipsort.pipeline.embedded_photos` on this machine's threads: chunks of (photo, vector),
+    in discovery order.
+
+    Photos the cache holds at their path are found here, a block at a time; decode threads
+    (:class:`clipsort.decode_pool.DecodePool`) look the others up further (same content elsewhere),
+    or decode and prepare them, ahead of the model; beside a GPU, its JPEG decoder joins them once
+    the model has loaded. A bounded number of photos is in flight (:func:`look_ahead`), so
+    memory stays bounded. Vectors are committed to the cache batch by batch. Files that fail
+    are reported and skipped.
+    """
+
+    def batch_size() -> int:
+        # Known once the model has loaded (started by the first photo that needs it).
+        if run.batch_size:
+            return run.batch_size
+        model = embedder.loaded
+        return model.batch_size if model is not None else settings.DEFAULT_BATCH_SIZE
+
+    device = embedder.device
+    workers = run.workers or default_workers(device)
+    set_max_megapixels(run.max_megapixels or default_max_megapixels(workers))
+    # The device's JPEG decoder joins once the model has loaded (on CUDA unless --no-gpu-decode).
+    device_decoder_pending = run.gpu_decode if run.gpu_decode is not None else device.startswith("cuda")
+    # Photos the cache holds at the same path, size and mtime are found here, a block at a time,
+    # and never go through the decode threads (a re-run of a library that is all cached).
+    pending: deque[tuple[ImageRef, Future[Resolved] | Resolved]] = deque()
+    looked_up: deque[tuple[ImageRef, Resolved | None]] = deque()
+    refs_iter = iter(refs)
+
+    def next_photo() -> tuple[ImageRef, Resolved | None] | None:
+        if not looked_up:
+            block = list(itertools.islice(refs_iter, LOOKUP_BLOCK))
+            looked_up.extend(zip(block, embedder.cached(block), strict=True))
+        return looked_up.popleft() if looked_up else None
+
+    chunk: list[Resolved] = []
+    to_embed = 0
+    with DecodePool(embedder, workers) as pool:
+        try:
+            while True:
+                if device_decoder_pending and embedder.loaded is not None:
+                    device_decoder_pending = False
+                    _start_device_decoder(pool, embedder, report, events)
+                size = batch_size()
+                ahead = look_ahead(size, device, embedder.loading)
+                while len(pending) < ahead:
+                    photo = next_photo()
+                    if photo is None:
+                        break
+                    ref, known = photo
+                    pending.append((ref, known if known is not None else pool.submit(ref)))
+                if not pending and not chunk:
+                    break
+                if pending:
+                    ref, work = pending.popleft()
+                    try:
+                        resolved = work if isinstance(work, Resolved) else work.result()
+                    except FileFailure as failure:
+                        fail(report, events, failure)
+                    except (ClipsortError, KeyboardInterrupt):
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - one bad file never stops the run
+                        fail(report, events, FileFailure(ref.path, f"cannot decode: {exc}"))
+                    else:
+                        chunk.append(resolved)
+                        to_embed += resolved.vector is None
+                if to_embed >= size or len(chunk) >= ahead * 2 or (not pending and chunk):
+                    late = [r for r in chunk if r.vector is None and r.prepared is None]
+                    if len(late) > 1:  # decoded while the model loaded: prepared in the decode threads
+                        embedder.model()
+                        pool.map(embedder.prepare_late, late)
+                    vectors = embedder.finish(chunk)
+                    yield [(r.ref, v) for r, v in zip(chunk, vectors, strict=True)]
+                    chunk, to_embed = [], 0
+        finally:
+            for _, work in pending:
+                if not isinstance(work, Resolved):
+                    work.cancel()
+            report.embedded = embedder.embedded
+            report.cached = embedder.from_cache
+            if pool.device_error is not None:
+                message = f"the GPU's JPEG decoder stopped ({pool.device_error}); the CPU threads decoded the rest"
+                report.warnings.append(message)
+                events.warned(message)
+            if pool.on_device:
+                report.notes.append(
+                    f"{pool.on_device:,} of {pool.on_device + pool.on_cpu:,} photos decoded on {device}"
+                    f"{' (nvJPEG)' if device.startswith('cuda') else ''}, the rest on {workers} CPU"
+                    f" thread{'s' if workers != 1 else ''}"
+                )
+
+
+def _start_device_decoder(pool: DecodePool, embedder: Embedder, report: Report, events: Events) -> None:
+    """Share JPEGs with the model device's decoder, or say why not (when it was asked for, or
+    the device is a GPU: nothing is skipped silently)."""
+    decoder = embedder.jpeg_decoder()
+    if not isinstance(decoder, str):
+        pool.start_device_decoder(decoder)
+        return
+    message = f"JPEGs are decoded on the CPU alone: {decoder}"
+    report.warnings.append(message)
+    events.warned(message)

@@ -1,0 +1,37 @@
+"""Reading a label file in whichever form it takes: text (:func:`clipsort.labels.parse_labels`),
+TOML (:mod:`clipsort.labels_toml`) or made by ``clipsort learn`` (:mod:`clipsort.learn`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clipsort.errors import LabelFileError
+from clipsort.labels import LabelSet, parse_labels
+from clipsort.labels_toml import parse_toml_labels
+from clipsort.learn import parse_learned
+
+
+def load_labels(path: Path | str) -> LabelSet:
+    """Read a label file: ``.toml`` (rich form), a file made by ``clipsort learn`` (JSON), or text.
+
+    Every form gives one :class:`LabelSet`; errors name the file and, where known, the line.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise LabelFileError(path, "label file not found") from None
+    except IsADirectoryError:
+        raise LabelFileError(path, "is a folder, not a label file") from None
+    except OSError as exc:
+        raise LabelFileError(path, f"cannot read label file: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise LabelFileError(path, f"not valid UTF-8 (byte {exc.start}); save the file as UTF-8", line) from None
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        return parse_learned(text, path)
+    if path.suffix.lower() == ".toml":
+        return parse_toml_labels(text, path)
+    return parse_labels(text, path)
