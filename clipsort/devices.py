@@ -26,7 +26,11 @@ def gpu_possible() -> bool:
     if sys.platform == "darwin" or os.environ.get("CLIPSORT_ASSUME_GPU"):
         return True
     dev = Path("/dev")
-    return any(dev.glob("nvidia[0-9]*")) or (dev / "kfd").exists() or (dev / "dxg").exists() or sys.platform == "win32"
+    return _nvidia_device_nodes() or (dev / "kfd").exists() or (dev / "dxg").exists() or sys.platform == "win32"
+
+
+def _nvidia_device_nodes() -> bool:
+    return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 def resolve_device(requested: str) -> str:
@@ -53,6 +57,11 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+#: Images per model call on GPUs with 8 GiB or more, and on smaller GPUs and MPS.
+GPU_BATCH_SIZE = 256
+SMALL_GPU_BATCH_SIZE = 64
+
+
 def default_batch_size(device: str) -> int:
     """Images per model call for ``device``: 32 on CPUs (larger batches were no faster on the
     2-core reference machine), 256 on GPUs with 8 GiB or more, 64 on smaller GPUs and MPS."""
@@ -60,9 +69,18 @@ def default_batch_size(device: str) -> int:
         import torch
 
         total = torch.cuda.get_device_properties(torch.device(device)).total_memory
-        return 256 if total >= 8 << 30 else 64
+        return GPU_BATCH_SIZE if total >= 8 << 30 else SMALL_GPU_BATCH_SIZE
+    return likely_batch_size(device)
+
+
+def likely_batch_size(device: str) -> int:
+    """:func:`default_batch_size` as it is most likely to come out, known without torch: what the
+    decoders plan by while the model loads (on a GPU torch is what is loading; asking it would
+    wait for it)."""
+    if device.startswith("cuda"):
+        return GPU_BATCH_SIZE
     if device == "mps":
-        return 64
+        return SMALL_GPU_BATCH_SIZE
     return settings.DEFAULT_BATCH_SIZE
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from clipsort import settings
 from clipsort.decode import default_max_megapixels, set_max_megapixels
 from clipsort.decode_pool import DecodePool
+from clipsort.devices import likely_batch_size
 from clipsort.discover import ImageRef
 from clipsort.embed import Embedder, Resolved
 from clipsort.errors import ClipsortError, FileFailure
@@ -35,9 +36,12 @@ def default_workers(device: str = "cpu") -> int:
 
 def look_ahead(batch_size: int, device: str, loading: bool) -> int:
     """Photos decoded ahead of the model: two batches (three beside a GPU, whose model waits on
-    nothing else), twice that while the model loads, so the decoders work on meanwhile."""
-    batches = 2 if device == "cpu" else 3
-    return batch_size * batches * (2 if loading else 1)
+    nothing else); while the model loads, four, so that the decoders work on meanwhile (beside a
+    GPU the load takes seconds: torch, CUDA, open_clip; its four batches of 256 decoded photos
+    hold about half a GB of pixels until the model is there)."""
+    if loading:
+        return batch_size * 4
+    return batch_size * (2 if device == "cpu" else 3)
 
 
 def local_embedded_photos(
@@ -59,11 +63,12 @@ def local_embedded_photos(
     """
 
     def batch_size() -> int:
-        # Known once the model has loaded (started by the first photo that needs it).
+        # Known once the model has loaded (started by the first photo that needs it); until then
+        # the device's likely choice, so that decoding beside a loading GPU is planned in its batches.
         if run.batch_size:
             return run.batch_size
         model = embedder.loaded
-        return model.batch_size if model is not None else settings.DEFAULT_BATCH_SIZE
+        return model.batch_size if model is not None else likely_batch_size(embedder.device)
 
     device = embedder.device
     workers = run.workers or default_workers(device)

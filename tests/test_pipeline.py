@@ -211,7 +211,7 @@ def test_batch_size_defaults_to_the_models_choice_for_its_device(
     assert report.embedded == 8 and sizes == [3, 3, 2]
 
 
-def _vectors(embedder, folder: Path) -> dict[Path, list[float]]:
+def _vectors(embedder, folder: Path, batch_size: int | None = 4) -> dict[Path, list[float]]:
     from clipsort.pipeline import embedded_photos, find_photos
     from clipsort.report import Report
 
@@ -221,7 +221,7 @@ def _vectors(embedder, folder: Path) -> dict[Path, list[float]]:
 
     report = Report("index")
     refs = find_photos([folder], report, Quiet())
-    chunks = embedded_photos(refs, embedder, RunOptions(batch_size=4), report, Quiet())
+    chunks = embedded_photos(refs, embedder, RunOptions(batch_size=batch_size), report, Quiet())
     return {ref.path: vector.tolist() for chunk in chunks for ref, vector in chunk}
 
 
@@ -257,6 +257,36 @@ def test_photos_are_decoded_while_the_model_loads(tmp_path: Path, colour_model, 
     assert vectors.keys() == reference.keys()
     for path, vector in vectors.items():
         np.testing.assert_allclose(vector, reference[path], atol=1e-6)
+
+
+def test_beside_a_gpu_the_decoders_work_on_through_a_long_model_load(tmp_path: Path, colour_model, monkeypatch):
+    """On a GPU the model takes seconds to load (torch, CUDA, open_clip) and only then says its
+    batch size; meanwhile the decoders must go on in the GPU's batches, not stop after a CPU's
+    few (they stopped at 192 photos: six batches of the CPU's 32)."""
+    import threading
+
+    import clipsort.embed as embed_module
+    from clipsort.embed import Embedder
+
+    make_colour_photos(tmp_path / "p", ["red", "blue"], 600, min_px=16, max_px=24)
+    decoded = threading.Semaphore(0)
+    load_image = embed_module.load_image
+
+    def counting_load_image(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        picture = load_image(*args, **kwargs)
+        decoded.release()
+        return picture
+
+    def slow_loader(spec, device, precision):  # noqa: ANN001, ANN202
+        for count in range(500):  # "loading" until 500 photos have been decoded meanwhile
+            assert decoded.acquire(timeout=30), f"decoding stopped after {count} photos while the model loaded"
+        return colour_model
+
+    monkeypatch.setattr(embed_module, "load_image", counting_load_image)
+    embedder = Embedder(colour_model.spec, "cpu", None, loader=slow_loader)
+    embedder.device = "cuda"  # what the run plans its decoding by; the model itself runs on the CPU here
+    vectors = _vectors(embedder, tmp_path / "p", batch_size=None)
+    assert len(vectors) == 600 and embedder.embedded == 600
 
 
 def test_a_model_that_fails_to_load_in_the_background_stops_the_run(tmp_path: Path, rgb_labels):
