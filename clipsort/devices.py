@@ -33,6 +33,44 @@ def _nvidia_device_nodes() -> bool:
     return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
+def torch_built_for_cuda() -> bool:
+    """Whether the installed torch is a CUDA build, read from its ``version.py`` without importing torch."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("torch")  # finds the package without running it
+        if found is None or not found.submodule_search_locations:
+            return False
+        text = (Path(next(iter(found.submodule_search_locations))) / "version.py").read_text(encoding="utf-8")
+    except (OSError, ValueError, ImportError):
+        return False
+    for line in text.splitlines():
+        if line.startswith("cuda"):  # "cuda: Optional[str] = '12.8'", or "= None" in CPU builds
+            value = line.partition("=")[2].strip()
+            return value not in ("", "None")
+    return False
+
+
+def likely_device(requested: str) -> str | None:
+    """What :func:`resolve_device` will most likely answer, known without importing torch, or None
+    where only torch can tell (macOS, AMD, WSL).
+
+    ``import torch`` and CUDA's first query take seconds; on a Linux machine with an NVIDIA
+    device node and a CUDA build of torch, ``auto`` (and ``cuda``) is taken to be CUDA at
+    once, so that photos are found and decoded while torch loads with the model, which checks
+    the guess (:meth:`clipsort.embed.Embedder`): ``auto`` falls back to the CPU, with a warning,
+    where CUDA turns out unusable; ``cuda`` is then refused as :func:`resolve_device` refuses it.
+    """
+    if requested in ("auto", "cpu") and (requested == "cpu" or not gpu_possible()):
+        return "cpu"
+    if requested not in ("auto", "cuda") and not requested.startswith("cuda:"):
+        return None
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES", "x").strip() in ("", "-1")  # GPUs hidden on purpose
+    if sys.platform.startswith("linux") and not hidden and _nvidia_device_nodes() and torch_built_for_cuda():
+        return "cuda" if requested == "auto" else requested
+    return None
+
+
 def resolve_device(requested: str) -> str:
     """``auto`` -> cuda, then mps, then cpu. An explicit device that is missing is an error."""
     if requested in ("auto", "cpu") and (requested == "cpu" or not gpu_possible()):

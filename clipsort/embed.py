@@ -17,7 +17,7 @@ import numpy as np
 
 from clipsort.cache import DECODE_VERSION, EmbeddingCache, as_stored, file_fingerprint
 from clipsort.decode import load_image
-from clipsort.devices import resolve_device, resolve_precision
+from clipsort.devices import likely_device, resolve_device, resolve_precision
 from clipsort.discover import ImageRef
 from clipsort.errors import DecodeError, ModelError
 from clipsort.model_files import model_identity
@@ -89,8 +89,14 @@ class Embedder:
         self.cache = cache
         # Device and precision are settled before anything is looked up: int8 vectors differ
         # slightly from float ones and are cached apart, so the cache must know which it serves.
-        self.device = resolve_device(device)
+        # Where CUDA is all but certain, torch confirms it only when it loads with the model
+        # (devices.likely_device): photos are found and decoded meanwhile.
+        likely = likely_device(device)
+        self.device = likely if likely is not None else resolve_device(device)
+        self._unconfirmed = device if likely is not None and likely != "cpu" else None
         self.precision = _sticky_precision(spec, self.device, precision, cache)
+        #: What the run should be told about where the model ended up (see :meth:`_confirm_device`).
+        self.warnings: list[str] = []
         self._on_load = on_load or (lambda model: None)
         self._loader = loader
         self._model: ClipModel | None = None
@@ -152,6 +158,8 @@ class Embedder:
             return self._model
 
     def _load(self) -> None:
+        if self._unconfirmed is not None:
+            self._confirm_device(self._unconfirmed)
         if self._loader is not None:
             model = self._loader(self.spec, self.device, self.precision)
         else:
@@ -160,6 +168,24 @@ class Embedder:
             model = load_model(self.spec, self.device, self.precision)
         self._model = model
         self._on_load(model)
+
+    def _confirm_device(self, requested: str) -> None:
+        """Ask torch about the device taken for CUDA before it was imported. ``cuda`` that is not
+        usable is refused as :func:`resolve_device` refuses it; ``auto`` runs on what torch finds,
+        in float vectors still (those the cache was asked for), and the run is told."""
+        self._unconfirmed = None
+        actual = resolve_device(requested)
+        if actual == self.device:
+            return
+        import torch
+
+        precision = self.precision if actual.startswith(("cuda", "mps")) or self.precision != "fp16" else "fp32"
+        self.warnings.append(
+            f"this machine has an NVIDIA device and torch {torch.__version__} is built for CUDA"
+            f" {torch.version.cuda}, but torch cannot use it; the model runs on {actual} in {precision}"
+            f"{' (--device cpu runs it in int8, faster)' if actual == 'cpu' else ''}"
+        )
+        self.device, self.precision = actual, precision
 
     def _register(self, model: ClipModel) -> None:
         """Tell the cache about the model just loaded. Never in the loading thread: a run that

@@ -132,6 +132,9 @@ def local_embedded_photos(
                     work.cancel()
             report.embedded = embedder.embedded
             report.cached = embedder.from_cache
+            for message in embedder.warnings:
+                report.warnings.append(message)
+                events.warned(message)
             if pool.device_error is not None:
                 message = f"the GPU's JPEG decoder stopped ({pool.device_error}); the CPU threads decoded the rest"
                 report.warnings.append(message)

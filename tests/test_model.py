@@ -286,3 +286,89 @@ def test_loading_weights_skips_random_init_without_changing_the_model(monkeypatc
     assert all(torch.equal(fast_state[key], slow_state[key]) for key in fast_state)
     prompts = ["a photo of a red.", "a photo of a blue."]
     np.testing.assert_array_equal(fast.encode_texts(prompts), slow.encode_texts(prompts))
+
+
+# ----------------------------------------------------------------------------- CUDA known before torch
+
+
+def _as_if_cuda_were_here(monkeypatch) -> None:  # noqa: ANN001
+    """An NVIDIA device node and a CUDA build of torch, as a GPU machine has them (torch itself is
+    not told: on this machine it finds no usable CUDA, as on a GPU box with a broken driver)."""
+    import clipsort.devices as devices
+
+    monkeypatch.setattr(devices, "_nvidia_device_nodes", lambda: True)
+    monkeypatch.setattr(devices, "torch_built_for_cuda", lambda: True)
+    monkeypatch.setattr(devices.sys, "platform", "linux")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+
+def test_cuda_is_taken_for_granted_only_where_it_is_all_but_certain(monkeypatch):
+    import torch
+
+    import clipsort.devices as devices
+
+    assert devices.torch_built_for_cuda() == (torch.version.cuda is not None)  # read without importing torch
+    assert devices.likely_device("cpu") == "cpu"
+    monkeypatch.setattr(devices, "_nvidia_device_nodes", lambda: True)
+    monkeypatch.setattr(devices, "torch_built_for_cuda", lambda: False)
+    assert devices.likely_device("auto") is None  # a CPU build of torch: torch decides, as before
+    _as_if_cuda_were_here(monkeypatch)
+    assert devices.likely_device("auto") == "cuda" and devices.likely_device("cuda:1") == "cuda:1"
+    assert devices.likely_device("mps") is None
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # GPUs hidden on purpose: torch decides
+    assert devices.likely_device("auto") is None
+    monkeypatch.setattr(devices, "_nvidia_device_nodes", lambda: False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    if not any(Path("/dev").glob("kfd")) and not Path("/dev/dxg").exists():
+        assert devices.likely_device("auto") == "cpu"
+
+
+def test_a_run_where_cuda_seems_present_starts_without_torch(tmp_path: Path):
+    """The device is settled without ``import torch`` (seconds on a GPU box), so discovery and
+    decoding start at once; torch comes with the model."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nimport clipsort.devices as d\n"
+        "d._nvidia_device_nodes = lambda: True\nd.torch_built_for_cuda = lambda: True\n"
+        "from clipsort.embed import Embedder\nfrom clipsort.model_spec import parse_spec\n"
+        f"e = Embedder(parse_spec({str(COLOUR_MODEL)!r}), 'auto', None)\n"
+        "print(e.device, e.precision, 'torch' in sys.modules)\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the guess is made on Linux only")
+    assert out.stdout.split() == ["cuda", "fp16", "False"]
+
+
+def test_when_torch_cannot_use_the_gpu_it_seemed_to_have_auto_runs_on_the_cpu_and_says_so(tmp_path: Path, monkeypatch):
+    import torch
+    from conftest import make_colour_photos
+
+    from clipsort.cache import EmbeddingCache
+    from clipsort.embed import Embedder
+    from clipsort.pipeline import run_index
+
+    if torch.cuda.is_available():
+        pytest.skip("torch can use this machine's GPU: the guess is right here")
+    _as_if_cuda_were_here(monkeypatch)
+    make_colour_photos(tmp_path / "p", ["red", "blue"], 10, min_px=40, max_px=200)
+    spec = parse_spec(str(COLOUR_MODEL))
+    with EmbeddingCache(tmp_path / "cache.sqlite3") as cache:
+        embedder = Embedder(spec, "auto", cache)
+        assert (embedder.device, embedder.precision) == ("cuda", "fp16")  # taken before torch was asked
+        report = run_index([tmp_path / "p"], embedder)
+        assert report.embedded == 10 and not report.failures
+        assert (embedder.device, embedder.precision) == ("cpu", "fp32")
+        assert [w for w in report.warnings if "torch cannot use it" in w and "runs on cpu in fp32" in w]
+        # The vectors went where float vectors go: a plain CPU run finds every one of them.
+        again = run_index([tmp_path / "p"], Embedder(spec, "cpu", cache))
+        assert again.cached == 10 and again.embedded == 0
+
+        make_colour_photos(tmp_path / "new", ["red"], 3, min_px=40, max_px=200)
+        explicit = Embedder(spec, "cuda", cache)  # --device cuda: refused, as without the guess
+        with pytest.raises(DeviceError, match="CUDA is not available"):
+            run_index([tmp_path / "new"], explicit)
