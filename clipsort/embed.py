@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clipsort.cache import DECODE_VERSION, EmbeddingCache, as_stored, file_fingerprint
+from clipsort.calibration import UNRELATED_FACT, plain_vectors, unrelated_level_of
 from clipsort.decode import load_image
 from clipsort.devices import likely_device, resolve_device, resolve_precision
 from clipsort.discover import ImageRef
@@ -43,13 +44,6 @@ class Resolved:
     decoded_for: int = 0
     #: The photo's perceptual hash (:mod:`clipsort.phash`), when it was decoded or its content known.
     phash: int | None = None
-
-
-#: The cache's name for the unrelated level; bump its version when the way it is measured changes.
-_UNRELATED_FACT = "unrelated_level_v1"
-#: The plain pictures' vectors are kept among the model's texts under these keys (a NUL first:
-#: no prompt starts so).
-PICTURE_KEY = "\x00plain-picture:"
 
 
 def _version_of(precision: str) -> str:
@@ -241,7 +235,7 @@ class Embedder:
         if self._unrelated is not None:
             return self._unrelated
         if self.cache is not None and self._model_id is not None:
-            cached = self.cache.model_fact(self._model_id, _UNRELATED_FACT)
+            cached = self.cache.model_fact(self._model_id, UNRELATED_FACT)
             if cached is not None:
                 self._unrelated = cached
                 return cached
@@ -250,25 +244,15 @@ class Embedder:
         return level
 
     def _plain_vectors(self) -> np.ndarray:
-        """Vectors of the plain pictures (:func:`_plain_pictures`), from the cache when it has them."""
-        count = len(_plain_pictures())
-        keys = [f"{PICTURE_KEY}{i}" for i in range(count)]
-        if self.cache is not None and self._model_id is not None:
-            found = self.cache.texts(self._model_id, keys)
-            if len(found) == count:
-                return np.stack([found[k] for k in keys])
-        model = self.model()
-        photos_so_far = model.images_encoded  # the count is of photos: plain pictures are not
-        vectors = as_stored(model.encode_images(_plain_pictures()))
-        model.images_encoded = photos_so_far
-        if self.cache is not None and self._model_id is not None:
-            self.cache.put_texts(self._model_id, keys, vectors)
-        return vectors
+        """Vectors of the plain pictures (:func:`clipsort.calibration.plain_pictures`), from the cache
+        when it has them."""
+        cached = self.cache if self._model_id is not None else None
+        return plain_vectors(cached, self._model_id or 0, self.model)
 
     def _remember_unrelated(self, level: float) -> None:
         self._unrelated = level
         if self.cache is not None and self._model_id is not None:
-            self.cache.set_model_fact(self._model_id, _UNRELATED_FACT, level)
+            self.cache.set_model_fact(self._model_id, UNRELATED_FACT, level)
 
     # -- texts ----------------------------------------------------------------------------------
     def text_vectors(self, prompts: Sequence[str]) -> np.ndarray:
@@ -415,28 +399,3 @@ class Embedder:
             if rows:
                 self.cache.put_images(self._model_id, rows)
         return np.stack([r.vector for r in batch if r.vector is not None])
-
-
-def unrelated_level_of(pictures: np.ndarray, text_vectors: Callable[[Sequence[str]], np.ndarray]) -> float:
-    """The mean cosine between plain pictures (black to white, a gradient, noise: their vectors)
-    and everyday prompts (:data:`clipsort.decide.UNRELATED_PROMPTS` in the built-in templates)."""
-    from clipsort.decide import UNRELATED_PROMPTS
-    from clipsort.labels import prompts_for
-    from clipsort.score import label_embedding, normalise
-
-    per_word = [prompts_for(word) for word in UNRELATED_PROMPTS]
-    vectors = text_vectors([p for prompts in per_word for p in prompts])
-    texts = np.stack([label_embedding(chunk) for chunk in np.split(vectors, len(per_word))])
-    return float((normalise(pictures) @ texts.T).mean())
-
-
-def _plain_pictures() -> list[Any]:
-    """Pictures of nothing: five grey levels, a gradient and noise (fixed, so the level is repeatable)."""
-    from PIL import Image
-
-    size = (224, 224)
-    pictures = [Image.new("RGB", size, (v, v, v)) for v in (0, 64, 128, 192, 255)]
-    pictures.append(Image.linear_gradient("L").resize(size).convert("RGB"))
-    rng = np.random.default_rng(0)
-    pictures.append(Image.fromarray(rng.integers(64, 192, (*size, 3), dtype=np.uint8), "RGB"))
-    return pictures
