@@ -10,7 +10,7 @@ from clipsort import decide
 from clipsort.classifier import prepare_decisions
 from clipsort.embed import Embedder
 from clipsort.errors import DestinationFullError, FileFailure, UsageError
-from clipsort.events import Events, RunOptions, SilentEvents, fail
+from clipsort.events import Events, RunOptions, SilentEvents, fail, wants_details
 from clipsort.journal import Journal
 from clipsort.labels import LabelSet
 from clipsort.mover import Mover
@@ -89,6 +89,7 @@ def run_sort(
         report.journal = journal.path
     mover = Mover(options.mode, journal, dedupe=options.dedupe)
     past = {"move": "moved", "copy": "copied", "link": "linked", "dedupe": "deduplicated"}
+    details = wants_details(events)  # scores and verdicts: only for --json, --explain
     try:
         decisions = prepare_decisions(embedder, labels, options.threshold, options.margin)
         refs, partners = photos_to_score(roots, run, report, events)
@@ -99,12 +100,11 @@ def run_sort(
             )
             label = labels.labels[best] if best is not None else None
             names = (label.name,) if label else ()
-            explained = explained_of(decisions, judgements)
+            explained = explained_of(decisions, judgements) if details else {}
+            scores = scores_of(labels, row) if details else {}
             raws = [p.path for p in partners.get(ref.path, [])]
             if label is None and options.leave_unsorted:
-                result = PhotoResult(
-                    ref.path, scores_of(labels, row), names, "left", dry_run=options.dry_run, explained=explained
-                )
+                result = PhotoResult(ref.path, scores, names, "left", dry_run=options.dry_run, explained=explained)
                 handled.add(ref.path)
                 _record_pair(report, events, result, raws, {})
                 continue
@@ -130,7 +130,7 @@ def run_sort(
                 continue
             result = PhotoResult(
                 ref.path,
-                scores_of(labels, row),
+                scores,
                 names,
                 action,
                 destination=plan.target,

@@ -16,7 +16,7 @@ from clipsort.classifier import prepare_decisions
 from clipsort.discover import ImageRef, SideFiles
 from clipsort.embed import Embedder
 from clipsort.errors import FileFailure, SidecarError
-from clipsort.events import Events, RunOptions, SilentEvents
+from clipsort.events import Events, RunOptions, SilentEvents, wants_details
 from clipsort.labels import Label, LabelSet
 from clipsort.pipeline import explained_of, fail_unhandled_partners, photos_to_score, record, score_all, scores_of
 from clipsort.remote import is_url
@@ -66,9 +66,7 @@ def run_tag(
     decisions = prepare_decisions(embedder, labels, options.threshold)
     tag_root = options.tag_root if options.tag_root is not None else (labels.tag_root or "clipsort")
     side_files = SideFiles((".xmp", ".clipsort.json"))
-    # Scores and every label's verdict are made for each photo only when someone reads them
-    # (--json, --explain; events that do not say get them): 100,000 of each cost a second.
-    details = getattr(events, "wants_details", True)
+    details = wants_details(events)  # scores and verdicts: only for --json, --explain
     json_sidecars = options.sidecar == "json"  # they hold the scores
     writer = _Writer(
         options,

@@ -103,6 +103,24 @@ def test_sort_moves_by_colour_and_a_second_run_moves_nothing(tmp_path: Path, col
     assert sorted(p for p in dest.rglob("*")) == before
 
 
+def test_sort_gives_scores_and_verdicts_to_events_that_read_them_and_the_same_decisions_to_all(
+    tmp_path: Path, colour_embedder, rgb_labels
+):
+    class NotReading(Recorder):
+        wants_details = False  # a plain run's progress bar: no scores shown
+
+    make_colour_photos(tmp_path / "in", ["red", "green", "blue"], 6, **SMALL)
+    options = SortOptions(dest=tmp_path / "sorted", dry_run=True)
+    reading, plain = Recorder(), NotReading()
+    run_sort([tmp_path / "in"], rgb_labels, colour_embedder, options, events=reading)
+    run_sort([tmp_path / "in"], rgb_labels, colour_embedder, options, events=plain)
+    assert len(reading.results) == 6
+    for shown, quiet in zip(reading.results, plain.results, strict=True):
+        assert set(shown.scores) == {"red", "green", "blue"} and set(shown.explained) == {"red", "green", "blue"}
+        assert quiet.scores == {} and quiet.explained == {}
+        assert (shown.path, shown.labels, shown.destination) == (quiet.path, quiet.labels, quiet.destination)
+
+
 def test_sort_in_place_defaults_dest_to_the_folder(tmp_path: Path, colour_embedder, rgb_labels):
     photos = make_colour_photos(tmp_path, ["blue"], 2, **SMALL)
     run_sort([tmp_path], rgb_labels, colour_embedder, SortOptions())
