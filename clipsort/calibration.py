@@ -21,12 +21,13 @@ UNRELATED_FACT = "unrelated_level_v1"
 PICTURE_KEY = "\x00plain-picture:"
 
 
-def plain_vectors(cache: EmbeddingCache | None, model_id: int, model: Callable[[], LoadedModel]) -> np.ndarray:
-    """Vectors of the plain pictures (:func:`plain_pictures`): from ``cache`` (for ``model_id``) when it
-    has them, else embedded by ``model()`` and kept there."""
+def plain_vectors(model: Callable[[], LoadedModel], kept: tuple[EmbeddingCache, int] | None) -> np.ndarray:
+    """Vectors of the plain pictures (:func:`plain_pictures`): from ``kept`` (a cache and the model's
+    number there) when it has them, else embedded by ``model()`` and kept there."""
     count = len(plain_pictures())
     keys = [f"{PICTURE_KEY}{i}" for i in range(count)]
-    if cache is not None:
+    if kept is not None:
+        cache, model_id = kept
         found = cache.texts(model_id, keys)
         if len(found) == count:
             return np.stack([found[k] for k in keys])
@@ -34,7 +35,7 @@ def plain_vectors(cache: EmbeddingCache | None, model_id: int, model: Callable[[
     photos_so_far = loaded.images_encoded  # the count is of photos: plain pictures are not
     vectors = as_stored(loaded.encode_images(plain_pictures()))
     loaded.images_encoded = photos_so_far
-    if cache is not None:
+    if kept is not None:
         cache.put_texts(model_id, keys, vectors)
     return vectors
 

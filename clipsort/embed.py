@@ -246,8 +246,8 @@ class Embedder:
     def _plain_vectors(self) -> np.ndarray:
         """Vectors of the plain pictures (:func:`clipsort.calibration.plain_pictures`), from the cache
         when it has them."""
-        cached = self.cache if self._model_id is not None else None
-        return plain_vectors(cached, self._model_id or 0, self.model)
+        kept = (self.cache, self._model_id) if self.cache is not None and self._model_id is not None else None
+        return plain_vectors(self.model, kept)
 
     def _remember_unrelated(self, level: float) -> None:
         self._unrelated = level

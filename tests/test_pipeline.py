@@ -243,19 +243,12 @@ def _vectors(embedder, folder: Path, batch_size: int | None = 4) -> dict[Path, l
     return {ref.path: vector.tolist() for chunk in chunks for ref, vector in chunk}
 
 
-@pytest.mark.parametrize("hint", ["right", "too small"])
-def test_photos_are_decoded_while_the_model_loads(tmp_path: Path, colour_model, monkeypatch, hint):
-    """The model loads in its own thread; photos decoded meanwhile end up with the very same vectors."""
+def _count_decodes(monkeypatch):  # noqa: ANN001, ANN202
+    """A semaphore released once for every photo decoded from now on."""
     import threading
 
     import clipsort.embed as embed_module
-    import clipsort.model_files as model_files
-    from clipsort.embed import Embedder
 
-    make_colour_photos(tmp_path / "p", ["red", "blue"], 12, min_px=40, max_px=300)
-    reference = _vectors(Embedder(colour_model.spec, "cpu", None, loader=lambda *a: colour_model), tmp_path / "p")
-    if hint == "too small":  # a config that understates the input size: early photos are decoded again
-        monkeypatch.setattr(model_files, "image_size_hint", lambda spec: colour_model.min_side // 3)
     decoded = threading.Semaphore(0)
     load_image = embed_module.load_image
 
@@ -264,12 +257,27 @@ def test_photos_are_decoded_while_the_model_loads(tmp_path: Path, colour_model, 
         decoded.release()
         return picture
 
+    monkeypatch.setattr(embed_module, "load_image", counting_load_image)
+    return decoded
+
+
+@pytest.mark.parametrize("hint", ["right", "too small"])
+def test_photos_are_decoded_while_the_model_loads(tmp_path: Path, colour_model, monkeypatch, hint):
+    """The model loads in its own thread; photos decoded meanwhile end up with the very same vectors."""
+    import clipsort.model_files as model_files
+    from clipsort.embed import Embedder
+
+    make_colour_photos(tmp_path / "p", ["red", "blue"], 12, min_px=40, max_px=300)
+    reference = _vectors(Embedder(colour_model.spec, "cpu", None, loader=lambda *a: colour_model), tmp_path / "p")
+    if hint == "too small":  # a config that understates the input size: early photos are decoded again
+        monkeypatch.setattr(model_files, "image_size_hint", lambda spec: colour_model.min_side // 3)
+    decoded = _count_decodes(monkeypatch)
+
     def slow_loader(spec, device, precision):  # noqa: ANN001, ANN202
         for _ in range(6):  # the model is "loading" until six photos have been decoded
             assert decoded.acquire(timeout=20), "no photo was decoded while the model loaded"
         return colour_model
 
-    monkeypatch.setattr(embed_module, "load_image", counting_load_image)
     embedder = Embedder(colour_model.spec, "cpu", None, loader=slow_loader)
     vectors = _vectors(embedder, tmp_path / "p")
     assert vectors.keys() == reference.keys()
@@ -281,26 +289,16 @@ def test_beside_a_gpu_the_decoders_work_on_through_a_long_model_load(tmp_path: P
     """On a GPU the model takes seconds to load (torch, CUDA, open_clip) and only then says its
     batch size; meanwhile the decoders must go on in the GPU's batches, not stop after a CPU's
     few (they stopped at 192 photos: six batches of the CPU's 32)."""
-    import threading
-
-    import clipsort.embed as embed_module
     from clipsort.embed import Embedder
 
     make_colour_photos(tmp_path / "p", ["red", "blue"], 600, min_px=16, max_px=24)
-    decoded = threading.Semaphore(0)
-    load_image = embed_module.load_image
-
-    def counting_load_image(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        picture = load_image(*args, **kwargs)
-        decoded.release()
-        return picture
+    decoded = _count_decodes(monkeypatch)
 
     def slow_loader(spec, device, precision):  # noqa: ANN001, ANN202
         for count in range(500):  # "loading" until 500 photos have been decoded meanwhile
             assert decoded.acquire(timeout=30), f"decoding stopped after {count} photos while the model loaded"
         return colour_model
 
-    monkeypatch.setattr(embed_module, "load_image", counting_load_image)
     embedder = Embedder(colour_model.spec, "cpu", None, loader=slow_loader)
     embedder.device = "cuda"  # what the run plans its decoding by; the model itself runs on the CPU here
     vectors = _vectors(embedder, tmp_path / "p", batch_size=None)
