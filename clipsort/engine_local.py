@@ -17,7 +17,7 @@ from clipsort.devices import likely_batch_size
 from clipsort.discover import ImageRef
 from clipsort.embed import Embedder, Resolved
 from clipsort.errors import ClipsortError, FileFailure
-from clipsort.events import Events, RunOptions, fail
+from clipsort.events import Events, RunOptions, fail, warn
 from clipsort.report import Report
 
 #: Photos looked up in the cache at a time by the run's thread, before any goes to a decode thread.
@@ -70,11 +70,12 @@ def local_embedded_photos(
         model = embedder.loaded
         return model.batch_size if model is not None else likely_batch_size(embedder.device)
 
-    device = embedder.device
-    workers = run.workers or default_workers(device)
+    # The device is read where it is used: a GPU taken for granted before torch was imported may
+    # turn out unusable when the model loads (Embedder._confirm_device), and the run goes on on the CPU.
+    workers = run.workers or default_workers(embedder.device)
     set_max_megapixels(run.max_megapixels or default_max_megapixels(workers))
     # The device's JPEG decoder joins once the model has loaded (on CUDA unless --no-gpu-decode).
-    device_decoder_pending = run.gpu_decode if run.gpu_decode is not None else device.startswith("cuda")
+    device_decoder_pending = run.gpu_decode is not False
     # Photos the cache holds at the same path, size and mtime are found here, a block at a time,
     # and never go through the decode threads (a re-run of a library that is all cached).
     pending: deque[tuple[ImageRef, Future[Resolved] | Resolved]] = deque()
@@ -94,9 +95,10 @@ def local_embedded_photos(
             while True:
                 if device_decoder_pending and embedder.loaded is not None:
                     device_decoder_pending = False
-                    _start_device_decoder(pool, embedder, report, events)
+                    if run.gpu_decode or embedder.device.startswith("cuda"):
+                        _start_device_decoder(pool, embedder, report, events)
                 size = batch_size()
-                ahead = look_ahead(size, device, embedder.loading)
+                ahead = look_ahead(size, embedder.device, embedder.loading)
                 while len(pending) < ahead:
                     photo = next_photo()
                     if photo is None:
@@ -133,13 +135,15 @@ def local_embedded_photos(
             report.embedded = embedder.embedded
             report.cached = embedder.from_cache
             for message in embedder.warnings:
-                report.warnings.append(message)
-                events.warned(message)
+                warn(report, events, message)
             if pool.device_error is not None:
-                message = f"the GPU's JPEG decoder stopped ({pool.device_error}); the CPU threads decoded the rest"
-                report.warnings.append(message)
-                events.warned(message)
+                warn(
+                    report,
+                    events,
+                    f"the GPU's JPEG decoder stopped ({pool.device_error}); the CPU threads decoded the rest",
+                )
             if pool.on_device:
+                device = embedder.device
                 report.notes.append(
                     f"{pool.on_device:,} of {pool.on_device + pool.on_cpu:,} photos decoded on {device}"
                     f"{' (nvJPEG)' if device.startswith('cuda') else ''}, the rest on {workers} CPU"
@@ -154,6 +158,4 @@ def _start_device_decoder(pool: DecodePool, embedder: Embedder, report: Report, 
     if not isinstance(decoder, str):
         pool.start_device_decoder(decoder)
         return
-    message = f"JPEGs are decoded on the CPU alone: {decoder}"
-    report.warnings.append(message)
-    events.warned(message)
+    warn(report, events, f"JPEGs are decoded on the CPU alone: {decoder}")

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clipsort import settings
 from clipsort.errors import ClipsortError, FileFailure, UsageError
 
 if TYPE_CHECKING:
@@ -218,7 +219,7 @@ def ray_embedded_photos(
     from clipsort.model_files import image_size_hint
 
     ray = connect(run.address)
-    size = run.batch_size or 32
+    size = run.batch_size or settings.DEFAULT_BATCH_SIZE
     todo: list[Resolved] = []
     known: list[Resolved] = []
     # Photos the cache holds at their path: a few queries for many (Embedder.cached); the others

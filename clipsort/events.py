@@ -72,6 +72,12 @@ class RunOptions:
     ray_device: str = "auto"
 
 
+def warn(report: Report, events: Events, message: str) -> None:
+    """A warning for the run's report and for its caller now."""
+    report.warnings.append(message)
+    events.warned(message)
+
+
 def fail(report: Report, events: Events, failure: FileFailure) -> None:
     report.fail(failure)
     events.failed(failure)

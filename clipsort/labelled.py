@@ -17,7 +17,7 @@ from clipsort.discover import ImageRef
 from clipsort.embed import Embedder
 from clipsort.errors import UsageError
 from clipsort.evaluate import Evaluation, decide_all, evaluate
-from clipsort.events import Events, RunOptions, SilentEvents
+from clipsort.events import Events, RunOptions, SilentEvents, warn
 from clipsort.labels import DEFAULT_TEMPLATES, Label, LabelSet, ModelRecord, _fold, model_key, prompts_for
 from clipsort.pipeline import embedded_photos, find_photos
 from clipsort.report import Report
@@ -47,8 +47,7 @@ def find_labelled(root: Path, report: Report, events: Events, need_photos: bool)
         paths.append(relative)
     if loose:
         message = f"{loose} photos directly in {root} belong to no label folder; skipped"
-        report.warnings.append(message)
-        events.warned(message)
+        warn(report, events, message)
     if need_photos:
         holding = {parts[: i + 1] for parts in paths for i in range(len(parts))}
         for folder, subfolders, _ in os.walk(root):
@@ -177,8 +176,7 @@ def run_eval(
     unknown = sorted({"/".join(p) for p in found.paths if _fold("/".join(p)) not in by_folder})
     if unknown:
         message = f"folders that are no label count as 'none of these': {', '.join(unknown)}"
-        report.warnings.append(message)
-        events.warned(message)
+        warn(report, events, message)
     decisions = prepare_decisions(embedder, labels, options.threshold, options.margin)
     events.started(len(found.refs))
     rows, vectors = _vectors(found.refs, embedder, run, report, events)

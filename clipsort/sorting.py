@@ -10,7 +10,7 @@ from clipsort import decide
 from clipsort.classifier import prepare_decisions
 from clipsort.embed import Embedder
 from clipsort.errors import DestinationFullError, FileFailure, UsageError
-from clipsort.events import Events, RunOptions, SilentEvents, fail, wants_details
+from clipsort.events import Events, RunOptions, SilentEvents, fail, wants_details, warn
 from clipsort.journal import Journal
 from clipsort.labels import LabelSet
 from clipsort.mover import Mover
@@ -120,8 +120,7 @@ def run_sort(
                     action = past[plan.action] if label or plan.action == "dedupe" else "unsorted"
                     if not options.dry_run:
                         for warning in mover.execute(plan):
-                            report.warnings.append(warning)
-                            events.warned(warning)
+                            warn(report, events, warning)
             except DestinationFullError as exc:
                 report.fatal = str(exc)
                 break
