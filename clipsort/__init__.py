@@ -6,4 +6,10 @@ follow the data: :mod:`clipsort.discover` -> :mod:`clipsort.decode` ->
 :mod:`clipsort.mover`, tied together by :mod:`clipsort.pipeline`.
 """
 
+from clipsort.privacy import telemetry_off
+
 __version__ = "0.1.0"
+
+# Before any dependency loads, in every process that imports clipsort (the command, Ray workers):
+# nothing leaves the machine unasked (clipsort.privacy).
+telemetry_off()

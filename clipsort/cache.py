@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sqlite3
 import threading
@@ -87,17 +88,6 @@ def to_blob(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype=np.float16).tobytes()
 
 
-def from_blob(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype=np.float16).astype(np.float32)
-
-
-def from_blobs(blobs: Sequence[bytes]) -> np.ndarray:
-    """The vectors of several blobs of one model, as the rows of one (n, dim) matrix."""
-    if not blobs:
-        return np.zeros((0, 0), dtype=np.float32)
-    return from_blob(b"".join(blobs)).reshape(len(blobs), -1)
-
-
 def as_stored(vectors: np.ndarray) -> np.ndarray:
     """Vectors as the cache returns them (float16-rounded), so cached and fresh runs score alike."""
     return np.asarray(vectors, dtype=np.float16).astype(np.float32)
@@ -123,6 +113,59 @@ class EmbeddingCache:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self.db = open_file(self.path, self._warn)
+        #: The length of each model's vectors, where known (:meth:`expect_dimension`).
+        self._dims: dict[int, int] = {}
+        #: Vectors found damaged (not finite, or of the wrong length) and not used.
+        self.damaged = 0
+        self._damage_lock = threading.Lock()
+
+    # -- checking what comes out ----------------------------------------------------------------
+    def expect_dimension(self, model_id: int, dim: int | None) -> None:
+        """Vectors of ``model_id`` have ``dim`` numbers: others are damaged and not used."""
+        if dim:
+            self._dims[model_id] = int(dim)
+
+    def checked_matrix(self, model_id: int, blobs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """The vectors of ``blobs`` of one model as the rows of one float16 matrix, and which blobs
+        they are (a mask): a blob is left out when it is damaged, of another length than the model's
+        (or, where that is not known, than most of them) or holding NaN or infinities. A cache may
+        come from elsewhere: what it holds is checked where it enters. The first damage is told
+        once (``warn``); a damaged vector counts as not cached."""
+        lengths = [len(blob) for blob in blobs]
+        if not lengths:
+            return np.zeros((0, 0), dtype=np.float16), np.zeros(0, dtype=bool)
+        expected = self._dims.get(model_id, 0) * 2 or max(set(lengths), key=lengths.count)
+        mask = np.array([n == expected and n > 0 and n % 2 == 0 for n in lengths], dtype=bool)
+        if mask.all():
+            matrix = np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), -1)
+        elif mask.any():
+            matrix = np.frombuffer(b"".join(b for b, ok in zip(blobs, mask, strict=True) if ok), dtype=np.float16)
+            matrix = matrix.reshape(int(mask.sum()), -1)
+        else:
+            matrix = np.zeros((0, max(expected // 2, 0)), dtype=np.float16)
+        finite = np.isfinite(matrix).all(axis=1)
+        if not finite.all():
+            matrix = matrix[finite]
+            mask[np.flatnonzero(mask)[~finite]] = False
+        if not mask.all():
+            self._note_damage(int((~mask).sum()))
+        return matrix, mask
+
+    def vectors(self, model_id: int, blobs: Sequence[bytes]) -> list[np.ndarray | None]:
+        """The vectors of ``blobs`` (float32), None for each damaged one (see :meth:`checked_matrix`)."""
+        matrix, mask = self.checked_matrix(model_id, blobs)
+        rows = iter(matrix.astype(np.float32))
+        return [next(rows) if ok else None for ok in mask]
+
+    def _note_damage(self, count: int) -> None:
+        with self._damage_lock:
+            first = self.damaged == 0
+            self.damaged += count
+        if first:
+            self._warn(
+                f"the cache {self.path} holds damaged vectors (not finite numbers, or of the wrong length); "
+                "they are not used: those photos and prompts are embedded again"
+            )
 
     # -- opening ------------------------------------------------------------------------------
     def close(self) -> None:
@@ -159,7 +202,7 @@ class EmbeddingCache:
 
     def logit_scale(self, model_id: int) -> float | None:
         row = self.db.execute("SELECT logit_scale FROM models WHERE id=?", (model_id,)).fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+        return _finite(row[0]) if row is not None else None
 
     def set_logit_scale(self, model_id: int, logit_scale: float) -> None:
         """Remember the model's logit scale, so that scoring from the cache needs no model."""
@@ -169,10 +212,7 @@ class EmbeddingCache:
     def model_fact(self, model_id: int, name: str) -> float | None:
         """A number measured once per model (``unrelated_level``), kept in the meta table."""
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (f"model:{model_id}:{name}",)).fetchone()
-        try:
-            return None if row is None else float(row[0])
-        except ValueError:
-            return None
+        return _finite(row[0]) if row is not None else None
 
     def set_model_fact(self, model_id: int, name: str, value: float) -> None:
         with transaction(self.db):
@@ -194,10 +234,12 @@ class EmbeddingCache:
         found: dict[str, np.ndarray] = {}
         for chunk in _chunks(list(dict.fromkeys(texts)), 500):
             marks = ",".join("?" * len(chunk))
-            for text, blob in self.db.execute(
+            rows = self.db.execute(
                 f"SELECT text, vector FROM texts WHERE model_id=? AND text IN ({marks})", (model_id, *chunk)
-            ):
-                found[text] = from_blob(blob)
+            ).fetchall()
+            for (text, _), vector in zip(rows, self.vectors(model_id, [blob for _, blob in rows]), strict=True):
+                if vector is not None:
+                    found[text] = vector
         return found
 
     def put_texts(self, model_id: int, texts: Sequence[str], vectors: np.ndarray) -> None:
@@ -242,8 +284,7 @@ class EmbeddingCache:
             (row := found.get(key)) is not None and row[:2] == (size, mtime_ns)
             for key, (_, size, mtime_ns) in zip(keys, photos, strict=True)
         ]
-        matrix = from_blobs([found[key][2] for key, hit in zip(keys, same, strict=True) if hit])
-        rows = iter(matrix)
+        rows = iter(self.vectors(model_id, [found[key][2] for key, hit in zip(keys, same, strict=True) if hit]))
         return [next(rows) if hit else None for hit in same]
 
     def lookup_fingerprint(
@@ -258,7 +299,10 @@ class EmbeddingCache:
             )
             .fetchone()
         )
-        return None if row is None else (from_blob(row[0]), row[1])
+        if row is None:
+            return None
+        vector = self.vectors(model_id, [row[0]])[0]
+        return None if vector is None else (vector, row[1])
 
     def put_images(self, model_id: int, rows: Iterable[tuple[Path, int, int, bytes, np.ndarray, int | None]]) -> None:
         """Store (path, size, mtime_ns, fingerprint, vector, perceptual hash or None) rows in one transaction."""
@@ -353,6 +397,15 @@ class EmbeddingCache:
             for suffix in ("", "-wal", "-shm")
             if Path(str(self.path) + suffix).exists()
         )
+
+
+def _finite(value: object) -> float | None:
+    """A number read from the cache, or None when it is not a finite one (a damaged or foreign file)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

@@ -10,8 +10,10 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 from clipsort.errors import ClipsortError
+from clipsort.safe_files import regular_or_absent
 
 SCHEMA_VERSION = 3
 #: Identifies clipsort's cache files (PRAGMA application_id): "ClSt".
@@ -104,6 +106,16 @@ def open_file(path: Path, warn: Callable[[str], None]) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CacheError(f"cannot create the cache folder {path.parent}: {exc.strerror or exc}") from None
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:  # SQLite follows links: one planted at the cache's names would make it write elsewhere
+            st = regular_or_absent(Path(str(path) + suffix))
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            if "link" in why:
+                why += "; clipsort does not follow links for the files it writes (give the real file with --cache)"
+            raise CacheError(f"the cache file {path}{suffix} {why}") from None
+        if st is not None and st.st_nlink > 1:
+            raise CacheError(f"the cache file {path}{suffix} has other names (hard links); left untouched")
     problem = _problem(path)
     if problem:
         aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -143,8 +155,10 @@ def _problem(path: Path) -> str | None:
     """Why the existing file cannot be used, or None."""
     if not path.exists() or path.stat().st_size == 0:
         return None
+    if not os.access(path, os.R_OK):
+        raise CacheError(f"cannot read the cache {path}: permission denied")
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+        db = sqlite3.connect(f"file:{quote(os.fspath(path))}?mode=ro", uri=True, timeout=60)
         try:
             app = db.execute("PRAGMA application_id").fetchone()[0]
             if app != APPLICATION_ID:

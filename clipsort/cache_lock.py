@@ -10,14 +10,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from clipsort.cache_file import CacheError
 from clipsort.errors import CacheBusyError
+from clipsort.safe_files import open_own
 
 
 class CacheLock:
     """One clipsort run per cache file, held for the whole run.
 
     An ``flock`` on ``<cache>.lock``: the OS drops it when the holder exits or is
-    killed, so a stale lock never blocks. ``wait=False`` raises
+    killed, so a stale lock never blocks. The lock file is opened without following a link,
+    must have no other name (hard link), and is written only when it holds nothing or what
+    clipsort writes there: a link or a file planted at its name is never emptied. ``wait=False`` raises
     :class:`CacheBusyError`; otherwise ``on_wait`` is called once and the lock is
     awaited.
     """
@@ -33,8 +37,22 @@ class CacheLock:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no lock (documented)
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise CacheError(f"the cache folder {self.path.parent} is a file, not a folder") from None
+        except OSError as exc:
+            raise CacheError(f"cannot create the cache folder {self.path.parent}: {exc.strerror or exc}") from None
+        try:
+            handle, _ = open_own(self.path)
+        except OSError as exc:
+            raise CacheError(f"cannot use the lock file {self.path}: {exc.strerror or exc}") from None
+        if not _ours(handle):
+            os.close(handle)
+            raise CacheError(
+                f"the lock file {self.path} holds something that is not clipsort's; left untouched "
+                "(remove it if it is yours, or choose another --cache)"
+            )
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -59,6 +77,19 @@ class CacheLock:
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             os.close(self._handle)
             self._handle = None
+
+
+def _ours(handle: int) -> bool:
+    """Whether the lock file is empty or holds what clipsort writes there (a holder's pid and time):
+    only then may it be emptied and written."""
+    try:
+        data = os.pread(handle, 4097, 0)
+        if not data:
+            return True
+        record = json.loads(data)
+        return isinstance(record, dict) and set(record) == {"pid", "since"} and len(data) < 200
+    except (OSError, ValueError):
+        return False
 
 
 def _read_holder(handle: int) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 
 from clipsort import decide, score
 from clipsort.embed import Embedder
-from clipsort.labels import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Label, LabelSet
+from clipsort.labels import DEFAULT_MARGIN, DEFAULT_THRESHOLD, Label, LabelSet, check_dimension
 
 
 def label_matrix(embedder: Embedder, labels: LabelSet) -> np.ndarray:
@@ -59,8 +59,9 @@ def prepare_decisions(
         zero_shot = decide.Scorer.zero_shot(
             label_matrix(embedder, text_labels), embedder.logit_scale(), embedder.unrelated_level()
         )
-    learned = labels.labels[0].vector if zero_shot is None else None
+    learned = next((label.vector for label in labels.labels if label.vector is not None), None)
     dimension = zero_shot.directions.shape[1] if zero_shot is not None else len(learned or ())
+    check_dimension(labels, dimension, embedder.name)
     directions = np.zeros((len(labels), dimension), dtype=np.float32)
     a, b = np.zeros(len(labels)), np.zeros(len(labels))
     if zero_shot is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -51,6 +52,8 @@ _SUMMARY_ORDER = (
     "duplicate",
     "already-tagged",
 )
+#: Paths left out on purpose that the summary names one by one (--log has them all).
+_LEFT_OUT_SHOWN = 20
 _DRY_VERBS = {
     "tagged": "would tag",
     "untagged": "no label",
@@ -62,6 +65,25 @@ _DRY_VERBS = {
     "in-place": "in place",
     "duplicate": "duplicate",
 }
+
+
+def json_text(record: object, ascii_only: bool = False) -> str:
+    """``record`` as one line of JSON, always valid: a number that is not finite (NaN, infinity),
+    which JSON cannot hold, is written as null."""
+    try:
+        return json.dumps(record, ensure_ascii=ascii_only, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite_only(record), ensure_ascii=ascii_only, allow_nan=False)
+
+
+def _finite_only(value: object) -> object:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_only(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_only(item) for item in value]
+    return value
 
 
 def printable(text: str) -> str:
@@ -108,12 +130,14 @@ class Ui:
     @contextlib.contextmanager
     def logging_to(self, path: Path, argv: Sequence[str]) -> Iterator[None]:
         """Append what this run says (errors, warnings, the summary) to ``path``, one line each."""
-        try:
-            self._log = open(path, "a", encoding="utf-8", errors="backslashreplace", buffering=1)  # noqa: SIM115
-        except OSError as exc:
-            from clipsort.errors import UsageError
+        from clipsort.errors import UsageError
+        from clipsort.safe_files import open_append
 
+        try:
+            handle = open_append(path)
+        except OSError as exc:
             raise UsageError(f"--log {path}: {exc.strerror or exc}") from None
+        self._log = open(handle, "a", encoding="utf-8", errors="backslashreplace", buffering=1)  # noqa: SIM115
         self._write_log(f"start (pid {os.getpid()}): {' '.join(argv)}")
         try:
             yield
@@ -197,9 +221,9 @@ class Ui:
         if self.json_lines:
             record = result.to_json()
             try:
-                self._out(json.dumps(record, ensure_ascii=False) + "\n")
+                self._out(json_text(record) + "\n")
             except UnicodeEncodeError:  # a file name that is not valid UTF-8: JSON escapes it
-                self._out(json.dumps(record) + "\n")
+                self._out(json_text(record, ascii_only=True) + "\n")
         else:
             if result.dry_run or self.explain:
                 self._out(_plan_line(result) + "\n")
@@ -292,7 +316,7 @@ class Ui:
                 },
                 "confusion": evaluation.confusion,
             }
-            self._out(json.dumps(record, ensure_ascii=False) + "\n")
+            self._out(json_text(record) + "\n")
             return
         right = round(evaluation.accuracy * evaluation.photos)
         self._out(f"accuracy {evaluation.accuracy:.1%} ({right} of {evaluation.photos} photos)\n")
@@ -322,6 +346,8 @@ class Ui:
     def summary(self, report: Report) -> None:
         self.stop()
         line = summary_line(report)
+        for path, reason in report.left_out:
+            self._write_log(printable(f"left out: {path}: {reason}"))
         self._write_log("done: " + line + f" (exit {int(report.exit_code)})")
         if report.fatal:
             self.error(report.fatal)
@@ -332,6 +358,10 @@ class Ui:
             self.err.print(Text(f"not read: {count} {name} file(s); to read them: {install}"))
         for note in report.notes:
             self.err.print(Text(f"note: {note}"))
+        for path, reason in report.left_out[:_LEFT_OUT_SHOWN]:
+            self.err.print(Text(printable(f"left out: {path}: {reason}")))
+        if len(report.left_out) > _LEFT_OUT_SHOWN:
+            self.err.print(Text(f"left out: {len(report.left_out) - _LEFT_OUT_SHOWN} more (see --log for all)"))
         if report.dry_run:
             self.err.print(Text("dry run: nothing was changed"))
         elif report.journal is not None:
@@ -367,6 +397,8 @@ def _plan_text(result: PhotoResult) -> str:
         return f"{verb}: {result.path} -> {result.destination}"
     if result.sidecar is not None:
         return f"{verb}: {result.path} [{labels}] -> {result.sidecar}"
+    if result.action == "left" and result.note:
+        return f"{verb}: {result.path} [{labels}] ({result.note})"
     return f"{verb}: {result.path} [{labels}]"
 
 

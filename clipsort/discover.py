@@ -2,8 +2,12 @@
 
 Walks folders recursively in a deterministic order (files of a folder sorted by
 name, then its sub-folders sorted by name), skips hidden files and folders and
-well-known junk folders, follows symlinked folders but never walks one folder
-twice (so symlink loops end), and yields each image file once.
+well-known junk folders, and yields each image file once. Like ``find``, ``fd`` and
+``rg``, it does not follow symbolic links to folders unless asked
+(:attr:`WalkOptions.follow_links`; a folder is then never walked twice, so link loops
+end); a path the user names is followed. Folders that another application manages
+(:mod:`clipsort.managed`) are left out unless asked (``include_managed``). What is
+left out is said through ``on_left_out``; only regular files are ever yielded.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+from clipsort import managed
 from clipsort.formats import KNOWN_EXTENSIONS, format_of, is_raw
 from clipsort.remote import is_url
+from clipsort.safe_files import not_regular_reason
 
 #: File extensions (lower case) treated as images: every format of clipsort.formats, readable here or not.
 IMAGE_EXTENSIONS = KNOWN_EXTENSIONS
@@ -42,8 +48,21 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name in JUNK_DIRS
 
 
-#: Called with (path, reason) for a path that cannot be walked or read.
+#: Called with (path, reason) for a path that cannot be walked or read, and for one left out on purpose.
 OnError = Callable[[Path, str], None]
+
+#: Why a symbolic link to a folder is not walked.
+LINK_NOT_FOLLOWED = "a symbolic link to a folder: not followed (--follow-links follows it)"
+
+
+@dataclass(frozen=True)
+class WalkOptions:
+    """What the walk enters beyond the folders themselves."""
+
+    #: Follow symbolic links to folders met in the walk (paths named by the user always are).
+    follow_links: bool = False
+    #: Enter folders another application manages (:mod:`clipsort.managed`): read-only commands only.
+    include_managed: bool = False
 
 
 def _ignore(path: Path, reason: str) -> None:
@@ -64,13 +83,18 @@ class SideFiles:
 
 
 def discover(
-    roots: Iterable[Path | str], on_error: OnError = _ignore, side_files: SideFiles | None = None
+    roots: Iterable[Path | str],
+    on_error: OnError = _ignore,
+    side_files: SideFiles | None = None,
+    options: WalkOptions = WalkOptions(),
+    on_left_out: OnError = _ignore,
 ) -> Iterator[ImageRef]:
     """Yield every image under ``roots`` once, in a deterministic order.
 
-    A root may be a file (taken if it has an image extension, reported through
-    ``on_error`` otherwise) or a folder. Roots named explicitly are walked even
-    when hidden. Unreadable folders are reported through ``on_error`` and skipped.
+    A root may be a file (taken if it is a regular file with an image extension, reported through
+    ``on_error`` otherwise) or a folder. Roots named explicitly are walked even when hidden or
+    links. Unreadable folders are reported through ``on_error`` and skipped; links not followed
+    and managed folders through ``on_left_out``.
     """
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
@@ -87,8 +111,17 @@ def discover(
         except OSError as exc:
             on_error(root, exc.strerror or str(exc))
             continue
+        if not options.include_managed:
+            owner = managed.managed_ancestor(root)
+            if owner is not None:  # named by the user: a failure to see, not a quiet omission
+                where = "" if owner[0] == Path(os.path.realpath(root)) else f" ({owner[0]})"
+                hint = " (index, search and dupes read it with --include-managed)"
+                on_error(root, managed.left_out_reason(owner[1] + where) + hint)
+                continue
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(root, st, seen_dirs, seen_files, on_error, side_files)
+            yield from _walk(root, st, seen_dirs, seen_files, on_error, side_files, options, on_left_out)
+        elif not stat.S_ISREG(st.st_mode):
+            on_error(root, not_regular_reason(st.st_mode) + " or folder; not read")
         elif not is_image_name(root.name):
             on_error(root, f"not an image file name (known extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
         elif _first_sight(st, seen_files):
@@ -126,9 +159,13 @@ def _walk(
     seen_files: set[tuple[int, int]],
     on_error: OnError,
     side_files: SideFiles | None = None,
+    options: WalkOptions = WalkOptions(),
+    on_left_out: OnError = _ignore,
 ) -> Iterator[ImageRef]:
     # An explicit stack instead of recursion: deep trees cannot hit the recursion limit.
     stack: list[tuple[Path, os.stat_result]] = [(folder, folder_stat)]
+    endings = side_files.endings if side_files is not None else ()
+    side_stats = side_files.stats if side_files is not None else {}
     while stack:
         current, current_stat = stack.pop()
         if not _first_sight(current_stat, seen_dirs):
@@ -139,9 +176,12 @@ def _walk(
         except OSError as exc:
             on_error(current, f"cannot read folder: {exc.strerror or exc}")
             continue
+        if not options.include_managed:
+            owner = managed.by_content(current, {entry.name for entry in listing})
+            if owner is not None:
+                on_left_out(current, managed.left_out_reason(owner))
+                continue
         subfolders: list[tuple[Path, os.stat_result]] = []
-        endings = side_files.endings if side_files is not None else ()
-        side_stats = side_files.stats if side_files is not None else {}
         for entry in listing:
             name = entry.name
             if _hidden(name):
@@ -167,11 +207,22 @@ def _walk(
                     on_error(path, exc.strerror or str(exc))
                 continue
             if stat.S_ISDIR(st.st_mode):
-                if entry.is_symlink() and _points_to_ancestor(path):
-                    on_error(path, "symbolic link loop (it points to a folder that contains it); not followed")
-                    continue
+                if entry.is_symlink():
+                    if not options.follow_links:
+                        on_left_out(path, LINK_NOT_FOLLOWED)
+                        continue
+                    if _points_to_ancestor(path):
+                        on_error(path, "symbolic link loop (it points to a folder that contains it); not followed")
+                        continue
+                if not options.include_managed:
+                    owner = managed.by_name(name)
+                    if owner is not None:
+                        on_left_out(path, managed.left_out_reason(owner))
+                        continue
                 subfolders.append((path, st))
-            elif stat.S_ISREG(st.st_mode) and image and _first_sight(st, seen_files):
+            elif not stat.S_ISREG(st.st_mode):
+                on_error(path, not_regular_reason(st.st_mode) + "; not read")
+            elif _first_sight(st, seen_files):
                 yield ImageRef(path, st.st_size, st.st_mtime_ns)
         stack.extend(reversed(subfolders))
 

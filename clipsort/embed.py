@@ -21,7 +21,7 @@ from clipsort.decode import load_image
 from clipsort.devices import likely_device, resolve_device, resolve_precision
 from clipsort.discover import ImageRef
 from clipsort.errors import DecodeError, ModelError
-from clipsort.model_files import model_identity
+from clipsort.model_files import embed_dim, model_identity
 from clipsort.model_spec import ModelSpec
 from clipsort.phash import perceptual_hash
 from clipsort.remote import is_url
@@ -102,6 +102,7 @@ class Embedder:
         self._model_id: int | None = None
         if cache is not None and self.identity is not None:
             self._model_id = cache.model_id(self.identity, spec.display)
+            cache.expect_dimension(self._model_id, embed_dim(spec))
         #: Photos whose vectors came from the cache (same file or same content), and photos embedded.
         self.from_cache = 0
         self.embedded = 0
@@ -190,6 +191,7 @@ class Embedder:
                 if self.identity is None:
                     raise ModelError(f"cannot identify model {self.spec.display} for the cache")
                 self._model_id = self.cache.model_id(self.identity, self.spec.display)
+                self.cache.expect_dimension(self._model_id, embed_dim(self.spec))
             assert self._model_id is not None
             self.cache.set_logit_scale(self._model_id, model.logit_scale)
         self._registered = True

@@ -22,8 +22,13 @@ Ray is imported by this module only, and only when ``--engine ray`` is given.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
+import shutil
+import sys
+import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +39,7 @@ import numpy as np
 
 from clipsort import settings
 from clipsort.errors import ClipsortError, FileFailure, UsageError
+from clipsort.privacy import FORWARDED, RAY_OWN_CLUSTER_ENV, TELEMETRY_OFF
 
 if TYPE_CHECKING:
     from clipsort.discover import ImageRef
@@ -45,7 +51,7 @@ if TYPE_CHECKING:
 #: Environment the workers need to load the same model the same way and to read the same storage
 #: (with every ``CLIPSORT_*``, ``AWS_*`` and ``FSSPEC_*`` variable): sent with each actor, since a
 #: cluster's workers do not share the driver's environment.
-_WORKER_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "HF_HUB_CACHE")
+_WORKER_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "HF_HUB_CACHE", *FORWARDED)
 
 
 class EngineError(ClipsortError):
@@ -64,6 +70,10 @@ def connect(address: str | None) -> Any:
     """Ray, started on this machine (``address`` None) or joined (``auto``, ``ray://HOST:PORT``)."""
     ray = ray_module()
     if not ray.is_initialized():
+        own: dict[str, Any] = {}
+        if address is None:  # a cluster of clipsort's own: no usage stats, and no files left behind
+            os.environ.update(RAY_OWN_CLUSTER_ENV)
+            own["_temp_dir"] = _temporary_folder()
         try:
             ray.init(
                 address=address,
@@ -71,6 +81,8 @@ def connect(address: str | None) -> Any:
                 log_to_driver=False,
                 logging_level=logging.ERROR,
                 configure_logging=True,
+                runtime_env={"env_vars": dict(TELEMETRY_OFF)},
+                **own,
             )
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray"
@@ -80,6 +92,23 @@ def connect(address: str | None) -> Any:
     context.enable_progress_bars = False
     context.execution_options.preserve_order = True  # rows come back in the order they went in
     return ray
+
+
+def _temporary_folder() -> str:
+    """A folder for the session files of a Ray clipsort starts (sockets, logs, spilled objects),
+    removed when the run's process exits: Ray's own default, /tmp/ray, keeps every session's files.
+    Under the system's temp folder: Ray's socket paths must stay short."""
+    folder = tempfile.mkdtemp(prefix="clipsort-ray-")
+
+    def remove() -> None:  # registered after ray.init's own shutdown handler: runs before it
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(remove)
+    return folder
 
 
 @dataclass(frozen=True)

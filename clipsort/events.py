@@ -70,6 +70,10 @@ class RunOptions:
     address: str | None = None
     #: The device the user asked for, before this machine resolved it (a cluster may have GPUs).
     ray_device: str = "auto"
+    #: Follow symbolic links to folders met in the walk (``--follow-links``).
+    follow_links: bool = False
+    #: Enter folders another application manages (``--include-managed``; never for tag and sort).
+    include_managed: bool = False
 
 
 def warn(report: Report, events: Events, message: str) -> None:

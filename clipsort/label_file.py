@@ -9,6 +9,7 @@ from clipsort.errors import LabelFileError
 from clipsort.labels import LabelSet, parse_labels
 from clipsort.labels_toml import parse_toml_labels
 from clipsort.learn import parse_learned
+from clipsort.safe_files import LABEL_FILE_LIMIT, UnsafeFile, read_regular
 
 
 def load_labels(path: Path | str) -> LabelSet:
@@ -18,11 +19,11 @@ def load_labels(path: Path | str) -> LabelSet:
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_regular(path, LABEL_FILE_LIMIT, "label file")
     except FileNotFoundError:
         raise LabelFileError(path, "label file not found") from None
-    except IsADirectoryError:
-        raise LabelFileError(path, "is a folder, not a label file") from None
+    except UnsafeFile as exc:
+        raise LabelFileError(path, f"{exc.reason}; not read as a label file") from None
     except OSError as exc:
         raise LabelFileError(path, f"cannot read label file: {exc.strerror or exc}") from None
     try:

@@ -31,14 +31,16 @@ class Labelled:
     paths: tuple[tuple[str, ...], ...]
 
 
-def find_labelled(root: Path, report: Report, events: Events, need_photos: bool) -> Labelled:
+def find_labelled(
+    root: Path, report: Report, events: Events, need_photos: bool, run: RunOptions = RunOptions()
+) -> Labelled:
     """The photos under ``root``, each labelled by its folder. Photos directly in ``root`` have no
     label and are reported; with ``need_photos``, a label folder without photos is an error."""
     if not root.is_dir():
         raise UsageError(f"{root}: not a folder (expected one subfolder of photos per label)")
     refs, paths = [], []
     loose = 0
-    for ref in find_photos([root], report, events):
+    for ref in find_photos([root], report, events, run=run):
         relative = ref.path.parent.relative_to(root).parts
         if not relative:
             loose += 1
@@ -95,7 +97,7 @@ def run_learn(
     report = Report("learn")
     if output.exists() and not _is_learned_file(output):
         raise UsageError(f"{output} exists and is not a file made by 'clipsort learn'; not overwritten")
-    found = find_labelled(root, report, events, need_photos=True)
+    found = find_labelled(root, report, events, need_photos=True, run=run)
     names = sorted(set(found.paths), key=lambda p: [s.casefold() for s in p])
     label_set = LabelSet(
         tuple(Label(path=p, prompts=prompts_for(p[-1]), custom_prompts=False, line=None) for p in names),
@@ -166,7 +168,7 @@ def run_eval(
     """Decide every photo of ``root`` as ``sort`` would, and compare with its folder."""
     events = events or SilentEvents()
     report = Report("eval")
-    found = find_labelled(root, report, events, need_photos=False)
+    found = find_labelled(root, report, events, need_photos=False, run=run)
     if not found.refs:
         raise UsageError(f"{root}: no photos in label folders (expected one subfolder of photos per label)")
     by_folder: dict[str, int] = {}

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clipsort.errors import LabelFileError
+from clipsort.names import UNSAFE_IN_NAMES, control_characters
+from clipsort.safe_files import MAX_LABELS
 
 if TYPE_CHECKING:
     from clipsort.model_spec import ModelSpec
@@ -46,7 +48,7 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
 #: Characters a label segment may not contain: path separators, the keyword
 #: separators of XMP hierarchies, and characters that Windows or macOS forbid in
 #: folder names (labels become folder names in ``clipsort sort``).
-_FORBIDDEN = set('\\|<>:"?*')
+_FORBIDDEN = set(UNSAFE_IN_NAMES) - {"/"}  # "/" separates a label's parts
 _MAX_SEGMENT = 100
 
 
@@ -132,7 +134,8 @@ class LabelSet:
         return [label.name for label in self.labels]
 
     def check_model(self, spec: ModelSpec) -> None:
-        """Refuse a learned file under another model than the one it was learned with."""
+        """Refuse a learned file under another model than the one it was learned with, or whose
+        vectors are not of the model's size (read from its config files: no model is loaded)."""
         if self.model is None:
             return
         key = model_key(spec)
@@ -141,6 +144,22 @@ class LabelSet:
                 self.source,
                 f"learned with model {self.model.display}, but this run uses {spec.display}: "
                 f"use --model {self.model.display} or learn again with this model",
+            )
+        from clipsort.model_files import embed_dim
+
+        check_dimension(self, embed_dim(spec), spec.display)
+
+
+def check_dimension(labels: LabelSet, dim: int | None, model: str) -> None:
+    """Refuse learned labels whose vectors do not have the ``dim`` numbers of ``model``'s vectors
+    (None: unknown, not checked)."""
+    for label in labels.labels:
+        if label.vector is not None and dim is not None and len(label.vector) != dim:
+            raise LabelFileError(
+                labels.source,
+                f"label {label.name!r} was learned for vectors of {len(label.vector)} numbers, but {model} "
+                f"gives {dim}: learn again with this model",
+                label.line,
             )
 
 
@@ -173,7 +192,7 @@ def _parse_label_path(raw: str, source: Path, line_no: int | None) -> tuple[str,
             raise LabelFileError(source, f"label {raw!r} has an empty part (leading, trailing or double '/')", line_no)
         if segment in (".", ".."):
             raise LabelFileError(source, f"label {raw!r}: '{segment}' cannot be a label or folder name", line_no)
-        bad = sorted({ch for ch in segment if ch in _FORBIDDEN or unicodedata.category(ch).startswith("C")})
+        bad = sorted({ch for ch in segment if ch in _FORBIDDEN} | set(control_characters(segment)))
         if bad:
             shown = " ".join(repr(ch) for ch in bad)
             raise LabelFileError(source, f"label {raw!r} contains characters not allowed in labels: {shown}", line_no)
@@ -214,11 +233,18 @@ def parse_labels(text: str, source: Path | str = "<labels>") -> LabelSet:
         if not custom:
             prompts = prompts_for(path[-1])
         labels.append(Label(path=path, prompts=prompts, custom_prompts=custom, line=line_no))
+        refuse_too_many(len(labels), source, line_no)
     return LabelSet(
         labels=checked(labels, source, "no labels: the file is empty or holds only comments"),
         source=source,
         kind="text",
     )
+
+
+def refuse_too_many(count: int, source: Path, line: int | None = None) -> None:
+    """Stop reading a label file as soon as it holds more labels than any run can use."""
+    if count > MAX_LABELS:
+        raise LabelFileError(source, f"more than {MAX_LABELS} labels: a label file may hold at most {MAX_LABELS}", line)
 
 
 def checked(labels: list[Label], source: Path, when_empty: str) -> tuple[Label, ...]:

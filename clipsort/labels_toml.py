@@ -23,6 +23,7 @@ name the file and the line (TOML syntax errors too).
 from __future__ import annotations
 
 import re
+import string
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,9 @@ from clipsort.labels import (
     _parse_label_path,
     checked,
     prompts_for,
+    refuse_too_many,
 )
+from clipsort.names import control_problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -103,8 +106,21 @@ def _templates(value: Any, source: Path, line: int | None) -> tuple[str, ...]:
     if not templates:
         raise LabelFileError(source, "templates is empty", line)
     for template in templates:
-        if template.replace("{label}", "{}").count("{}") != 1 or re.search(r"\{(?!\}|label\})", template):
-            raise LabelFileError(source, f"template {template!r} must hold {{}} (or {{label}}) exactly once", line)
+        try:
+            fields = [
+                (name, spec, conversion)
+                for _, name, spec, conversion in string.Formatter().parse(template.replace("{label}", "{}"))
+                if name is not None
+            ]
+        except ValueError:
+            fields = []
+        if fields != [("", "", None)]:
+            raise LabelFileError(
+                source,
+                f"template {template!r} must hold {{}} (or {{label}}) exactly once, and no other braces "
+                "(write a brace itself as {{ or }})",
+                line,
+            )
     return templates
 
 
@@ -117,6 +133,8 @@ def parse_toml_labels(text: str, source: Path | str = "<labels.toml>") -> LabelS
         found = re.search(r"line (\d+)", str(exc))
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise LabelFileError(source, f"not valid TOML: {message}", int(found.group(1)) if found else None) from None
+    except RecursionError:
+        raise LabelFileError(source, "not a label file: arrays or tables nested too deeply") from None
     lines = _Lines(text)
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
@@ -144,10 +162,14 @@ def parse_toml_labels(text: str, source: Path | str = "<labels.toml>") -> LabelS
         if not isinstance(data["tag_root"], str):
             raise LabelFileError(source, "tag_root must be a string", lines.key("tag_root"))
         tag_root = data["tag_root"].strip().strip("|/")
+        problem = control_problem(tag_root, "tag_root")
+        if problem:
+            raise LabelFileError(source, problem, lines.key("tag_root"))
     table = data.get("labels", {})
     if not isinstance(table, dict):
         raise LabelFileError(source, "labels must be a table: [labels.NAME]", lines.key("labels"))
     labels: list[Label] = []
+    refuse_too_many(len(table), source)
     for raw_name, body in table.items():
         line = lines.label(raw_name)
         if body is None or not isinstance(body, dict):

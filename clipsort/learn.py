@@ -14,6 +14,7 @@ each label's threshold is set from the held-out scores. The result is a JSON fil
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import numpy as np
 from clipsort import decide
 from clipsort.errors import LabelFileError
 from clipsort.labels import Label, LabelSet, ModelRecord, _parse_label_path, prompts_for
+from clipsort.safe_files import MAX_LABELS
 from clipsort.score import normalise
 
 if TYPE_CHECKING:
@@ -210,6 +212,14 @@ def to_json(labels: Sequence[Label], learned: Learned, model: ModelRecord, examp
     return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
 
 
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a label file may hold (learned values must be finite)")
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _need(condition: bool, source: Path, message: str) -> None:
     if not condition:
         raise LabelFileError(source, message)
@@ -219,9 +229,13 @@ def parse_learned(text: str, source: Path | str) -> LabelSet:
     """Read a file written by ``clipsort learn``. Raises :class:`LabelFileError` when it is not one."""
     source = Path(source)
     try:
-        data: Any = json.loads(text)
+        data: Any = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise LabelFileError(source, f"not valid JSON: {exc.msg}", exc.lineno) from None
+    except ValueError as exc:  # NaN or Infinity (see _no_constant)
+        raise LabelFileError(source, str(exc)) from None
+    except RecursionError:
+        raise LabelFileError(source, "nested too deeply to be a label file") from None
     _need(
         isinstance(data, dict) and data.get("format") == FORMAT,
         source,
@@ -240,6 +254,7 @@ def parse_learned(text: str, source: Path | str) -> LabelSet:
     )
     records = data.get("labels")
     _need(isinstance(records, list) and len(records) > 0, source, "no labels")
+    _need(len(records) <= MAX_LABELS, source, f"{len(records)} labels: a label file may hold at most {MAX_LABELS}")
     labels: list[Label] = []
     dimension = None
     for number, record in enumerate(records, start=1):
@@ -247,17 +262,23 @@ def parse_learned(text: str, source: Path | str) -> LabelSet:
         _need(isinstance(record, dict) and isinstance(record.get("name"), str), source, f"{where} has no name")
         direction = record.get("direction")
         _need(
-            isinstance(direction, list) and len(direction) > 0 and all(isinstance(v, (int, float)) for v in direction),
+            isinstance(direction, list) and len(direction) > 0 and all(_number(v) for v in direction),
             source,
             f"{where} ({record['name']!r}) has no direction vector",
         )
         dimension = dimension or len(direction)
         _need(len(direction) == dimension, source, f"{where} ({record['name']!r}) has a vector of another size")
-        numbers = [record.get(key) for key in ("a", "b", "threshold")]
         _need(
-            all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers),
+            all(math.isfinite(v) for v in direction) and any(v != 0 for v in direction),
             source,
-            f"{where} ({record['name']!r}) lacks a, b or threshold",
+            f"{where} ({record['name']!r}): its direction vector is all zeros or holds numbers too large to be finite",
+        )
+        numbers = [record.get(key) for key in ("a", "b", "threshold")]
+        _need(all(_number(v) for v in numbers), source, f"{where} ({record['name']!r}) lacks a, b or threshold")
+        _need(
+            all(math.isfinite(v) for v in numbers),
+            source,
+            f"{where} ({record['name']!r}): a, b or threshold is not a finite number",
         )
         _need(0.0 <= float(record["threshold"]) <= 1.0, source, f"{where} ({record['name']!r}): threshold outside 0-1")
         path = _parse_label_path(record["name"], source, None)

@@ -72,7 +72,7 @@ def index_missing(
     """
     cache, model_id = open_library(roots, embedder, "indexing")
     events = _Indexing(events)
-    refs = find_photos(roots, report, events)
+    refs = find_photos(roots, report, events, run=run)
     if run.pairs:
         refs, _ = pair_raw_with_jpeg(refs)
     wanted = {path_key(ref.path): ref for ref in refs}
@@ -118,8 +118,12 @@ def cached_photos(
             rows = [r for r in rows if (ref := wanted.get(r[0])) is not None and (ref.size, ref.mtime_ns) == r[1:3]]
         if not rows:
             continue
+        vectors, mask = cache.checked_matrix(model_id, [r[-1 if not hashes else 4] for r in rows])
+        if not mask.all():  # damaged vectors (told once by the cache) stay out
+            rows = [r for r, ok in zip(rows, mask, strict=True) if ok]
+            if not rows:
+                continue
         count = len(rows)
-        vectors = np.frombuffer(b"".join([r[-1 if not hashes else 4] for r in rows]), dtype=np.float16)
         if hashes:
             found = [r[5] for r in rows]
             phashes = np.array([h if h is not None else 0 for h in found], dtype=np.int64)
@@ -129,7 +133,7 @@ def cached_photos(
             phashes, known, fingerprints = np.zeros(count, np.int64), np.zeros(count, bool), []
         yield Photos(
             keys=[r[0] for r in rows],
-            vectors=vectors.reshape(count, -1),
+            vectors=vectors,
             phashes=phashes,
             known=known,
             fingerprints=fingerprints,

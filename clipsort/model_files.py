@@ -35,6 +35,11 @@ class _Source:
     #: Describes where the weights come from (shown to the user).
     origin: str = ""
 
+    @property
+    def downloads(self) -> bool:
+        """Whether loading it downloads the weights (asked for by the user's choice of model)."""
+        return self.origin.startswith("download")
+
 
 def _check_local_dir(folder: Path) -> None:
     if not folder.is_dir():
@@ -223,6 +228,13 @@ def read_model_config(spec: ModelSpec) -> dict[str, Any] | None:
     if not isinstance(model_cfg, dict):
         return None
     return {**model_cfg, "preprocess_cfg": preprocess_cfg if isinstance(preprocess_cfg, dict) else {}}
+
+
+def embed_dim(spec: ModelSpec) -> int | None:
+    """How many numbers the model's vectors hold, as its config files say (without torch); None
+    when they cannot be read."""
+    value = (read_model_config(spec) or {}).get("embed_dim")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def image_size_hint(spec: ModelSpec) -> int | None:

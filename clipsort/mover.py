@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clipsort.errors import DestinationFullError, MoveError
+from clipsort.names import NameLimits
 from clipsort.placing import identical, place, undo_one
+from clipsort.safe_files import inside, real_location
 from clipsort.sidecar import json_path, xmp_path
 
 if TYPE_CHECKING:
@@ -45,13 +47,15 @@ COMPANION_EXTENSIONS = (".aae", ".mov")
 
 @dataclass(frozen=True)
 class Plan:
-    """What will happen to one photo: move, copy, link, dedupe, in-place or duplicate."""
+    """What will happen to one photo: move, copy, link, dedupe, in-place, duplicate, or left
+    (left where it is, ``note`` says why)."""
 
     action: str
     source: Path
     target: Path
     #: (companion, its target) pairs that travel with the photo.
     companions: tuple[tuple[Path, Path], ...] = ()
+    note: str | None = None
 
     @property
     def files(self) -> list[tuple[Path, Path]]:
@@ -136,7 +140,18 @@ class Mover:
     exactly the names a real run would use.
     """
 
-    def __init__(self, mode: str = "move", journal: Journal | None = None, dedupe: bool = False) -> None:
+    def __init__(
+        self,
+        mode: str = "move",
+        journal: Journal | None = None,
+        dedupe: bool = False,
+        roots: Sequence[Path] | None = None,
+        dest: Path | None = None,
+    ) -> None:
+        """``roots`` and ``dest``: the folders sorted and the destination. A photo whose real location
+        is outside ``roots`` is left where it is; a target folder whose real location is outside
+        ``dest`` (a link in the destination) is refused; names are held to the limits of ``dest``'s
+        file system."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.mode = mode
@@ -144,6 +159,10 @@ class Mover:
         self.dedupe = dedupe
         self._reserved: set[str] = set()
         self._folders: dict[str, FolderIndex] = {}
+        self._roots = [os.path.realpath(root) for root in roots] if roots else None
+        self._dest = os.path.realpath(dest) if dest is not None else None
+        self._limits = NameLimits(dest if dest is not None else ".")
+        self._real: dict[str, str] = {}  # folder -> its real location, once per folder
 
     def _index(self, folder: Path) -> FolderIndex:
         key = os.path.abspath(folder)
@@ -159,17 +178,57 @@ class Mover:
             if os.path.abspath(target.parent) in self._folders:
                 self._index(target.parent).add(target.name)
 
+    def _real_folder(self, folder: Path) -> str:
+        key = os.fspath(folder)
+        if key not in self._real:
+            self._real[key] = os.path.dirname(real_location(folder / "x"))
+        return self._real[key]
+
+    def _left_because(self, photo: Path, companions: Sequence[Path]) -> str | None:
+        """Why the unit of ``photo`` stays where it is (a link, or outside the folders sorted), or None."""
+        for path in (photo, *companions):
+            if os.path.islink(path):
+                what = "the photo" if path == photo else f"its companion {path.name}"
+                return f"{what} is a symbolic link: left where it is (moved, a link can end up pointing at nothing)"
+        if self._roots is not None:
+            real = os.path.join(self._real_folder(photo.parent), photo.name)
+            if not any(inside(real, root) for root in self._roots):
+                return f"it really is in {os.path.dirname(real)}, outside the folders given: left where it is"
+        return None
+
+    def _target_problem(self, folder: Path, paths: Sequence[Path]) -> str | None:
+        for path in paths:
+            problem = self._limits.problem(path)
+            if problem:
+                return f"cannot be placed as {path.name[:60]!r}...: {problem}"
+        if self._dest is not None and not inside(self._real_folder(folder), self._dest):
+            return f"{folder} leads outside the destination (to {self._real_folder(folder)}): not followed"
+        return None
+
     def plan(self, photo: Path, folder: Path, partners: Sequence[Path] = ()) -> Plan:
-        """Where ``photo`` goes in ``folder``, with its companions and RAW partners."""
-        if photo.parent.exists() and folder.exists() and _same_folder(photo.parent, folder):
+        """Where ``photo`` goes in ``folder``, with its companions and RAW partners.
+
+        Raises :class:`MoveError` when it cannot go there (a name too long, a folder that leads
+        outside the destination).
+        """
+        problem = self._target_problem(folder, [folder / photo.name])
+        if problem:
+            raise MoveError(photo, problem)
+        if os.path.isdir(photo.parent) and os.path.isdir(folder) and _same_folder(photo.parent, folder):
             return Plan("in-place", photo, photo)
         companions = companions_of(photo, self._index(photo.parent), partners)
+        why = self._left_because(photo, companions)
+        if why:
+            return Plan("left", photo, photo, note=why)
         stem, suffix = photo.stem, photo.suffix
         n = 0
         while True:
             name = photo.name if n == 0 else f"{stem}_{n}{suffix}"
             target = folder / name
             pairs = tuple((c, _companion_target(photo, c, target)) for c in companions)
+            problem = self._target_problem(folder, [target, *(t for _, t in pairs)])
+            if problem:
+                raise MoveError(photo, problem)
             taken = [p for p in (target, *(t for _, t in pairs)) if self._taken(p)]
             if not taken:
                 break
@@ -189,7 +248,7 @@ class Mover:
         Raises :class:`MoveError` with the unit back where it was, or
         :class:`DestinationFullError` (same, and the run should stop).
         """
-        if plan.action in ("in-place", "duplicate"):
+        if plan.action in ("in-place", "duplicate", "left"):
             return []
         if plan.action == "dedupe":
             return self._dedupe(plan)

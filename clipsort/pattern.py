@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from clipsort.errors import UsageError
 from clipsort.exif import PhotoFacts, read_facts
+from clipsort.names import control_characters, control_problem
 
 FIELDS = ("label", "year", "month", "day", "camera", "ext")
 #: Fields whose value comes from the photo's metadata (read only when the pattern uses one).
@@ -58,8 +59,11 @@ class Pattern:
 
 
 def safe_part(text: str) -> str:
-    """``text`` as one folder name: unsafe characters replaced, never empty, ``.`` or ``..``."""
-    cleaned = _UNSAFE.sub("_", text).strip().strip(".").strip()
+    """``text`` as one folder name: unsafe and control characters replaced, never empty, ``.`` or ``..``."""
+    cleaned = _UNSAFE.sub("_", text)
+    if not cleaned.isprintable():
+        cleaned = "".join("_" if ch in control_characters(ch) else ch for ch in cleaned)
+    cleaned = cleaned.strip().strip(".").strip()
     return cleaned if cleaned else UNKNOWN
 
 
@@ -69,6 +73,9 @@ def parse_pattern(text: str) -> Pattern:
         raise UsageError("--pattern is empty; for example --pattern '{label}/{year}/{month}'")
     if text.startswith("/"):
         raise UsageError(f"--pattern {text!r} must be relative to the destination (no leading '/')")
+    problem = control_problem(text, "--pattern")
+    if problem:
+        raise UsageError(problem)
     used: set[str] = set()
     for segment in text.split("/"):
         if segment.strip() in ("", ".", ".."):

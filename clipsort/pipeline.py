@@ -14,10 +14,10 @@ import numpy as np
 
 from clipsort import decide
 from clipsort.classifier import Decisions
-from clipsort.discover import ImageRef, SideFiles, discover, pair_raw_with_jpeg
+from clipsort.discover import ImageRef, SideFiles, WalkOptions, discover, pair_raw_with_jpeg
 from clipsort.embed import Embedder
 from clipsort.engine_local import local_embedded_photos
-from clipsort.errors import FileFailure, UsageError
+from clipsort.errors import FileFailure, LabelFileError, UsageError
 from clipsort.events import Events, RunOptions, SilentEvents, fail
 from clipsort.formats import Format, available, format_of
 from clipsort.labels import LabelSet
@@ -46,7 +46,11 @@ def check_roots(roots: Sequence[Path]) -> None:
 
 
 def find_photos(
-    roots: Sequence[Path], report: Report, events: Events, side_files: SideFiles | None = None
+    roots: Sequence[Path],
+    report: Report,
+    events: Events,
+    side_files: SideFiles | None = None,
+    run: RunOptions = RunOptions(),
 ) -> list[ImageRef]:
     """Discover every photo first: sorting must not meet the files it has just moved."""
     check_roots(roots)
@@ -57,8 +61,12 @@ def find_photos(
         report.fail(failure)
         events.failed(failure)
 
+    def on_left_out(path: Path, reason: str) -> None:
+        report.left_out.append((path, reason))
+
     unreadable: dict[Format, list[ImageRef]] = {}
-    for ref in discover(roots, on_error=on_error, side_files=side_files):
+    walk = WalkOptions(follow_links=run.follow_links, include_managed=run.include_managed)
+    for ref in discover(roots, on_error=on_error, side_files=side_files, options=walk, on_left_out=on_left_out):
         fmt = format_of(ref.path.name)
         if fmt is not None and not available(fmt):
             unreadable.setdefault(fmt, []).append(ref)
@@ -111,7 +119,7 @@ def photos_to_score(
     urls = [str(root) for root in roots if is_url(root)]
     if urls and run.engine != "ray":
         raise UsageError(f"{urls[0]}: URLs are read by the Ray engine: add --engine ray (docs/scale-out.md)")
-    refs = find_photos(roots, report, events, side_files)
+    refs = find_photos(roots, report, events, side_files, run)
     partners: dict[Path, list[ImageRef]] = {}
     if run.pairs:
         refs, partners = pair_raw_with_jpeg(refs)
@@ -141,10 +149,25 @@ def fail_unhandled_partners(
 def score_all(
     refs: Sequence[ImageRef], decisions: Decisions, embedder: Embedder, run: RunOptions, report: Report, events: Events
 ) -> Iterator[tuple[ImageRef, np.ndarray, np.ndarray]]:
-    """(photo, scores, logits) for every photo of ``refs``, in order."""
+    """(photo, scores, logits) for every photo of ``refs``, in order. A photo whose scores are not
+    finite numbers (a damaged vector) fails on its own, named."""
+    expected = decisions.scorer.directions.shape[1]
     for chunk in embedded_photos(refs, embedder, run, report, events):
-        logits = decisions.scorer.logits(np.stack([v for _, v in chunk]))
-        yield from zip((ref for ref, _ in chunk), decide.sigmoid(logits), logits, strict=True)
+        vectors = np.stack([v for _, v in chunk])
+        if vectors.shape[1] != expected:
+            raise LabelFileError(
+                decisions.labels.source,
+                f"its labels are vectors of {expected} numbers, but {embedder.name} gives {vectors.shape[1]}: "
+                "learn again with this model",
+            )
+        logits = decisions.scorer.logits(vectors)
+        scores = decide.sigmoid(logits)
+        finite = np.isfinite(logits).all(axis=1)
+        for (ref, _), row, row_logits, ok in zip(chunk, scores, logits, finite, strict=True):
+            if ok:
+                yield ref, row, row_logits
+            else:
+                fail(report, events, FileFailure(ref.path, "its scores are not finite numbers (a damaged vector?)"))
 
 
 def scores_of(labels: LabelSet, row: np.ndarray) -> dict[str, float]:

@@ -11,18 +11,25 @@ import filecmp
 import hashlib
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from clipsort.safe_files import TEMP_SUFFIX, open_regular, temp_prefix
 
 #: Errors that mean "no hard link or rename here" (another filesystem, or one without them): copy instead.
 NO_LINK = {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
 
 
 def identical(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are regular files (links are not followed) with the same bytes."""
     try:
-        return a.stat().st_size == b.stat().st_size and filecmp.cmp(a, b, shallow=False)
+        first, second = os.lstat(a), os.lstat(b)
+        if not (stat.S_ISREG(first.st_mode) and stat.S_ISREG(second.st_mode)):
+            return False
+        return first.st_size == second.st_size and filecmp.cmp(a, b, shallow=False)
     except OSError:
         return False
 
@@ -83,20 +90,25 @@ def place(source: Path, target: Path, action: str) -> str | None:
 
 def _digest(path: Path) -> bytes:
     digest = hashlib.blake2b()
-    with open(path, "rb") as handle:
+    with os.fdopen(open_regular(path, follow=False), "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.digest()
 
 
 def copy_no_clobber(source: Path, target: Path) -> None:
-    """Copy to a temp name beside ``target``, flush to disk, verify, then give it the final name."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".clipsort-tmp", dir=target.parent)
-    os.close(fd)
+    """Copy to a temp name beside ``target``, flush to disk, verify, then give it the final name.
+
+    ``source`` must be a regular file (a link is not followed); the copy keeps its permission
+    bits, times and extended attributes.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=TEMP_SUFFIX, dir=target.parent)
     try:
-        shutil.copy2(source, tmp, follow_symlinks=False)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
+        with os.fdopen(fd, "wb") as out, os.fdopen(open_regular(source, follow=False), "rb") as original:
+            shutil.copyfileobj(original, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        shutil.copystat(source, tmp, follow_symlinks=False)
         if os.path.getsize(tmp) != os.path.getsize(source) or _digest(Path(tmp)) != _digest(source):
             raise OSError(errno.EIO, "the copy differs from the original", str(target))
         try:
@@ -121,7 +133,9 @@ def undo_one(source: Path, target: Path, action: str) -> None:
 
 
 def remove_temp_copies(target: Path) -> None:
+    """Remove the temp copies a killed run left beside ``target`` (named by :func:`temp_prefix`)."""
+    prefix = temp_prefix(target.name)
     with contextlib.suppress(OSError):
         for name in os.listdir(target.parent):
-            if name.startswith(f".{target.name}.") and name.endswith(".clipsort-tmp"):
+            if name.startswith(prefix) and name.endswith(TEMP_SUFFIX):
                 os.unlink(target.parent / name)

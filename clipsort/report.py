@@ -76,6 +76,8 @@ class Report:
     unchanged: int = 0
     #: Facts about the run a person should know (printed after the summary).
     notes: list[str] = field(default_factory=list)
+    #: Paths the walk did not enter on purpose, and why (links not followed, managed folders).
+    left_out: list[tuple[Path, str]] = field(default_factory=list)
 
     def record(self, result: PhotoResult) -> None:
         self.actions[result.action] += 1

@@ -129,17 +129,27 @@ def cache_file(flag: Path | None = None) -> Path:
 
 def load_config(path: Path | None = None) -> dict[str, Any]:
     """The config file's settings, or {} when there is none. Bad files are usage errors."""
+    from clipsort.safe_files import CONFIG_LIMIT, UnsafeFile, read_regular
+
     path = path or config_file()
-    if not path.is_file():
+    try:
+        raw = read_regular(path, CONFIG_LIMIT, "config file")
+    except FileNotFoundError:
         return {}
+    except UnsafeFile as exc:
+        raise UsageError(f"{path}: config file {exc.reason}; not read") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"{path}: cannot read config file: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: cannot read config file: nested too deeply") from None
     for key, value in data.items():
         expected = CONFIG_KEYS.get(key)
         if expected is None:

@@ -26,7 +26,16 @@ from xml.parsers.expat import ExpatError
 
 from clipsort.errors import SidecarError
 from clipsort.labels import Label
+from clipsort.names import xml_safe
 from clipsort.remote import is_url
+from clipsort.safe_files import (
+    SIDECAR_LIMIT,
+    TEMP_SUFFIX,
+    UnsafeFile,
+    read_regular,
+    regular_or_absent,
+    temp_prefix,
+)
 from clipsort.xmp_dom import (
     NS_CLIPSORT,
     NS_DC,
@@ -38,6 +47,7 @@ from clipsort.xmp_dom import (
     elements,
     list_items,
     remove,
+    remove_all,
     serialise,
     set_items,
 )
@@ -132,13 +142,13 @@ def merge_xmp(existing: str | None, keywords: Keywords, root: str, model_name: s
     target = descriptions[0]
 
     previous: dict[str, list[str]] = {}
+    records = []
     for field in _FIELDS:
         previous[field.record] = []
         for element in elements(document, NS_CLIPSORT, field.record):
             previous[field.record] += list_items(element)
-            remove(element)
-    for element in elements(document, NS_CLIPSORT, "model"):
-        remove(element)
+            records.append(element)
+    remove_all(records + elements(document, NS_CLIPSORT, "model"))
 
     wanted = {
         "subject": keywords.subjects,
@@ -175,7 +185,7 @@ def merge_xmp(existing: str | None, keywords: Keywords, root: str, model_name: s
         for field in _FIELDS:
             if added_by_field[field.record]:
                 append_list(target, NS_CLIPSORT, field.record, "Bag", added_by_field[field.record])
-        append_text(target, NS_CLIPSORT, "model", model_name)
+        append_text(target, NS_CLIPSORT, "model", xml_safe(model_name))
     declaration = _XML_DECLARATION.match(text)  # the DOM drops it; keep the file's own
     return (declaration.group(1) + "\n" if declaration else "") + serialise(document)
 
@@ -185,12 +195,11 @@ def write_xmp(
 ) -> Path:
     """Merge ``keywords`` into the photo's XMP sidecar (created if missing). Returns its path."""
     path = xmp_path(photo, style)
+    data = read_existing(path)
     try:
-        existing = path.read_bytes().decode("utf-8-sig") if path.exists() else None
+        existing = data.decode("utf-8-sig") if data is not None else None
     except UnicodeDecodeError:
         raise SidecarError(path, "existing sidecar is not UTF-8 text; left untouched") from None
-    except OSError as exc:
-        raise SidecarError(path, f"cannot read existing sidecar: {exc.strerror or exc}") from None
     try:
         text = merge_xmp(existing, keywords, root, model_name, append)
     except (ExpatError, ValueError) as exc:
@@ -201,16 +210,37 @@ def write_xmp(
     return path
 
 
+def read_existing(path: Path) -> bytes | None:
+    """The bytes of the sidecar at ``path``, or None when there is none. A sidecar that is not a
+    regular file (a link, a FIFO, a device) or is larger than :data:`SIDECAR_LIMIT` is refused
+    (:class:`SidecarError`, the file left untouched): clipsort never writes through a link, and never
+    waits on or reads without end from a special file."""
+    if is_url(path):  # an object in a store (the Ray engine): one GET
+        try:
+            return path.read_bytes() if path.exists() else None
+        except OSError as exc:
+            raise SidecarError(path, f"cannot read existing sidecar: {exc.strerror or exc}") from None
+    try:
+        if regular_or_absent(path) is None:
+            return None
+        return read_regular(path, SIDECAR_LIMIT, "sidecar", follow=False)
+    except UnsafeFile as exc:
+        raise SidecarError(path, f"existing sidecar {exc.reason}; left untouched") from None
+    except OSError as exc:
+        raise SidecarError(path, f"cannot read existing sidecar: {exc.strerror or exc}") from None
+
+
 def read_keywords(sidecar: Path) -> dict[str, dict[str, list[str]]]:
     """The keyword fields of an XMP sidecar: ``{"clipsort": {field: items}, "others": {field: items}}``.
 
     Fields are ``subject``, ``hierarchicalSubject`` and ``TagsList``; clipsort's are the items its
     own record says it added. Raises :class:`SidecarError` for a sidecar that is not XMP.
     """
+    data = read_existing(sidecar)
+    if data is None:
+        raise SidecarError(sidecar, "cannot read: no such file")
     try:
-        document = minidom.parseString(sidecar.read_bytes())
-    except OSError as exc:
-        raise SidecarError(sidecar, f"cannot read: {exc.strerror or exc}") from None
+        document = minidom.parseString(data)
     except ExpatError as exc:
         raise SidecarError(sidecar, f"not valid XMP ({exc})") from None
     found: dict[str, dict[str, list[str]]] = {"clipsort": {}, "others": {}}
@@ -226,8 +256,9 @@ def holds_clipsort_keywords(sidecar: Path) -> bool:
     """Whether ``sidecar`` (XMP or clipsort's JSON) holds keywords clipsort wrote."""
     if sidecar.name.endswith(".clipsort.json"):
         try:
-            return bool(json.loads(sidecar.read_bytes()).get("labels"))
-        except (OSError, ValueError, AttributeError):
+            data = read_existing(sidecar)
+            return data is not None and bool(json.loads(data).get("labels"))
+        except (SidecarError, ValueError, AttributeError):
             return False
     try:
         return any(read_keywords(sidecar)["clipsort"].values())
@@ -256,11 +287,8 @@ def write_json(photo: Path, model_name: str, scores: dict[str, float], kept: Seq
         data = text.encode("utf-8")
     except UnicodeEncodeError:  # a file name that is not valid UTF-8: let JSON escape it
         data = json.dumps(json.loads(text), indent=2).encode("ascii") + b"\n"
-    try:
-        if path.exists() and path.read_bytes() == data:
-            return path
-    except OSError:
-        pass
+    if read_existing(path) == data:
+        return path
     atomic_write(path, data)
     return path
 
@@ -283,8 +311,9 @@ def atomic_write(path: Path, data: bytes) -> None:
         return
     folder = path.parent
     try:
-        mode = path.stat().st_mode & 0o7777 if path.exists() else None
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".clipsort-tmp", dir=folder)
+        existing = regular_or_absent(path)  # a link or special file is never replaced
+        mode = existing.st_mode & 0o7777 if existing is not None else None
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX, dir=folder)
     except OSError as exc:
         raise SidecarError(path, f"cannot write sidecar: {exc.strerror or exc}") from None
     try:

@@ -14,6 +14,7 @@ from clipsort.events import Events, RunOptions, SilentEvents, fail, wants_detail
 from clipsort.journal import Journal
 from clipsort.labels import LabelSet
 from clipsort.mover import Mover
+from clipsort.names import UNSAFE_IN_NAMES, control_problem
 from clipsort.pattern import Pattern
 from clipsort.pipeline import explained_of, fail_unhandled_partners, photos_to_score, record, score_all, scores_of
 from clipsort.recovery import recover
@@ -46,8 +47,14 @@ def sort_destination(roots: Sequence[Path], dest: Path | None) -> Path:
 
 
 def check_unsorted_name(labels: LabelSet, name: str) -> None:
-    if not name or "/" in name or name in (".", ".."):
-        raise UsageError(f"--unsorted-name {name!r} must be a plain folder name")
+    problem = control_problem(name, "--unsorted-name")
+    if problem:
+        raise UsageError(problem)
+    if not name or name != name.strip() or name in (".", "..") or any(ch in UNSAFE_IN_NAMES for ch in name):
+        raise UsageError(
+            f"--unsorted-name {name!r} must be a plain folder name (no {' '.join(UNSAFE_IN_NAMES)}, "
+            "no leading or trailing spaces)"
+        )
     for label in labels.labels:
         if label.path[0].casefold() == name.casefold():
             raise UsageError(f"--unsorted-name {name!r} is also a label (line {label.line}); choose another name")
@@ -77,17 +84,15 @@ def run_sort(
 ) -> Report:
     """Move (copy, link) every photo under ``roots`` into ``DEST/<label>/`` by its top label."""
     events = events or SilentEvents()
+    run = replace(run, include_managed=False)  # never writes or moves inside another application's library
     dest = check_sort_options(roots, labels, options)
     report = Report("sort", dry_run=options.dry_run)
     journal = None
     if not options.dry_run:
         recover(events.warned)
-        journal = Journal.create(
-            "sort",
-            {"dest": str(dest.absolute()), "mode": options.mode, "roots": [str(Path(r).absolute()) for r in roots]},
-        )
+        journal = Journal.create("sort", roots, dest, {"mode": options.mode})
         report.journal = journal.path
-    mover = Mover(options.mode, journal, dedupe=options.dedupe)
+    mover = Mover(options.mode, journal, dedupe=options.dedupe, roots=roots, dest=dest)
     past = {"move": "moved", "copy": "copied", "link": "linked", "dedupe": "deduplicated"}
     details = wants_details(events)  # scores and verdicts: only for --json, --explain
     try:
@@ -114,8 +119,10 @@ def run_sort(
             )
             try:
                 plan = mover.plan(ref.path, folder, raws)
-                if plan.action in ("in-place", "duplicate"):
+                if plan.action in ("in-place", "duplicate", "left"):
                     action = plan.action
+                    if plan.note:
+                        report.left_out.append((ref.path, plan.note))
                 else:
                     action = past[plan.action] if label or plan.action == "dedupe" else "unsorted"
                     if not options.dry_run:
@@ -135,6 +142,7 @@ def run_sort(
                 destination=plan.target,
                 dry_run=options.dry_run,
                 explained=explained,
+                note=plan.note,
             )
             handled.add(ref.path)
             _record_pair(report, events, result, raws, dict(plan.companions))
@@ -154,7 +162,7 @@ def _record_pair(
     """Record a photo's result and its RAW partners' (same decision; ``targets``: where each RAW went)."""
     record(report, events, result)
     events.advanced(1)
-    stays = result.destination is None or result.action in ("in-place", "duplicate")
+    stays = result.destination is None or result.action in ("in-place", "duplicate", "left")
     for raw in raws:
         if stays or raw in targets:  # not in targets: gone from the folder since it was found
             note = f"RAW+JPEG pair: goes with {result.path.name}"

@@ -8,16 +8,17 @@ and file are unchanged; a sidecar someone else changed since is merged again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from clipsort import decide
 from clipsort.classifier import prepare_decisions
 from clipsort.discover import ImageRef, SideFiles
 from clipsort.embed import Embedder
-from clipsort.errors import FileFailure, SidecarError
+from clipsort.errors import FileFailure, SidecarError, UsageError
 from clipsort.events import Events, RunOptions, SilentEvents, wants_details
 from clipsort.labels import Label, LabelSet
+from clipsort.names import control_problem
 from clipsort.pipeline import explained_of, fail_unhandled_partners, photos_to_score, record, score_all, scores_of
 from clipsort.remote import is_url
 from clipsort.report import PhotoResult, Report
@@ -52,6 +53,16 @@ class TagOptions:
     only_untagged: bool = False
 
 
+def tag_root_of(labels: LabelSet, options: TagOptions) -> str:
+    """The parent of the hierarchical keywords: ``--tag-root``, else the label file's, else ``clipsort``;
+    refused when it holds control characters (it is written into every sidecar)."""
+    tag_root = options.tag_root if options.tag_root is not None else (labels.tag_root or "clipsort")
+    problem = control_problem(tag_root, "the tag root")
+    if problem:
+        raise UsageError(problem)
+    return tag_root
+
+
 def run_tag(
     roots: Sequence[Path],
     labels: LabelSet,
@@ -62,9 +73,10 @@ def run_tag(
 ) -> Report:
     """Score every photo under ``roots`` and write the labels it passes to its sidecar (multi-label)."""
     events = events or SilentEvents()
+    run = replace(run, include_managed=False)  # never writes or moves inside another application's library
     report = Report("tag", dry_run=options.dry_run)
+    tag_root = tag_root_of(labels, options)
     decisions = prepare_decisions(embedder, labels, options.threshold)
-    tag_root = options.tag_root if options.tag_root is not None else (labels.tag_root or "clipsort")
     side_files = SideFiles((".xmp", ".clipsort.json"))
     details = wants_details(events)  # scores and verdicts: only for --json, --explain
     json_sidecars = options.sidecar == "json"  # they hold the scores

@@ -19,6 +19,7 @@ from clipsort.devices import default_batch_size
 from clipsort.errors import ModelError, UsageError
 from clipsort.model_files import read_model_config, source_for
 from clipsort.model_spec import RANDOM, ModelSpec
+from clipsort.privacy import hub_offline
 
 if TYPE_CHECKING:
     import torch
@@ -274,6 +275,8 @@ def load(spec: ModelSpec, device: str, precision: str, threads: int | None = Non
     """open_clip's model ``spec`` on ``device`` (resolved) at ``precision`` (resolved; fp32, bf16 or fp16)."""
     with _without_unused_packages(spec):
         source = source_for(spec)
+        if not source.downloads:
+            hub_offline()  # cached: open_clip, its tokenizer and the hub never ask online
         import open_clip
     cache = str(settings.hf_cache_dir())
     import torch

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clipsort.discover import discover
+from clipsort.discover import WalkOptions, discover
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:
@@ -16,9 +16,11 @@ def touch(path: Path, data: bytes = b"x") -> Path:
     return path
 
 
-def found(roots, errors=None):
+def found(roots, errors=None, follow_links=False, left_out=None):
     on_error = (lambda p, r: errors.append((p, r))) if errors is not None else (lambda p, r: None)
-    return [ref.path for ref in discover(roots, on_error=on_error)]
+    on_left_out = (lambda p, r: left_out.append((p, r))) if left_out is not None else (lambda p, r: None)
+    options = WalkOptions(follow_links=follow_links)
+    return [ref.path for ref in discover(roots, on_error=on_error, options=options, on_left_out=on_left_out)]
 
 
 def test_walks_recursively_in_a_stable_order_and_filters_extensions(tmp_path: Path):
@@ -54,9 +56,21 @@ def test_symlink_loops_end_and_linked_folders_are_walked_once(tmp_path: Path):
     os.symlink(tmp_path / "real", tmp_path / "alias")
     os.symlink(tmp_path, tmp_path / "real/loop")
     errors: list = []
-    paths = found([tmp_path], errors)
+    paths = found([tmp_path], errors, follow_links=True)
     assert len(paths) == 1 and paths[0].resolve() == photo.resolve()
     assert [(p.name, "loop" in r) for p, r in errors] == [("loop", True)]  # named once, not followed
+
+
+def test_linked_folders_are_not_followed_unless_asked_and_are_named(tmp_path: Path):
+    library, elsewhere = tmp_path / "library", tmp_path / "elsewhere"
+    own = touch(library / "own.jpg")
+    outside = touch(elsewhere / "outside.jpg")
+    os.symlink(elsewhere, library / "link")
+    left_out: list = []
+    assert found([library], left_out=left_out) == [own]
+    assert [(p.name, "not followed" in r) for p, r in left_out] == [("link", True)]
+    assert found([library], follow_links=True) == [own, library / "link" / outside.name]
+    assert found([library / "link"]) == [library / "link" / outside.name]  # a link named by the user is followed
 
 
 def test_same_file_through_two_roots_is_yielded_once(tmp_path: Path):

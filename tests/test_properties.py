@@ -94,7 +94,7 @@ def test_random_operations_never_lose_or_overwrite_and_undo_restores(plan, conte
                 path.with_name(path.name + ".xmp").write_bytes(b"xmp:" + contents[i])
             files.append(path)
         before = _snapshot(root)
-        journal = Journal.create("sort", {})
+        journal = Journal.create("sort", [root], root, {})
         mover = Mover("move", journal)
         modes_used = set()
         for i, (_, _, _, target_folder, mode) in enumerate(plan):

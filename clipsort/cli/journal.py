@@ -25,7 +25,10 @@ def undo(
 
     Refuses, photo by photo, where a file has changed or its old name is taken
     since; run it again after fixing that. An interrupted run is completed or
-    rolled back first.
+    rolled back first. Works from any folder: journals name files by absolute
+    path. A journal this clipsort did not write, one changed since, one of a
+    clipsort before journal version 2, or one naming files outside its run's
+    folders is refused as a whole, touching nothing (docs/sorting.md).
 
     Examples:
 
@@ -54,19 +57,27 @@ def history() -> None:
 
       clipsort history
     """
+    from clipsort.console import printable
     from clipsort.journal import history as past_runs
 
     runs = past_runs()
     if not runs:
         typer.echo("no sort runs yet", err=True)
-    for view in runs:
+    for path, view, problem in runs:
+        if view is None:
+            typer.echo(printable(f"?                    {path.name}  [cannot be read or undone: {problem}]"))
+            continue
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(view.started))
         counts = view.counts()
         state = "undone" if view.undone else ("complete" if view.ended else "running or interrupted")
         if view.interrupted and not view.undone:
             state = "interrupted, recovered"
+        if view.legacy:
+            state += "; older clipsort: undo by hand"
         moved = counts.get("done", 0)
         typer.echo(
-            f"{when}  {view.path.name}  {view.run.get('mode', 'move')} {moved} photos"
-            f" -> {view.run.get('dest', '?')}  [{state}]"
+            printable(
+                f"{when}  {view.path.name}  {view.run.get('mode', 'move')} {moved} photos"
+                f" -> {view.run.get('dest', '?')}  [{state}]"
+            )
         )

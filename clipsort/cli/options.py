@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import Enum
@@ -20,7 +21,17 @@ from typer.core import TyperCommand
 
 
 class ClipsortCommand(TyperCommand):
-    """Usage lines as people write them: ``PATH...``, ``[JOURNAL]`` (Typer's own shows ``{PATH}...``)."""
+    """Usage lines as people write them: ``PATH...``, ``[JOURNAL]`` (Typer's own shows ``{PATH}...``),
+    and numbers that are numbers: ``nan`` and ``inf`` parse as floats but mean nothing as a threshold,
+    a margin or a size, and would pass every comparison's range check."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        for param in self.get_params(ctx):
+            value = ctx.params.get(param.name or "")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise typer.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
+        return rest
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -125,6 +136,8 @@ class RunSettings:
     threads: int | None = None
     max_megapixels: float | None = None
     no_pairs: bool = False
+    follow_links: bool = False
+    include_managed: bool = False
     cache: Path | None = None
     no_cache: bool = False
     no_wait: bool = False
@@ -276,6 +289,28 @@ _SHARED: dict[str, tuple[Any, Any]] = {
                 "--no-pairs",
                 help="Treat the RAW and JPEG of a RAW+JPEG pair as two photos (default: judged once, through "
                 "the JPEG; the RAW shares its labels and moves with it).",
+            ),
+        ],
+        False,
+    ),
+    "follow_links": (
+        Annotated[
+            bool,
+            typer.Option(
+                "--follow-links",
+                help="Walk into symbolic links to folders (default: not followed, as find and fd do; "
+                "PATHs named on the command line always are).",
+            ),
+        ],
+        False,
+    ),
+    "include_managed": (
+        Annotated[
+            bool,
+            typer.Option(
+                "--include-managed",
+                help="Also read photos inside folders another application manages (an Apple Photos library, "
+                "Immich's or PhotoPrism's storage: docs/security.md); tag and sort never enter them.",
             ),
         ],
         False,

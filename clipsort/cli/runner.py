@@ -115,6 +115,8 @@ def run_command(
             engine=common.engine.value,
             address=common.address,
             ray_device=choice.device,
+            follow_links=common.follow_links,
+            include_managed=common.include_managed,
         )
         check_run_options(run_options, embedder.device)
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +13,14 @@ from clipsort.cli.options import ClipsortCommand, RunSettings, run_options
 from clipsort.cli.runner import run_command
 
 TopOpt = Annotated[int, typer.Option("--top", "-k", min=0, help="How many photos to print; 0 for all.")]
-PathsOnlyOpt = Annotated[bool, typer.Option("--paths", help="Print bare paths, one a line (for scripts).")]
+PathsOnlyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--paths",
+        help="Print bare paths, one a line (for scripts). A name holding a line break is not printed but named "
+        "as a failure (exit 3): use -0 for such names.",
+    ),
+]
 NulOpt = Annotated[
     bool, typer.Option("-0", "--null", help="Print paths separated by NUL characters (for xargs -0), nothing else.")
 ]
@@ -38,10 +44,19 @@ def _roots(paths: list[Path] | None) -> list[Path]:
     return list(paths) if paths else [Path(".")]
 
 
-def _emit_paths(ui, paths, null: bool) -> None:  # noqa: ANN001
+def _emit_paths(ui, paths, null: bool, report) -> None:  # noqa: ANN001
+    """One path a line (``--paths``), or NUL-separated (``-0``). A name holding a line break or
+    another control character would read as two paths, or as none, to the next program: it is not
+    printed by ``--paths`` but named as a failure (exit 3), and ``-0`` prints it."""
+    from clipsort.errors import FileFailure
+
     for path in paths:
         if null:
             ui.out_bytes(os.fsencode(path) + b"\0")
+        elif not str(path).isprintable() and any(ch < " " or ch == "\x7f" for ch in str(path)):
+            failure = FileFailure(path, "its name holds a line break or control character: not printed; -0 prints it")
+            report.fail(failure)
+            ui.failed(failure)
         else:
             ui.out(f"{path}\n")
 
@@ -119,10 +134,12 @@ def search(
         report, hits = run_search(roots, terms, embedder, options, ui)
         ui.stop()
         if paths_only or null:
-            _emit_paths(ui, [hit.path for hit in hits], null)
+            _emit_paths(ui, [hit.path for hit in hits], null, report)
         elif common.json_out:
+            from clipsort.console import json_text
+
             for rank, hit in enumerate(hits, 1):
-                ui.out(json.dumps({"rank": rank, "score": hit.score, "path": str(hit.path)}) + "\n")
+                ui.out(json_text({"rank": rank, "score": hit.score, "path": str(hit.path)}, ascii_only=True) + "\n")
         else:
             from clipsort.console import printable
 
@@ -154,7 +171,12 @@ def dupes(
         ),
     ] = None,
     paths_only: Annotated[
-        bool, typer.Option("--paths", help="Print only the photos that are not the suggested keeper, one a line.")
+        bool,
+        typer.Option(
+            "--paths",
+            help="Print only the photos that are not the suggested keeper, one a line (a name holding a line "
+            "break is named as a failure instead: use -0 for such names).",
+        ),
     ] = False,
     null: NulOpt = False,
     no_index: NoIndexOpt = False,
@@ -183,10 +205,12 @@ def dupes(
         report, groups = run_dupes(roots, embedder, DupesOptions(threshold, not no_index, run), ui)
         ui.stop()
         if paths_only or null:
-            _emit_paths(ui, [m.path for g in groups for m in g.members[1:]], null)
+            _emit_paths(ui, [m.path for g in groups for m in g.members[1:]], null, report)
         elif common.json_out:
+            from clipsort.console import json_text
+
             for number, group in enumerate(groups, 1):
-                ui.out(json.dumps(group.to_json(number), ensure_ascii=False) + "\n")
+                ui.out(json_text(group.to_json(number)) + "\n")
         else:
             for group in groups:
                 ui.out(_group_text(group) + "\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +13,7 @@ from clipsort.cli.runner import run_command
 
 
 @app.command(cls=ClipsortCommand)
-@run_options(omit=("no_pairs", "quiet"))
+@run_options(omit=("no_pairs", "quiet", "follow_links", "include_managed"))
 def show(
     photos: Annotated[list[Path], typer.Argument(help="Photos to describe.", show_default=False)],
     labels: Annotated[
@@ -37,13 +36,14 @@ def show(
 
       clipsort show photo.jpg --json
     """
+    from clipsort.console import json_text
     from clipsort.show import run_show
 
     def work(label_set, embedder, run, ui):  # noqa: ANN001, ANN202
         report, described = run_show(photos, label_set, embedder, run, ui)
         ui.stop()
         for record in described:
-            typer.echo(json.dumps(record, ensure_ascii=False) if common.json_out else _text(record))
+            typer.echo(json_text(record) if common.json_out else _text(record))
         return report
 
     run_command("show", RunSettings(**{**common.__dict__, "quiet": True}), photos, labels, work)

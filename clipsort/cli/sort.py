@@ -41,7 +41,7 @@ MarginOpt = Annotated[
 
 
 @app.command(cls=ClipsortCommand)
-@run_options()
+@run_options(omit=("include_managed",))
 def sort(
     paths: PathsArg,
     labels: LabelsOpt,

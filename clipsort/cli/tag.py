@@ -37,7 +37,7 @@ class TagMode(str, Enum):
 
 
 @app.command(cls=ClipsortCommand)
-@run_options()
+@run_options(omit=("include_managed",))
 def tag(
     paths: PathsArg,
     labels: LabelsOpt,
@@ -108,7 +108,7 @@ def tag(
 
       clipsort tag ~/Photos -l more-labels.txt --mode append --only-untagged
     """
-    from clipsort.tagging import TagOptions, run_tag
+    from clipsort.tagging import TagOptions, run_tag, tag_root_of
 
     options = TagOptions(
         threshold=threshold,
@@ -128,4 +128,5 @@ def tag(
         lambda label_set, embedder, run, ui: run_tag(
             paths, required(label_set), embedder, options, run, ui.explaining(explain)
         ),
+        check=lambda label_set: tag_root_of(label_set, options),
     )

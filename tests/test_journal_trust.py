@@ -1,0 +1,375 @@
+"""Undo and recovery touch only what their own run touched: journals are absolute, sealed, held to
+their run's folders, and every file they act on must still be the file they recorded.
+
+Each test names the promise it guards; the hostile journals are built as an attacker would
+write them (by hand, by editing a real one, by sealing with another key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import COLOUR_MODEL, make_colour_photos
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from clipsort import journal as journal_module
+from clipsort.errors import ExitCode
+from clipsort.journal import Appender, Journal, JournalRefused, claimed, read
+from clipsort.mover import Mover
+from clipsort.recovery import recover, undo
+
+CLI = [sys.executable, "-m", "clipsort"]
+SMALL = {"min_px": 64, "max_px": 160}
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """relative path -> content hash of every file and link under ``folder``."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if not p.is_symlink() else "->"
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() or p.is_symlink()
+    }
+
+
+def library_with_sidecars(folder: Path, count: int = 6) -> dict[Path, str]:
+    photos = make_colour_photos(folder, ["red", "green", "blue"], count, **SMALL)
+    for photo in photos:
+        photo.with_name(photo.name + ".xmp").write_text(f"<x:xmpmeta>{photo.name}</x:xmpmeta>", encoding="utf-8")
+    return photos
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd)
+
+
+# ----------------------------------------------------------------------------- undo from anywhere
+
+
+@pytest.mark.slow
+def test_sort_with_relative_paths_then_undo_from_anywhere_restores_byte_for_byte(tmp_path, labels_file):
+    """Promise: undo puts back exactly what the sort moved, whichever folder it is run from, and
+    never touches a copy of the destination made beside it (the journal names files absolutely)."""
+    work = tmp_path / "work"
+    library_with_sidecars(work / "Inbox")
+    before = tree(work / "Inbox")
+    sort = run_cli("sort", "Inbox", "-l", str(labels_file), "--model", str(COLOUR_MODEL), "-d", "Sorted", cwd=work)
+    assert sort.returncode == 0, sort.stderr
+    assert tree(work / "Inbox") != before
+    # a backup made with cp -a beside the destination, and one in another folder with the same relative names
+    shutil.copytree(work / "Sorted", work / "Sorted-backup", symlinks=True)
+    decoy = tmp_path / "elsewhere"
+    shutil.copytree(work / "Sorted", decoy / "Sorted", symlinks=True)
+    (decoy / "Inbox").mkdir()
+    backups = tree(work / "Sorted-backup"), tree(decoy)
+    undone = run_cli("undo", cwd=decoy)
+    assert undone.returncode == 0, undone.stderr
+    assert tree(work / "Inbox") == before
+    assert not (work / "Sorted").exists()
+    assert (tree(work / "Sorted-backup"), tree(decoy)) == backups
+
+
+def test_recovery_run_from_another_folder_keeps_a_photo_and_its_sidecar_together(tmp_path, monkeypatch):
+    """Promise: a killed run's half-done unit is settled as one unit, whatever the working folder
+    of the run that recovers it."""
+    monkeypatch.chdir(tmp_path)
+    source = Path("in") / "p.jpg"
+    source.parent.mkdir()
+    source.write_bytes(b"photo bytes")
+    Path("in/p.jpg.xmp").write_bytes(b"sidecar")
+    journal = Journal.create("sort", [Path("in")], Path("out"), {"mode": "move"})
+    target = Path("out") / "red" / "p.jpg"
+    files = [(source, target), (Path("in/p.jpg.xmp"), target.with_name("p.jpg.xmp"))]
+    journal.begin("move", files, [Path("out"), Path("out/red")])
+    target.parent.mkdir(parents=True)
+    os.rename(source, target)  # killed after the photo moved, before its sidecar
+    journal.close()
+    # the same relative names elsewhere, where the recovering run starts
+    other = tmp_path / "other"
+    (other / "in").mkdir(parents=True)
+    (other / "in" / "p.jpg.xmp").write_bytes(b"someone else's")
+    monkeypatch.chdir(other)
+    messages: list[str] = []
+    assert recover(messages.append) == 1
+    assert (tmp_path / "out/red/p.jpg").read_bytes() == b"photo bytes"
+    assert (tmp_path / "out/red/p.jpg.xmp").read_bytes() == b"sidecar"
+    assert not (tmp_path / "in/p.jpg.xmp").exists()
+    assert (other / "in" / "p.jpg.xmp").read_bytes() == b"someone else's"
+
+
+# ----------------------------------------------------------------------------- journals from elsewhere
+
+
+@pytest.fixture
+def victims(tmp_path):
+    """Files outside any library that a hostile journal aims at, and a library with one photo."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_bytes(b"the only copy")
+    (outside / "secret.key").write_bytes(b"private key")
+    (outside / "pictures.jpg").write_bytes(b"someone's photo")
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "notes.txt").write_bytes(b"a file in the library")
+    return outside, library
+
+
+def _four_lines(outside: Path, library: Path) -> str:
+    """The journal of the issue, in the format of clipsort before journal version 2."""
+
+    def begin(op: int, action: str, source: Path, target: Path) -> dict:
+        return {"type": "begin", "op": op, "action": action, "files": [[str(source), str(target)]], "folders": []}
+
+    records = [
+        {"type": "run", "version": 1, "command": "sort", "started": 0, "dest": "/", "roots": ["/"]},
+        begin(0, "copy", library / "mine.jpg", outside / "precious.txt"),
+        begin(1, "move", library / "stolen.jpg", outside / "pictures.jpg"),
+        begin(2, "dedupe", library / "key.txt", outside / "secret.key"),
+        {"type": "done", "op": 0},
+        {"type": "done", "op": 1},
+        {"type": "done", "op": 2},
+        {"type": "end"},
+    ]
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
+def test_a_hand_written_journal_is_refused_whole_touching_nothing(tmp_path, victims):
+    """Promise: undo FILE with a journal clipsort did not write deletes, moves and copies nothing."""
+    outside, library = victims
+    hostile = tmp_path / "hostile.jsonl"
+    hostile.write_text(_four_lines(outside, library))
+    before = tree(tmp_path)
+    result = run_cli("undo", str(hostile), cwd=tmp_path)
+    assert result.returncode == ExitCode.ERROR
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert "older than journal version 2" in result.stderr and "by hand" in result.stderr
+    assert tree(tmp_path) == before
+
+
+def test_an_unfinished_hostile_journal_in_the_journals_folder_is_not_replayed_by_sort(tmp_path, victims, labels_file):
+    """Promise: the recovery every sort runs first never acts on a journal that is not its own."""
+    outside, library = victims
+    make_colour_photos(library, ["red"], 2, **SMALL)
+    first = run_cli("sort", str(library), "-l", str(labels_file), "--model", str(COLOUR_MODEL), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr  # this user's journal key exists now
+    hand_written = _four_lines(outside, library).replace('{"type": "end"}\n', "")
+    (journal_module.journals_dir() / "20200101-000000-1.jsonl").write_text(hand_written)
+    # and one in today's format, sealed with a key that is not this user's
+    stranger = tmp_path / "stranger"
+    env = {**os.environ, "CLIPSORT_DATA_DIR": str(stranger)}
+    code = (
+        "import os, sys; from pathlib import Path; from clipsort.journal import Journal\n"
+        f"j = Journal.create('sort', [Path('/')], Path('/'), {{}})\n"
+        f"j.begin('move', [(Path({str(library / 'x.jpg')!r}), Path({str(outside / 'pictures.jpg')!r}))], [])\n"
+        "j.close()\nprint(j.path)\n"
+    )
+    made = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    shutil.copy(made.stdout.strip(), journal_module.journals_dir() / "20200101-000001-2.jsonl")
+    before = tree(outside)
+    sort = run_cli("sort", str(library), "-l", str(labels_file), "--model", str(COLOUR_MODEL), cwd=tmp_path)
+    assert sort.returncode == 0, sort.stderr
+    assert tree(outside) == before
+    assert sort.stderr.count("was not recovered") == 2
+    assert "older than journal version 2" in sort.stderr and "seal does not match" in sort.stderr
+
+
+def _real_sort_journal(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A real journal of moving two photos with sidecars from ``in`` to ``out``."""
+    inbox, dest = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (inbox / name).write_bytes(name.encode() * 100)
+        (inbox / (name + ".xmp")).write_bytes(b"xmp of " + name.encode())
+    journal = Journal.create("sort", [inbox], dest, {"mode": "move"})
+    mover = Mover("move", journal, roots=[inbox], dest=dest)
+    for name in ("a.jpg", "b.jpg"):
+        mover.execute(mover.plan(inbox / name, dest / "red"))
+    journal.end({})
+    journal.close()
+    return journal.path, inbox, dest
+
+
+def test_an_edited_journal_is_refused_whole(tmp_path):
+    """Promise: a journal changed since clipsort wrote it (a path pointed elsewhere) touches nothing."""
+    path, inbox, dest = _real_sort_journal(tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    text = path.read_text().replace(str(inbox / "a.jpg"), str(victim))
+    path.write_text(text)
+    before = tree(tmp_path)
+    with pytest.raises(JournalRefused, match="seal does not match"):
+        undo(str(path), lambda message: None)
+    assert tree(tmp_path) == before
+
+
+def test_a_sealed_journal_naming_files_outside_its_run_is_refused_whole(tmp_path):
+    """Promise: even a journal clipsort sealed acts only inside its run's roots and destination."""
+    inbox, dest, outside = tmp_path / "in", tmp_path / "out", tmp_path / "outside"
+    for folder in (inbox, dest, outside):
+        folder.mkdir()
+    (outside / "f.txt").write_bytes(b"outside")
+    (inbox / "p.jpg").write_bytes(b"photo")
+    journal = Journal.create("sort", [inbox], dest, {"mode": "move"})
+    mover = Mover("move", journal)
+    mover.execute(mover.plan(inbox / "p.jpg", dest / "red"))
+    op = journal.begin("copy", [(inbox / "p2.jpg", outside / "f.txt")], [])  # a target outside dest
+    journal.done(op, [outside / "f.txt"])
+    journal.end({})
+    journal.close()
+    before = tree(tmp_path)
+    with pytest.raises(JournalRefused, match="outside its run's destination"):
+        undo(str(journal.path), lambda message: None)
+    assert tree(tmp_path) == before  # the legitimate move was not undone either: refused as a whole
+
+
+def test_a_journal_without_identities_is_refused_whole(tmp_path):
+    """Promise: undo acts only on files whose identity the journal recorded."""
+    path, _, _ = _real_sort_journal(tmp_path)
+    view = read(path)
+    # rewrite the journal through the real writer, dropping the identities of what was placed
+    rewritten = Journal.create("sort", view.roots, view.dest, {"mode": "move"})
+    for operation in view.operations.values():
+        rewritten.begin(operation.action, operation.files, operation.folders)
+        rewritten.write({"type": "done", "op": operation.op})
+    rewritten.end({})
+    rewritten.close()
+    before = tree(tmp_path)
+    with pytest.raises(JournalRefused, match="identity"):
+        undo(str(rewritten.path), lambda message: None)
+    assert tree(tmp_path) == before
+
+
+def test_a_file_swapped_for_a_lookalike_is_not_put_back(tmp_path):
+    """Promise: undo moves a file only while it is the very file the sort placed (same inode, size
+    and mtime); a different file of the same name, size and time stays where it is."""
+    path, inbox, dest = _real_sort_journal(tmp_path)
+    placed = dest / "red" / "a.jpg"
+    stat = placed.stat()
+    placed.unlink()
+    placed.write_bytes(b"x" * stat.st_size)  # another file, same size
+    os.utime(placed, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the same mtime
+    _, result = undo(str(path), lambda message: None)
+    assert result.undone == 1 and len(result.refused) == 1 and "changed since" in result.refused[0].reason
+    assert placed.read_bytes() == b"x" * stat.st_size and not (inbox / "a.jpg").exists()
+    assert (inbox / "b.jpg").exists()
+
+
+def test_undo_of_a_copy_never_deletes_the_only_copy_left(tmp_path):
+    """Promise: undo of --mode copy deletes a copy only while its original is still there, unchanged."""
+    inbox, dest = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    (inbox / "a.jpg").write_bytes(b"a" * 50)
+    (inbox / "b.jpg").write_bytes(b"b" * 50)
+    journal = Journal.create("sort", [inbox], dest, {"mode": "copy"})
+    mover = Mover("copy", journal, roots=[inbox], dest=dest)
+    for name in ("a.jpg", "b.jpg"):
+        mover.execute(mover.plan(inbox / name, dest))
+    journal.end({})
+    journal.close()
+    (inbox / "a.jpg").unlink()  # the user deleted an original: the copy is all that is left
+    _, result = undo(str(journal.path), lambda message: None)
+    assert result.undone == 1 and "only copy" in result.refused[0].reason
+    assert (dest / "a.jpg").read_bytes() == b"a" * 50 and not (dest / "b.jpg").exists()
+
+
+def test_a_journal_that_is_a_fifo_or_a_link_to_one_is_never_opened(tmp_path):
+    """Promise: undo never blocks on a FIFO named as a journal."""
+    fifo = tmp_path / "journal.jsonl"
+    os.mkfifo(fifo)
+    result = subprocess.run([*CLI, "undo", str(fifo)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == ExitCode.USAGE and "not a regular file" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_legacy_journals_are_listed_and_explained_not_acted_on(tmp_path, victims):
+    outside, library = victims
+    journal_module.journals_dir().mkdir(parents=True)
+    (journal_module.journals_dir() / "20200101-000000-1.jsonl").write_text(_four_lines(outside, library))
+    listing = run_cli("history", cwd=tmp_path)
+    assert listing.returncode == 0 and "undo by hand" in listing.stdout
+    refused = run_cli("undo", cwd=tmp_path)
+    assert refused.returncode == ExitCode.ERROR and "mv -n TARGET SOURCE" in refused.stderr
+
+
+# ----------------------------------------------------------------------------- random damage
+
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _all_contents(root: Path) -> list[bytes]:
+    return sorted(p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@SETTINGS
+@given(
+    edit=st.sampled_from(["truncate", "flip", "drop-line", "swap-path", "append-foreign"]),
+    position=st.floats(min_value=0.0, max_value=1.0),
+    value=st.integers(0, 255),
+)
+def test_a_damaged_journal_never_touches_outside_and_never_loses_a_file(tmp_path_factory, edit, position, value):
+    """Promise: whatever happens to a journal (cut short, bytes changed, lines dropped, paths swapped
+    for foreign ones, records appended), undo and recovery touch nothing outside the run's folders
+    and every file's bytes still exist afterwards."""
+    tmp_path = tmp_path_factory.mktemp("damaged")
+    path, inbox, dest = _real_sort_journal(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "b.jpg").write_bytes(b"not yours")  # same name as a photo of the run
+    data = bytearray(path.read_bytes())
+    at = int(position * (len(data) - 1))
+    if edit == "truncate":
+        data = data[:at]
+    elif edit == "flip":
+        data[at] = value
+    elif edit == "drop-line":
+        lines = bytes(data).splitlines(keepends=True)
+        del lines[int(position * (len(lines) - 1))]
+        data = bytearray(b"".join(lines))
+    elif edit == "swap-path":
+        data = bytearray(bytes(data).replace(os.fsencode(inbox), os.fsencode(outside)))
+    else:
+        data += b'{"type":"begin","op":9,"action":"move","files":[["%s","%s"]]}\n' % (
+            os.fsencode(inbox / "z.jpg"),
+            os.fsencode(outside / "b.jpg"),
+        )
+    path.write_bytes(bytes(data))
+    contents = _all_contents(tmp_path)
+    outside_before = tree(outside)
+    try:
+        recover(lambda message: None)
+        undo(str(path), lambda message: None)
+    except (journal_module.JournalError, journal_module.UsageError):
+        pass
+    assert tree(outside) == outside_before
+    assert _all_contents(tmp_path) == contents
+    for photo in ("a.jpg", "b.jpg"):  # each photo is in exactly one place, its sidecar beside it
+        places = [p for p in (inbox / photo, dest / "red" / photo) if p.exists()]
+        assert len(places) == 1, (edit, places)
+        assert places[0].with_name(photo + ".xmp").exists()
+
+
+def test_an_undo_appends_sealed_records_that_a_second_undo_accepts(tmp_path):
+    """The records undo adds are sealed too: a refused unit can be undone by a later undo."""
+    path, inbox, dest = _real_sort_journal(tmp_path)
+    (inbox / "a.jpg").write_bytes(b"in the way")
+    _, first = undo(str(path), lambda message: None)
+    assert first.undone == 1 and len(first.refused) == 1
+    (inbox / "a.jpg").unlink()
+    _, second = undo(str(path), lambda message: None)
+    assert second.undone == 1 and second.refused == []
+    assert read(path).undone
+
+
+def test_appending_needs_the_records_read_under_the_lock(tmp_path):
+    path, _, _ = _real_sort_journal(tmp_path)
+    view = read(path)
+    with claimed(path) as handle:
+        Appender(handle, view)({"type": "undo", "op": 0})
+    assert read(path).operations[0].state == "undoing"
