@@ -21,7 +21,6 @@ upgrade builds a new one and never trusts an old one. It holds:
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import shutil
@@ -32,6 +31,7 @@ from typing import Any
 
 from clipsort import settings
 from clipsort.errors import ModelError
+from clipsort.safe_files import read_json
 
 #: Bump when what is exported, or how, changes: every artifact is then built again.
 ARTIFACT_VERSION = 5
@@ -153,7 +153,7 @@ def find(identity: str) -> Artifact | None:
     """The artifact of ``identity`` for these library versions, or None (never built, or damaged: removed)."""
     folder = folder_for(identity)
     try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        manifest = read_json(folder / MANIFEST)
     except FileNotFoundError:
         return None
     except (OSError, ValueError):

@@ -15,6 +15,10 @@ from clipsort.errors import DeviceError
 # passive waiting measured +14% images/s end to end on 2 cores (docs/performance.md).
 # It only takes effect if set before torch is first imported, and a user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# torch keeps compiled kernels in /tmp/torchinductor_<user> (and Triton in ~/.triton) unless told:
+# clipsort writes nothing outside its own folders (clipsort.privacy), so they go in its cache.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(settings.cache_dir() / "torch-kernels"))
+os.environ.setdefault("TRITON_CACHE_DIR", str(settings.cache_dir() / "triton"))
 
 
 def gpu_possible() -> bool:

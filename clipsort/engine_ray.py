@@ -39,7 +39,13 @@ import numpy as np
 
 from clipsort import settings
 from clipsort.errors import ClipsortError, FileFailure, UsageError
-from clipsort.privacy import FORWARDED, RAY_OWN_CLUSTER_ENV, TELEMETRY_OFF
+from clipsort.privacy import (
+    FORWARDED,
+    TELEMETRY_OFF,
+    cluster_processes_offline,
+    outgoing_proxies,
+    own_cluster_env,
+)
 
 if TYPE_CHECKING:
     from clipsort.discover import ImageRef
@@ -68,22 +74,31 @@ def ray_module() -> Any:
 
 def connect(address: str | None) -> Any:
     """Ray, started on this machine (``address`` None) or joined (``auto``, ``ray://HOST:PORT``)."""
+    if address is None and "ray" not in sys.modules:  # read by Ray when it is imported
+        os.environ.update(own_cluster_env())
     ray = ray_module()
     if not ray.is_initialized():
         own: dict[str, Any] = {}
+        workers_env = dict(TELEMETRY_OFF)
+        starting: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         if address is None:  # a cluster of clipsort's own: no usage stats, and no files left behind
-            os.environ.update(RAY_OWN_CLUSTER_ENV)
+            os.environ.update(own_cluster_env())
             own["_temp_dir"] = _temporary_folder()
+            # on loopback: finding "this node's address" otherwise asks the route to a public address
+            own["_node_ip_address"] = "127.0.0.1"
+            starting = cluster_processes_offline()
+            workers_env.update(outgoing_proxies())  # the photos' storage is the workers' to reach
         try:
-            ray.init(
-                address=address,
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.ERROR,
-                configure_logging=True,
-                runtime_env={"env_vars": dict(TELEMETRY_OFF)},
-                **own,
-            )
+            with starting:
+                ray.init(
+                    address=address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.ERROR,
+                    configure_logging=True,
+                    runtime_env={"env_vars": workers_env},
+                    **own,
+                )
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray"
             raise EngineError(f"cannot start or join {where}: {exc}") from None
@@ -97,8 +112,12 @@ def connect(address: str | None) -> Any:
 def _temporary_folder() -> str:
     """A folder for the session files of a Ray clipsort starts (sockets, logs, spilled objects),
     removed when the run's process exits: Ray's own default, /tmp/ray, keeps every session's files.
-    Under the system's temp folder: Ray's socket paths must stay short."""
-    folder = tempfile.mkdtemp(prefix="clipsort-ray-")
+    Under the system's temp folder, or /tmp where that is long: Ray's socket paths (about 80
+    characters under it) must stay within the 107 bytes of a Unix socket's name."""
+    base = tempfile.gettempdir()
+    if len(os.fsencode(base)) > 24 and os.path.isdir("/tmp"):
+        base = "/tmp"
+    folder = tempfile.mkdtemp(prefix="clipsort-ray-", dir=base)
 
     def remove() -> None:  # registered after ray.init's own shutdown handler: runs before it
         ray = sys.modules.get("ray")

@@ -21,6 +21,7 @@ from clipsort.events import Events, RunOptions, SilentEvents, warn
 from clipsort.labels import DEFAULT_TEMPLATES, Label, LabelSet, ModelRecord, _fold, model_key, prompts_for
 from clipsort.pipeline import embedded_photos, find_photos
 from clipsort.report import Report
+from clipsort.safe_files import LABEL_FILE_LIMIT, read_regular
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,9 @@ def run_learn(
 
 def _is_learned_file(path: Path) -> bool:
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle).get("format") == learn.FORMAT
-    except (OSError, ValueError, AttributeError):
+        data = read_regular(path, LABEL_FILE_LIMIT, "label file")
+        return json.loads(data).get("format") == learn.FORMAT
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
 
 

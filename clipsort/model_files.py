@@ -9,7 +9,6 @@ and a missing one fails fast with a message saying where to put it
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from urllib.parse import urlparse
 from clipsort import settings
 from clipsort.errors import ModelError, ModelUnavailableError, UsageError
 from clipsort.model_spec import CONFIG_NAME, HF_HOST, HF_PREFIX, LOCAL_PREFIX, RANDOM, ModelSpec
+from clipsort.safe_files import MODEL_CONFIG_LIMIT, read_json, read_regular
 
 # ----------------------------------------------------------------------------- sources
 
@@ -51,7 +51,7 @@ def _check_local_dir(folder: Path) -> None:
             "(it needs open_clip_config.json with 'model_cfg', and the weights, e.g. open_clip_model.safetensors)"
         )
     try:
-        data = json.loads(config.read_text(encoding="utf-8"))
+        data = read_json(config)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{config}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or "model_cfg" not in data:
@@ -217,10 +217,10 @@ def read_model_config(spec: ModelSpec) -> dict[str, Any] | None:
             if found is None or not found.submodule_search_locations:
                 return None
             config_file = Path(next(iter(found.submodule_search_locations))) / "model_configs" / f"{spec.name}.json"
-            model_cfg = json.loads(config_file.read_text(encoding="utf-8"))
+            model_cfg = read_json(config_file)
             preprocess_cfg: dict[str, Any] = {}
         else:
-            config = json.loads((_config_folder(spec) / CONFIG_NAME).read_text(encoding="utf-8"))
+            config = read_json(_config_folder(spec) / CONFIG_NAME)
             model_cfg = config["model_cfg"]
             preprocess_cfg = config.get("preprocess_cfg") or {}
     except (OSError, ValueError, KeyError, TypeError, ImportError):
@@ -262,7 +262,11 @@ def _folder_identity(folder: Path, decode_version: str) -> str | None:
         return None
     from clipsort.cache import sample_hash
 
-    config_hash = hashlib.blake2b(config.read_bytes(), digest_size=8).hexdigest()
+    try:
+        data = read_regular(config, MODEL_CONFIG_LIMIT, "model config")
+    except OSError:
+        return None
+    config_hash = hashlib.blake2b(data, digest_size=8).hexdigest()
     return f"folder|config:{config_hash}|weights:{sample_hash(weights[0])}|{decode_version}"
 
 

@@ -78,6 +78,18 @@ def parse_spec(model: str, pretrained: str | None = None) -> ModelSpec:
     return ModelSpec("builtin", model.replace("/", "-"), pretrained)
 
 
+def spec_of_display(display: str) -> ModelSpec | None:
+    """The model a :attr:`ModelSpec.display` names (a learned label file records it so), or None."""
+    try:
+        if display.startswith((HF_PREFIX, LOCAL_PREFIX)):
+            return parse_spec(display)
+        name, _, rest = display.partition(" (")
+        pretrained = rest[:-1] if rest.endswith(")") else None
+        return parse_spec(name, RANDOM if pretrained == "random weights" else pretrained)
+    except (UsageError, OSError, ValueError):
+        return None
+
+
 class LoadedModel(Protocol):
     """A loaded model, whichever runtime runs it (:class:`clipsort.runtime.OnnxClip`,
     :class:`clipsort.torch_model.ClipModel`). Encoders return L2-normalised float32 arrays."""

@@ -18,9 +18,11 @@ a one-line message need nothing new.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 MiB = 1024 * 1024
 
@@ -128,6 +130,15 @@ def read_regular(path: Path | str, limit: int, what: str = "file", follow: bool 
         return b"".join(chunks)
     finally:
         os.close(handle)
+
+
+def read_json(path: Path | str, limit: int = MODEL_CONFIG_LIMIT, what: str = "model config") -> Any:
+    """A small JSON file clipsort reads (a model's config, an artifact's manifest), through
+    :func:`read_regular`. Raises OSError or ValueError (for nesting too deep too)."""
+    try:
+        return json.loads(read_regular(path, limit, what))
+    except RecursionError:
+        raise ValueError(f"{path}: nested too deeply") from None
 
 
 def regular_or_absent(path: Path | str, follow: bool = False) -> os.stat_result | None:

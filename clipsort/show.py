@@ -38,7 +38,7 @@ def describe(photo: Path, embedder: Embedder) -> dict[str, object]:
 def _sidecars(photo: Path) -> list[dict[str, object]]:
     found: list[dict[str, object]] = []
     for path in dict.fromkeys([xmp_path(photo, "full"), xmp_path(photo, "stem")]):
-        if path == photo or not path.is_file():
+        if path == photo or not os.path.lexists(path):
             continue
         try:
             found.append({"path": str(path), **read_keywords(path)})

@@ -35,6 +35,13 @@ def labels_check(
     from clipsort.labels import DEFAULT_MARGIN
 
     label_set = load_labels(file)
+    if label_set.model is not None:  # learned: its vectors must be of its model's size
+        from clipsort.labels import check_dimension
+        from clipsort.model_files import embed_dim
+        from clipsort.model_spec import spec_of_display
+
+        spec = spec_of_display(label_set.model.display)
+        check_dimension(label_set, embed_dim(spec) if spec is not None else None, label_set.model.display)
     root = label_set.tag_root if label_set.tag_root is not None else "clipsort"
     for label in label_set.labels:
         value, source = threshold_of(label, label_set, threshold)
