@@ -201,8 +201,11 @@ class EmbeddingCache:
         return bool(row[0])
 
     def logit_scale(self, model_id: int) -> float | None:
+        """The model's logit scale as remembered; None when unknown or not a plausible one (CLIP's is
+        at most 100): the model is then asked."""
         row = self.db.execute("SELECT logit_scale FROM models WHERE id=?", (model_id,)).fetchone()
-        return _finite(row[0]) if row is not None else None
+        value = _finite(row[0]) if row is not None else None
+        return value if value is not None and 0 < value <= 1000 else None
 
     def set_logit_scale(self, model_id: int, logit_scale: float) -> None:
         """Remember the model's logit scale, so that scoring from the cache needs no model."""

@@ -166,9 +166,14 @@ def _problem(path: Path) -> str | None:
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 return f"is damaged ({check})"
-            version = _schema_version(db)
+            try:
+                version = _schema_version(db)
+            except ValueError:
+                return "is damaged (its schema version is not a number)"
             if version is not None and version > SCHEMA_VERSION:
                 return f"was written by a newer clipsort (schema {version})"
+            if version is not None and version < 1:
+                return f"is damaged (schema version {version})"
         finally:
             db.close()
     except sqlite3.DatabaseError as exc:

@@ -14,6 +14,7 @@ Failures raise :class:`clipsort.errors.DecodeError` with a reason a person can a
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from clipsort.errors import DecodeError
 from clipsort.formats import available, format_of, register_plugins
+from clipsort.safe_files import not_regular_reason
 
 _ORIENTATION_TAG = 0x0112
 #: EXIF orientation -> the transpose that makes the picture upright.
@@ -152,7 +154,10 @@ def load_image(path: Path | str, min_side: int | None = None) -> Image.Image:
     if fmt is not None and not available(fmt):
         raise DecodeError(path, f"{fmt.name} files need {fmt.reader}: {fmt.install}")
     try:
-        size = os.stat(path).st_size
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the decoder for ever
+            raise DecodeError(path, not_regular_reason(st.st_mode))
+        size = st.st_size
         if size == 0:
             raise DecodeError(path, "empty file (0 bytes)")
         if fmt is not None and fmt.raw:

@@ -238,7 +238,7 @@ class Embedder:
             return self._unrelated
         if self.cache is not None and self._model_id is not None:
             cached = self.cache.model_fact(self._model_id, UNRELATED_FACT)
-            if cached is not None:
+            if cached is not None and -1.0 <= cached <= 1.0:  # a cosine: anything else is damage
                 self._unrelated = cached
                 return cached
         level = unrelated_level_of(self._plain_vectors(), self.text_vectors)

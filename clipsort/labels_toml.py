@@ -152,7 +152,7 @@ def parse_toml_labels(text: str, source: Path | str = "<labels.toml>") -> LabelS
     margin = None
     if "margin" in data:
         value = data["margin"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
             raise LabelFileError(
                 source, f"margin must be a number of logits, 0 or more, not {value!r}", lines.key("margin")
             )

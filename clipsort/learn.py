@@ -212,6 +212,10 @@ def to_json(labels: Sequence[Label], learned: Learned, model: ModelRecord, examp
     return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
 
 
+#: Larger calibrations than this are no fit of any photos (learned ones are tens): refused.
+_LARGEST = 1e6
+
+
 def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number a label file may hold (learned values must be finite)")
 
@@ -276,9 +280,9 @@ def parse_learned(text: str, source: Path | str) -> LabelSet:
         numbers = [record.get(key) for key in ("a", "b", "threshold")]
         _need(all(_number(v) for v in numbers), source, f"{where} ({record['name']!r}) lacks a, b or threshold")
         _need(
-            all(math.isfinite(v) for v in numbers),
+            all(math.isfinite(v) and abs(v) <= _LARGEST for v in numbers),
             source,
-            f"{where} ({record['name']!r}): a, b or threshold is not a finite number",
+            f"{where} ({record['name']!r}): a, b or threshold is not a finite number of a sane size",
         )
         _need(0.0 <= float(record["threshold"]) <= 1.0, source, f"{where} ({record['name']!r}): threshold outside 0-1")
         path = _parse_label_path(record["name"], source, None)

@@ -116,6 +116,7 @@ def cached_photos(
     for rows in cache.scan(model_id, roots, columns=columns, chunk=chunk):
         if wanted is not None:
             rows = [r for r in rows if (ref := wanted.get(r[0])) is not None and (ref.size, ref.mtime_ns) == r[1:3]]
+        rows = [r for r in rows if _sound(r, hashes)]  # a cache may come from elsewhere
         if not rows:
             continue
         vectors, mask = cache.checked_matrix(model_id, [r[-1 if not hashes else 4] for r in rows])
@@ -140,6 +141,17 @@ def cached_photos(
             sizes=np.array([r[1] for r in rows], dtype=np.int64),
             name=name,
         )
+
+
+def _sound(row: tuple, hashes: bool) -> bool:
+    """Whether a cache row has the types clipsort writes (a foreign or damaged file may not):
+    a path key of bytes, a size and mtime that are integers, a perceptual hash that is one or none."""
+    return (
+        isinstance(row[0], bytes)
+        and type(row[1]) is int
+        and type(row[2]) is int
+        and (not hashes or (isinstance(row[3], bytes) and (row[5] is None or type(row[5]) is int)))
+    )
 
 
 def holders(cache: EmbeddingCache, roots: Sequence[Path], model_id: int) -> list[tuple[str, int]]:

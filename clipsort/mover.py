@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING
 from clipsort.errors import DestinationFullError, MoveError
 from clipsort.names import NameLimits
 from clipsort.placing import identical, place, undo_one
-from clipsort.safe_files import inside, real_location
+from clipsort.safe_files import inside, not_regular_reason, real_location
 from clipsort.sidecar import json_path, xmp_path
 
 if TYPE_CHECKING:
@@ -187,9 +188,15 @@ class Mover:
     def _left_because(self, photo: Path, companions: Sequence[Path]) -> str | None:
         """Why the unit of ``photo`` stays where it is (a link, or outside the folders sorted), or None."""
         for path in (photo, *companions):
-            if os.path.islink(path):
-                what = "the photo" if path == photo else f"its companion {path.name}"
+            what = "the photo" if path == photo else f"its companion {path.name}"
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                continue  # gone since: placing it fails, and the unit with it
+            if stat.S_ISLNK(mode):
                 return f"{what} is a symbolic link: left where it is (moved, a link can end up pointing at nothing)"
+            if not stat.S_ISREG(mode):
+                return f"{what} {not_regular_reason(mode)}: left where it is"
         if self._roots is not None:
             real = os.path.join(self._real_folder(photo.parent), photo.name)
             if not any(inside(real, root) for root in self._roots):

@@ -530,3 +530,69 @@ def test_a_read_only_cache_folder_is_a_one_line_error(tmp_path, capsys, monkeypa
     finally:
         folder.chmod(0o755)
     assert code == ExitCode.ERROR and "Permission denied" in err and one_line_error(err), err
+
+
+def test_a_cache_from_elsewhere_with_odd_rows_and_facts_is_checked_where_it_enters(tmp_path, capsys, labels_file):
+    """Promise: a cache whose rows or numbers are not what clipsort writes (a foreign or damaged
+    file) never ends in an internal error: odd rows are not used, odd facts are measured again."""
+    make_colour_photos(tmp_path / "lib", ["red", "green", "blue"], 6, **SMALL)
+    cache = tmp_path / "cache.sqlite3"
+    code, _, err = run_cli(capsys, "index", str(tmp_path / "lib"), *MODEL, "--cache", str(cache))
+    assert code == 0, err
+    db = sqlite3.connect(cache)
+    db.execute("UPDATE images SET phash='not a number', size='big' WHERE id IN (SELECT id FROM images LIMIT 2)")
+    db.execute("UPDATE models SET logit_scale=1e300")
+    db.execute("UPDATE meta SET value='NaN' WHERE key LIKE 'model:%'")
+    db.commit()
+    db.close()
+    for args in (["dupes", str(tmp_path / "lib")], ["search", "red", str(tmp_path / "lib"), "--no-index"]):
+        code, _, err = run_cli(capsys, *args, *MODEL, "--cache", str(cache))
+        assert code == 0 and "internal error" not in err, (args, err)
+    code, out, err = run_cli(
+        capsys, "tag", str(tmp_path / "lib"), "-l", str(labels_file), *MODEL, "--cache", str(cache), "--json", "-n"
+    )
+    assert code == 0 and len(out.splitlines()) == 6 and all(json.loads(line)["labels"] for line in out.splitlines()), (
+        err
+    )
+
+
+@pytest.mark.parametrize("version", ["'three'", "-4"])
+def test_a_cache_with_a_nonsense_schema_version_is_set_aside(tmp_path, capsys, version):
+    photo(tmp_path / "lib" / "p.jpg")
+    cache = tmp_path / "cache.sqlite3"
+    code, _, err = run_cli(capsys, "index", str(tmp_path / "lib"), *MODEL, "--cache", str(cache))
+    assert code == 0, err
+    db = sqlite3.connect(cache)
+    db.execute(f"UPDATE meta SET value={version} WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    code, _, err = run_cli(capsys, "index", str(tmp_path / "lib"), *MODEL, "--cache", str(cache))
+    assert code == 0 and "is damaged" in err and "moved it to" in err, err
+
+
+def test_a_companion_that_is_a_folder_or_fifo_keeps_its_unit_in_place(tmp_path, capsys, labels_file):
+    """Promise: sort moves a photo's unit only when every member is a plain file."""
+    inbox = tmp_path / "in"
+    photo(inbox / "a.jpg", "red")
+    (inbox / "a.jpg.xmp").mkdir()  # a folder with a sidecar's name
+    (inbox / "a.jpg.xmp" / "inside.txt").write_text("someone's notes")
+    photo(inbox / "b.jpg", "red")
+    os.mkfifo(inbox / "b.MOV")
+    code, out, err = run_cli(capsys, "sort", str(inbox), "-l", str(labels_file), *MODEL, "-d", str(tmp_path / "out"))
+    assert code == 0, err
+    assert (inbox / "a.jpg").exists() and (inbox / "a.jpg.xmp" / "inside.txt").exists()
+    assert (inbox / "b.jpg").exists() and "is a folder" in err and "is a FIFO" in err
+
+
+def test_a_photo_with_a_name_near_the_limit_gets_its_sidecar_or_fails_alone(tmp_path, capsys, labels_file):
+    """Promise: a sidecar whose own name fits is written (its temporary file's name is cut short to
+    fit too); one whose name cannot fit fails its photo only."""
+    long_name = "x" * 246 + ".jpg"  # 250 bytes: .xmp fits in 255, .clipsort.json does not
+    photo(tmp_path / "lib" / long_name, "red")
+    photo(tmp_path / "lib" / "b.jpg", "blue")
+    code, _, err = run_cli(capsys, "tag", str(tmp_path / "lib"), "-l", str(labels_file), *MODEL)
+    assert code == 0, err
+    assert (tmp_path / "lib" / (long_name + ".xmp")).exists()
+    code, _, err = run_cli(capsys, "tag", str(tmp_path / "lib"), "-l", str(labels_file), *MODEL, "--sidecar", "json")
+    assert code == ExitCode.PARTIAL and "File name too long" in err and one_line_error(err)
+    assert (tmp_path / "lib" / "b.jpg.clipsort.json").exists()
