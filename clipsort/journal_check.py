@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from clipsort.journal import ACTIONS, LEGACY_HELP, Identity, JournalRefused, JournalView, Operation
+from clipsort.journal import ACTIONS, LEGACY_HELP, Identity, JournalRefused
+from clipsort.journal_read import JournalView, Operation
 from clipsort.safe_files import inside, real_location
 
 

@@ -19,20 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipsort.errors import FileFailure, UsageError
-from clipsort.journal import (
+from clipsort.journal import Identity, JournalError, identity_of
+from clipsort.journal_check import Bounds, as_identity, check_journal
+from clipsort.journal_read import (
     Appender,
-    Identity,
-    JournalError,
     JournalView,
     Operation,
     all_journals,
     claimed,
     ended_by_its_last_line,
-    identity_of,
     read,
     resolve,
 )
-from clipsort.journal_check import Bounds, as_identity, check_journal
 from clipsort.placing import copy_no_clobber, identical, place, remove_temp_copies, rename_no_replace
 
 

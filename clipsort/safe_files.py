@@ -96,14 +96,21 @@ def open_regular(path: Path | str, follow: bool = True) -> int:
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     if not follow:
         flags |= getattr(os, "O_NOFOLLOW", 0)
+    return _open_same(path, flags, before)
+
+
+def _open_same(path: Path | str, flags: int, before: os.stat_result | None, mode: int = 0o644) -> int:
+    """``os.open``, then proof that what was opened is a regular file, and the one ``before``
+    described (None: one just created). A link met with ``O_NOFOLLOW`` is refused in words."""
     try:
-        handle = os.open(path, flags)
+        handle = os.open(path, flags, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UnsafeFile(path, "is a symbolic link") from None
         raise
     after = os.fstat(handle)
-    if not stat.S_ISREG(after.st_mode) or (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+    same = before is None or (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    if not stat.S_ISREG(after.st_mode) or not same:
         os.close(handle)
         raise UnsafeFile(path, "changed while it was being opened")
     return handle
@@ -173,12 +180,7 @@ def open_append(path: Path | str, mode: int = 0o644) -> int:
     user names: a FIFO, socket or device there is refused, never opened (a FIFO would block)."""
     st = regular_or_absent(path, follow=True)
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    handle = os.open(path, flags, mode)
-    after = os.fstat(handle)
-    if not stat.S_ISREG(after.st_mode) or (st is not None and (after.st_dev, after.st_ino) != (st.st_dev, st.st_ino)):
-        os.close(handle)
-        raise UnsafeFile(path, "changed while it was being opened")
-    return handle
+    return _open_same(path, flags, st, mode)
 
 
 def create_private(path: Path | str, mode: int = 0o600) -> int:
@@ -197,19 +199,11 @@ def open_own(path: Path | str, mode: int = 0o644) -> tuple[int, bool]:
         return handle, True
     except FileExistsError:
         pass
-    st = os.lstat(path)
-    if not stat.S_ISREG(st.st_mode):
-        raise UnsafeFile(path, "is a symbolic link" if stat.S_ISLNK(st.st_mode) else not_regular_reason(st.st_mode))
-    try:
-        handle = os.open(path, flags)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise UnsafeFile(path, "is a symbolic link") from None
-        raise
+    before = regular_or_absent(path)  # a link or special file: refused
+    if before is None:
+        raise FileNotFoundError(errno.ENOENT, "removed while it was being opened", str(path))
+    handle = _open_same(path, flags, before)
     after = os.fstat(handle)
-    if (after.st_dev, after.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(after.st_mode):
-        os.close(handle)
-        raise UnsafeFile(path, "changed while it was being opened")
     if after.st_nlink > 1:
         os.close(handle)
         raise UnsafeFile(path, f"has {after.st_nlink} names (hard links): writing to it would change another file")

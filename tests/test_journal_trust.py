@@ -21,8 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clipsort import journal as journal_module
-from clipsort.errors import ExitCode
-from clipsort.journal import Appender, Journal, JournalRefused, claimed, read
+from clipsort.errors import ExitCode, UsageError
+from clipsort.journal import Journal, JournalError, JournalRefused
+from clipsort.journal_read import Appender, claimed, read
 from clipsort.mover import Mover
 from clipsort.recovery import recover, undo
 
@@ -345,7 +346,7 @@ def test_a_damaged_journal_never_touches_outside_and_never_loses_a_file(tmp_path
     try:
         recover(lambda message: None)
         undo(str(path), lambda message: None)
-    except (journal_module.JournalError, journal_module.UsageError):
+    except (JournalError, UsageError):
         pass
     assert tree(outside) == outside_before
     assert _all_contents(tmp_path) == contents

@@ -13,7 +13,8 @@ from PIL import Image
 
 from clipsort.decode import load_image
 from clipsort.errors import DecodeError, MoveError
-from clipsort.journal import Journal, read
+from clipsort.journal import Journal
+from clipsort.journal_read import read
 from clipsort.mover import Mover
 from clipsort.recovery import undo_operations
 

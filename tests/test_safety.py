@@ -20,10 +20,11 @@ import pytest
 from conftest import COLOUR_MODEL, make_colour_photos
 from PIL import Image
 
-from clipsort import journal as journal_module
+from clipsort import journal_read
 from clipsort.errors import ExitCode
 from clipsort.events import RunOptions
-from clipsort.journal import Appender, Journal, claimed, read
+from clipsort.journal import Journal
+from clipsort.journal_read import Appender, claimed, read
 from clipsort.mover import Mover
 from clipsort.recovery import recover, undo
 from clipsort.sorting import SortOptions, run_sort
@@ -157,13 +158,13 @@ def test_sigkill_at_twenty_moments_loses_nothing(tmp_path):
     kills = 0
     for attempt in range(60):
         labels = flat if attempt % 2 else nested
-        known = set(journal_module.all_journals())
+        known = set(journal_read.all_journals())
         run = subprocess.Popen([*CLI, "sort", str(library), "-l", str(labels), *MODEL, *cache, "-q"])
         # Most kills land a random number of journal bytes into the moving; some at a random time.
         target = rng.randrange(200, 70_000) if attempt % 3 else None
         deadline = time.monotonic() + (30 if target else rng.uniform(0.05, 0.6))
         while run.poll() is None and time.monotonic() < deadline:
-            new = [p for p in journal_module.all_journals() if p not in known]
+            new = [p for p in journal_read.all_journals() if p not in known]
             if target and new and new[-1].stat().st_size >= target:
                 break
             time.sleep(0.0005)
@@ -182,7 +183,7 @@ def test_sigkill_at_twenty_moments_loses_nothing(tmp_path):
     assert final.returncode == 0, final.stderr
     assert sorted(tree(library).values()) == originals
     assert not [p for p in library.rglob(".*clipsort-tmp")]
-    entries = journal_module.history()
+    entries = journal_read.history()
     assert entries and all(problem is None for _, _, problem in entries)
     views = [view for _, view, _ in entries if view is not None]
     assert all(view.ended for view in views)

@@ -58,7 +58,7 @@ def history() -> None:
       clipsort history
     """
     from clipsort.console import printable
-    from clipsort.journal import history as past_runs
+    from clipsort.journal_read import history as past_runs
 
     runs = past_runs()
     if not runs:
