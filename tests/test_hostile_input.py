@@ -56,7 +56,10 @@ def test_a_file_planted_at_the_cache_lock_is_never_emptied(tmp_path, capsys, pla
     """Promise: clipsort never truncates a file that is not its own lock (a link planted at
     <cache>.lock in a shared folder emptied its target on every run)."""
     victim = tmp_path / "victim.txt"
-    victim.write_text("precious notes")
+    # an empty file is what clipsort's own lock looks like between runs: only its second name
+    # tells the hard link apart
+    contents = "" if planted == "hardlink" else "precious notes"
+    victim.write_text(contents)
     cache = tmp_path / "shared" / "cache.sqlite3"
     cache.parent.mkdir()
     lock = Path(str(cache) + ".lock")
@@ -69,8 +72,9 @@ def test_a_file_planted_at_the_cache_lock_is_never_emptied(tmp_path, capsys, pla
     photo(tmp_path / "lib" / "p.jpg")
     code, _, err = run_cli(capsys, "index", str(tmp_path / "lib"), *MODEL, "--cache", str(cache))
     assert code == ExitCode.ERROR and one_line_error(err), err
-    assert str(lock) in err
-    assert victim.read_text() == "precious notes" and lock.read_text() == "precious notes"
+    reason = {"symlink": "symbolic link", "hardlink": "hard links", "foreign": "not clipsort's"}[planted]
+    assert str(lock) in err and reason in err
+    assert victim.read_text() == contents and lock.read_text() == contents
     assert not cache.exists()
 
 
@@ -123,7 +127,7 @@ def test_sort_never_moves_what_links_lead_to_and_never_leaves_a_link_dangling(tm
     assert tree(outside) == before
     link = inbox / "relative-link.jpg"
     assert link.is_symlink() and link.resolve() == (outside / "theirs.jpg").resolve()
-    assert "left out: " in result.stderr and "relative-link.jpg" in result.stderr
+    assert "left out: " in result.stderr and "relative-link.jpg: the photo is a symbolic link" in result.stderr
     if follow:
         assert "outside the folders given" in result.stderr
     else:
@@ -233,6 +237,27 @@ def test_a_sidecar_that_is_not_a_plain_small_file_is_named_and_left_untouched(tm
         assert outside.read_bytes() == before and sidecar.is_symlink()
     if kind == "too-large":
         assert sidecar.stat().st_size == 16 * 1024 * 1024 + 1
+
+
+def test_a_sidecar_declaring_entities_is_left_untouched(tmp_path):
+    """Promise: XMP never declares a DOCTYPE or entities; a sidecar that does (how a small file
+    expands into gigabytes) is refused before it is parsed, byte for byte as it was."""
+    from clipsort.errors import SidecarError
+    from clipsort.labels import parse_labels
+    from clipsort.sidecar import keywords_for, write_xmp
+
+    target = photo(tmp_path / "p.jpg")
+    entities = "".join(f'<!ENTITY e{i} "{"&e" + str(i - 1) + ";" * 1 if i else "x"}">' for i in range(3))
+    data = (
+        f'<?xml version="1.0"?><!DOCTYPE x [{entities}]><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="">&e2;'
+        "</rdf:Description></rdf:RDF></x:xmpmeta>"
+    ).encode()
+    sidecar = target.with_name("p.jpg.xmp")
+    sidecar.write_bytes(data)
+    with pytest.raises(SidecarError, match="DOCTYPE or entities"):
+        write_xmp(target, keywords_for(parse_labels("red\n").labels), "clipsort", "m")
+    assert sidecar.read_bytes() == data
 
 
 def test_a_hard_linked_sidecar_leaves_its_other_name_as_it_was(tmp_path, labels_file, capsys):
