@@ -56,11 +56,6 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
 
 
-def logit(p: float) -> float:
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    return float(np.log(p / (1 - p)))
-
-
 @dataclass(frozen=True)
 class Scorer:
     """Label directions and calibrations: ``score = sigmoid(a * cos(x, w) + b)`` per label."""

@@ -81,11 +81,23 @@ def place(source: Path, target: Path, action: str) -> str | None:
         except OSError as exc:
             if exc.errno not in NO_LINK:
                 raise
-        copy_no_clobber(source, target)  # another filesystem, or one without hard links
+        # Another filesystem, or one without hard links: copy, then remove the source, but only if
+        # it is still the file that was copied (a photo edited meanwhile must not lose its edit).
+        before = _version(source)
+        copy_no_clobber(source, target)
+        if _version(source) != before:
+            os.unlink(target)  # the copy, just made: the source keeps the newer bytes
+            raise OSError(errno.EAGAIN, "the photo changed while it was being copied; left where it is", str(source))
         os.unlink(source)
         return None
     copy_no_clobber(source, target)
     return None
+
+
+def _version(path: Path) -> tuple[int, int, int, int]:
+    """What changes when a file's bytes are written: inode, size and modification and change times."""
+    st = os.lstat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _digest(path: Path) -> bytes:

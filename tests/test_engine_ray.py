@@ -72,7 +72,9 @@ def test_ray_engine_gives_the_local_engines_labels_and_sidecars(tmp_path: Path, 
 
 
 def _worker_pids() -> set[int]:
-    """The processes of the embedding actors (Ray names each after its class: ray::...EmbedActor...)."""
+    """The processes of this test's embedding actors (Ray names each after its class:
+    ray::...EmbedActor...): only descendants of this process, the one that started the local Ray;
+    another run's workers on the same machine are never touched."""
     pids = set()
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -80,9 +82,25 @@ def _worker_pids() -> set[int]:
                 command = (proc / "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"EmbedActor" in command and command.startswith(b"ray::"):
+            if (
+                b"EmbedActor" in command
+                and command.startswith(b"ray::")
+                and _descends_from(int(proc.name), os.getpid())
+            ):
                 pids.add(int(proc.name))
     return pids
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state: the parent
+    return False
 
 
 def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(tmp_path: Path, capsys, local_ray):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -59,12 +58,16 @@ def test_architecture_with_a_checkpoint_file(tmp_path: Path):
     np.testing.assert_allclose(model.encode_texts(prompts), reference.encode_texts(prompts), atol=1e-5)
 
 
-def test_missing_weights_fail_fast_with_an_offline_recipe():
-    start = time.monotonic()
+def test_missing_weights_fail_with_an_offline_recipe_before_any_download(monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):  # the check comes first: not one connection is tried offline
+        raise AssertionError("a connection was attempted")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
     with pytest.raises(ModelUnavailableError) as info:
         load_model(parse_spec("ViT-B-32", "laion2b_s34b_b79k"), "cpu")
     message = str(info.value)
-    assert time.monotonic() - start < 30  # no minute of download retries (generous bound, not a benchmark)
     assert "ViT-B-32 (laion2b_s34b_b79k)" in message
     assert str(settings.hf_cache_dir()) in message
     assert str(settings.models_dir() / "ViT-B-32__laion2b_s34b_b79k") in message
@@ -178,10 +181,8 @@ def test_bf16_agrees_with_fp32_on_the_top_label(tmp_path: Path, colour_model):
     pictures = [load_image(p, 48) for p in photos]
     tops = []
     for model in (colour_model, bf16):
-        probabilities = score.probabilities(
-            model.encode_images(pictures), model.encode_texts(prompts), model.logit_scale
-        )
-        tops.append(probabilities.argmax(axis=1))
+        cosines = score.normalise(model.encode_images(pictures)) @ score.normalise(model.encode_texts(prompts)).T
+        tops.append(cosines.argmax(axis=1))  # the best label: the highest cosine
     assert (tops[0] == tops[1]).all()
 
 

@@ -31,7 +31,7 @@ COLOURS = ("red", "green", "blue", "yellow", "purple")
 
 def top_labels(model, pictures, prompts) -> np.ndarray:  # noqa: ANN001
     vectors = model.encode_images(pictures)
-    return score.probabilities(vectors, model.encode_texts(prompts), model.logit_scale).argmax(axis=1)
+    return (score.normalise(vectors) @ score.normalise(model.encode_texts(prompts)).T).argmax(axis=1)
 
 
 def agreement(reference, other, pictures, prompts) -> float:  # noqa: ANN001
