@@ -1,6 +1,6 @@
 """Mutation testing of the code that guards people's files, decides, and sets exit codes.
 
-    pip install cosmic-ray
+    pip install -e ".[mutation]"                       # cosmic-ray
     python benchmarks/mutation.py                      # every module below (hours on 2 cores)
     python benchmarks/mutation.py clipsort/decide.py   # one module
     python benchmarks/mutation.py --work ~/mutants     # keep (and resume) the sessions there
@@ -61,7 +61,7 @@ MODULES: dict[str, list[str]] = {
     "clipsort/xmp_dom.py": ["tests/test_sidecar.py", "tests/test_properties.py", "tests/test_sidecar_readers.py"],
     "clipsort/sidecar.py": ["tests/test_sidecar.py", "tests/test_properties.py", "tests/test_hostile_input.py"],
     "clipsort/safe_files.py": ["tests/test_hostile_input.py", "tests/test_journal_trust.py", "tests/test_races.py"],
-    "clipsort/report.py": ["tests/test_cli.py", "tests/test_races.py", "tests/test_pipeline.py"],
+    "clipsort/report.py": ["tests/test_report.py", "tests/test_cli.py", "tests/test_races.py"],
     "clipsort/cli/journal.py": ["tests/test_races.py", "tests/test_journal_trust.py", "tests/test_safety.py"],
 }
 #: Operators left out (see the module's docstring).

@@ -66,8 +66,10 @@ class JournalView:
 
     @property
     def started(self) -> float:
+        """When the run started (seconds since the epoch); 0 when the journal says nothing sane."""
         value = self.run.get("started", 0)
-        return float(value) if isinstance(value, (int, float)) else 0.0
+        sane = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e11
+        return float(value) if sane else 0.0
 
     @property
     def roots(self) -> list[Path]:

@@ -39,6 +39,7 @@ def test_every_command_has_help_with_text_and_is_documented(capsys):
     for command in commands():
         code, out, _ = run_cli(capsys, *command, "--help")
         assert code == 0 and "Usage: clipsort " + " ".join(command) in out
+        assert "[default: None]" not in out, f"{command}: a default shown as None"
         assert f"clipsort {' '.join(command)}" in cli_doc, f"docs/cli.md does not document {command}"
 
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -374,3 +375,182 @@ def test_appending_needs_the_records_read_under_the_lock(tmp_path):
     with claimed(path) as handle:
         Appender(handle, view)({"type": "undo", "op": 0})
     assert read(path).operations[0].state == "undoing"
+
+
+# ----------------------------------------------------------------------------- what a sealed journal must still hold
+
+
+def _view(
+    files,
+    roots=("/lib",),
+    dest="/out",
+    folders=(),
+    stats=None,
+    placed=None,
+    action="move",
+    state="done",
+    command="sort",
+):
+    from clipsort.journal_read import JournalView, Operation
+
+    count = len(files)
+    identity = [1, 2, 3, 4, 5]
+    operation = Operation(
+        0,
+        action,
+        [(Path(s), Path(t)) for s, t in files],
+        [identity] * count if stats is None else stats,
+        [Path(f) for f in folders],
+        state=state,
+        target_stats=[identity] * count if placed is None else placed,
+    )
+    run = {"type": "run", "version": 2, "command": command, "roots": roots if isinstance(roots, dict) else list(roots)}
+    run["dest"] = dest
+    return JournalView(Path("/data/journals/j.jsonl"), run, {0: operation}, True, False)
+
+
+@pytest.mark.parametrize(
+    ("case", "view", "words"),
+    [
+        ("relative source", _view([("lib/a.jpg", "/out/a.jpg")]), "not absolute and normalised"),
+        ("dotted target", _view([("/lib/a.jpg", "/out/../etc/a.jpg")]), "not absolute and normalised"),
+        ("NUL in a path", _view([("/lib/a\0.jpg", "/out/a.jpg")]), "not absolute and normalised"),
+        ("relative root", _view([("/lib/a.jpg", "/out/a.jpg")], roots=("lib",)), "folders it sorted"),
+        ("dotted root", _view([("/lib/a.jpg", "/out/a.jpg")], roots=("/x/../lib",)), "folders it sorted"),
+        ("relative destination", _view([("/lib/a.jpg", "/out/a.jpg")], dest="out"), "destination as an absolute path"),
+        ("the destination itself", _view([("/lib/a.jpg", "/out")]), "outside its run's destination"),
+        ("a sibling of the destination", _view([("/lib/a.jpg", "/outside/a.jpg")]), "outside its run's destination"),
+        ("a source outside the roots", _view([("/library/a.jpg", "/out/a.jpg")]), "outside the folders"),
+        ("a folder elsewhere", _view([("/lib/a.jpg", "/out/a.jpg")], folders=["/etc/x"]), "the folder /etc/x"),
+        (
+            "fewer source identities",
+            _view([("/lib/a.jpg", "/out/a.jpg"), ("/lib/a.jpg.xmp", "/out/a.jpg.xmp")], stats=[[1, 2, 3, 4, 5]]),
+            "identity",
+        ),
+        ("more source identities", _view([("/lib/a.jpg", "/out/a.jpg")], stats=[[1, 2, 3, 4, 5]] * 2), "identity"),
+        ("an identity of four numbers", _view([("/lib/a.jpg", "/out/a.jpg")], placed=[[1, 2, 3, 4]]), "identity"),
+        ("an identity of booleans", _view([("/lib/a.jpg", "/out/a.jpg")], placed=[[True, 2, 3, 4, 5]]), "identity"),
+        (
+            "a begun move without identities",
+            _view([("/lib/a.jpg", "/out/a.jpg")], stats=[None], state="begun"),
+            "identity",
+        ),
+        (
+            "a dedupe without the duplicate's identity",
+            _view([("/lib/a.jpg", "/out/a.jpg")], stats=[None], action="dedupe"),
+            "duplicate",
+        ),
+        ("an unknown action", _view([("/lib/a.jpg", "/out/a.jpg")], action="delete"), "unknown action"),
+        ("a way out of the roots", _view([("/lib/../zoo/a.jpg", "/out/a.jpg")]), "not absolute and normalised"),
+        (
+            "the journal of an index",
+            _view([("/lib/a.jpg", "/out/a.jpg")], command="index"),
+            "not the journal of a sort",
+        ),
+        ("the journal of a tag", _view([("/lib/a.jpg", "/out/a.jpg")], command="tag"), "not the journal of a sort"),
+        ("no roots", _view([("/lib/a.jpg", "/out/a.jpg")], roots=()), "folders it sorted"),
+        ("roots that are no list", _view([("/lib/a.jpg", "/out/a.jpg")], roots={"/lib": 0}), "folders it sorted"),
+        ("a unit of no files", _view([]), "no files"),
+        (
+            "a dedupe of two files",
+            _view([("/lib/a.jpg", "/out/a.jpg"), ("/lib/b.jpg", "/out/b.jpg")], action="dedupe"),
+            "dedupe of several",
+        ),
+        ("an identity of six numbers", _view([("/lib/a.jpg", "/out/a.jpg")], placed=[[1, 2, 3, 4, 5, 6]]), "identity"),
+        ("more placed identities", _view([("/lib/a.jpg", "/out/a.jpg")], placed=[[1, 2, 3, 4, 5]] * 2), "identity"),
+    ],
+)
+def test_a_sealed_journal_is_still_refused_when_it_does_not_hold_what_undo_needs(case, view, words):
+    """Promise: the seal proves where a journal comes from, not that its content is sane: a journal
+    of a clipsort with a bug, or written by hand with the key, is held to its run's folders too."""
+    from clipsort.journal_check import check_journal
+
+    with pytest.raises(JournalRefused, match=words):
+        check_journal(view)
+
+
+def test_the_folders_a_run_made_may_be_the_destination_and_its_missing_parents():
+    from clipsort.journal_check import check_journal
+
+    pair = [("/lib/a.jpg", "/out/a.jpg"), ("/lib/a.jpg.xmp", "/out/a.jpg.xmp")]
+    for action in ("move", "copy", "link"):  # a photo and its sidecar: a unit of two files
+        check_journal(_view(pair, action=action))
+
+    check_journal(_view([("/lib/a.jpg", "/out/red/a.jpg")], dest="/out", folders=["/out", "/out/red"]))
+    check_journal(_view([("/lib/a.jpg", "/new/out/a.jpg")], dest="/new/out", folders=["/new", "/new/out"]))
+
+
+def test_undo_refuses_a_unit_whose_folder_now_leads_elsewhere(tmp_path):
+    """Promise: undo puts a photo back only into the folders its run sorted: a folder replaced by a
+    link since the sort (to anywhere else) is not followed."""
+    inbox, dest, elsewhere = tmp_path / "in", tmp_path / "out", tmp_path / "elsewhere"
+    (inbox / "sub").mkdir(parents=True)
+    (inbox / "sub" / "a.jpg").write_bytes(b"a")
+    (inbox / "b.jpg").write_bytes(b"b")
+    elsewhere.mkdir()
+    journal = Journal.create("sort", [inbox], dest, {"mode": "move"})
+    mover = Mover("move", journal)
+    for photo in (inbox / "sub" / "a.jpg", inbox / "b.jpg"):
+        mover.execute(mover.plan(photo, dest))
+    journal.end({})
+    journal.close()
+    (inbox / "sub").rmdir()
+    os.symlink(elsewhere, inbox / "sub")
+    _, result = undo(str(journal.path), lambda message: None)
+    assert result.undone == 1 and "leads outside the folders sorted" in result.refused[0].reason
+    assert list(elsewhere.iterdir()) == [] and (dest / "a.jpg").exists() and (inbox / "b.jpg").exists()
+
+
+# ----------------------------------------------------------------------------- history and undo say what happened
+
+
+def test_history_lists_every_run_with_its_state_and_goes_on_past_one_it_cannot_read(tmp_path, capsys):
+    from conftest import run_cli
+
+    code, out, err = run_cli(capsys, "history")
+    assert code == 0 and out == "" and err == "no sort runs yet\n"
+    empty = Journal.create("sort", [tmp_path / "in"], tmp_path / "out", {"mode": "copy"})
+    empty.end({})
+    empty.close()
+    (tmp_path / "second").mkdir()
+    killed, inbox, dest = _real_sort_journal(tmp_path / "second")
+    broken = journal_module.journals_dir() / "20000101-000000-1.jsonl"  # listed first
+    broken.write_text("not a journal\n")
+    with claimed(killed) as handle:  # the second run was killed, then recovered
+        view = read(killed)
+        Appender(handle, view)({"type": "end", "finished": 0, "interrupted": True})
+    code, out, err = run_cli(capsys, "history")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 3, out
+    assert "20000101-000000-1.jsonl" in lines[0] and "cannot be read or undone" in lines[0]
+    assert f"{empty.path.name}  copy 0 photos -> {tmp_path / 'out'}  [complete]" in lines[1]
+    assert f"{killed.name}  move 2 photos" in lines[2] and "[interrupted, recovered]" in lines[2]
+    run_cli(capsys, "undo", str(killed))
+    code, out, _ = run_cli(capsys, "history")
+    assert "[undone]" in out.splitlines()[2]
+
+
+def test_undo_says_how_many_it_put_back_and_how_many_it_refused(tmp_path, capsys):
+    from conftest import run_cli
+
+    path, inbox, dest = _real_sort_journal(tmp_path)
+    (inbox / "a.jpg").write_bytes(b"in the way")
+    code, _, err = run_cli(capsys, "undo", str(path))
+    assert code == ExitCode.PARTIAL
+    assert f"undid 1 photos of {path}; 1 refused" in err and "is taken by another file" in err
+    (inbox / "a.jpg").unlink()
+    code, _, err = run_cli(capsys, "undo", str(path))
+    assert code == 0 and err.strip().endswith(f"undid 1 photos of {path}")
+
+
+@pytest.mark.parametrize("started", ["1e999", "-5", "1e30", '"yesterday"', "true"])
+def test_history_of_an_old_journal_with_a_nonsense_time_is_still_one_line(tmp_path, capsys, started):
+    from conftest import run_cli
+
+    journal_module.journals_dir().mkdir(parents=True)
+    (journal_module.journals_dir() / "20200101-000000-1.jsonl").write_text(
+        f'{{"type":"run","version":1,"command":"sort","started":{started},"dest":"/x"}}\n{{"type":"end"}}\n'
+    )
+    code, out, err = run_cli(capsys, "history")
+    epoch = time.strftime("%Y-%m-%d", time.localtime(0))  # the time of a journal that says none
+    assert code == 0 and epoch in out and "undo by hand" in out and err == ""

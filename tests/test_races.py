@@ -64,9 +64,10 @@ def test_the_rename_never_replaces_whatever_the_planner_thought(tmp_path):
     assert target.read_bytes() == b"b" and (tmp_path / "a").read_bytes() == b"a"
 
 
-def test_a_photo_edited_while_it_is_copied_to_another_file_system_is_kept(tmp_path, monkeypatch):
+@pytest.mark.parametrize("edit", [b"after the edit, made while the copy was written", b"cropped"])
+def test_a_photo_edited_while_it_is_copied_to_another_file_system_is_kept(tmp_path, monkeypatch, edit):
     """Promise: a move across file systems removes the source only if it is still the file that was
-    copied: an edit made meanwhile is never lost."""
+    copied: an edit made meanwhile (larger or smaller) is never lost."""
     photo = put(tmp_path / "in/p.jpg", b"before the edit")
     real_copy = placing.copy_no_clobber
 
@@ -76,14 +77,14 @@ def test_a_photo_edited_while_it_is_copied_to_another_file_system_is_kept(tmp_pa
     def copy_then_edit(source, target):
         real_copy(source, target)
         if source == photo:
-            photo.write_bytes(b"after the edit, made while the copy was written")
+            photo.write_bytes(edit)
 
     monkeypatch.setattr(placing, "rename_no_replace", other_file_system)
     monkeypatch.setattr(placing, "copy_no_clobber", copy_then_edit)
     mover = Mover("move")
     with pytest.raises(MoveError, match="changed while it was being copied"):
         mover.execute(mover.plan(photo, tmp_path / "out"))
-    assert photo.read_bytes() == b"after the edit, made while the copy was written"
+    assert photo.read_bytes() == edit
     assert not any((tmp_path / "out").iterdir()) if (tmp_path / "out").exists() else True
 
 
@@ -360,3 +361,52 @@ def test_recovery_removes_its_own_temp_copies_and_nothing_else(tmp_path):
     assert recover(lambda message: None) == 1
     assert not ours.exists() and theirs.read_bytes() == b"another run's copy, still being written"
     assert photo.read_bytes() == b"photo"
+
+
+def test_a_link_at_the_destination_is_no_duplicate_even_when_it_points_at_the_photo(tmp_path):
+    """Promise: only a regular file with the same bytes is a duplicate: removing the photo because
+    a link to it sits at the destination would leave the link pointing at nothing."""
+    photo = tmp_path / "in/p.jpg"
+    put(photo, b"x" * len(os.fsencode(photo)))  # as long as the link's own size: only its type differs
+    (tmp_path / "out").mkdir()
+    os.symlink(photo, tmp_path / "out/p.jpg")
+    plan = Mover("move", dedupe=True).plan(photo, tmp_path / "out")
+    assert plan.action == "move" and plan.target.name == "p_1.jpg"
+
+
+def test_same_size_same_time_other_bytes_is_no_duplicate(tmp_path):
+    photo = put(tmp_path / "in/p.jpg", b"a" * 1000)
+    other = put(tmp_path / "out/p.jpg", b"b" * 1000)
+    stamp = photo.stat().st_mtime_ns
+    os.utime(other, ns=(stamp, stamp))  # what a shallow comparison would take for the same file
+    assert Mover("move", dedupe=True).plan(photo, tmp_path / "out").action == "move"
+
+
+def test_a_file_system_without_rename_noreplace_falls_back_and_still_never_replaces(tmp_path, monkeypatch):
+    import ctypes
+
+    def unsupported(source, target):
+        ctypes.set_errno(errno.EINVAL)  # what renameat2 says where the flag is not supported
+        return -1
+
+    monkeypatch.setattr(placing, "_RENAMEAT2", unsupported)
+    put(tmp_path / "a", b"a")
+    placing.rename_no_replace(tmp_path / "a", tmp_path / "b")  # through link() and unlink()
+    assert (tmp_path / "b").read_bytes() == b"a" and not (tmp_path / "a").exists()
+    put(tmp_path / "c", b"c")
+    with pytest.raises(FileExistsError):
+        placing.rename_no_replace(tmp_path / "c", tmp_path / "b")
+    assert (tmp_path / "b").read_bytes() == b"a" and (tmp_path / "c").read_bytes() == b"c"
+
+
+def test_link_mode_where_hard_links_are_impossible_copies_and_says_so(tmp_path, monkeypatch):
+    photo = put(tmp_path / "in/p.jpg", b"pixels")
+
+    def cross_device(source, target, *args, **kwargs):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    mover = Mover("link")
+    warnings = mover.execute(mover.plan(photo, tmp_path / "out"))
+    assert (tmp_path / "out/p.jpg").read_bytes() == b"pixels" and photo.exists()
+    assert warnings and "hard links are not possible" in warnings[0] and "copied instead" in warnings[0]
