@@ -4,6 +4,8 @@
     python benchmarks/mutation.py                      # every module below (hours on 2 cores)
     python benchmarks/mutation.py clipsort/decide.py   # one module
     python benchmarks/mutation.py --work ~/mutants     # keep (and resume) the sessions there
+    python benchmarks/mutation.py --work ~/mutants --recheck   # only the survivors, against today's tests
+    python benchmarks/mutation.py clipsort/mover.py --functions plan --work ~/m2   # one function only
 
 Each module is mutated one small change at a time (a comparison turned, a condition negated, a
 constant changed, an exception handler widened...) and the tests that guard it are run against
@@ -20,15 +22,22 @@ PYTHONPATH: the checkout is never touched, even if the run is killed. Replacemen
 arithmetic or bitwise operator by another (``|`` of open flags to ``**``...) are left out: they
 cost most of the time and are caught by any test that opens a file.
 
-Not run by .ci/run: a module takes minutes to hours. Needs git and cosmic-ray.
+``--recheck`` runs only the survivors of the sessions in ``--work`` again, each applied from its
+recorded diff to a fresh copy of the checkout as it is now: after tests were written for them,
+this says which survive still, in minutes instead of the hours of a whole run (a survivor whose
+lines were rewritten since is counted as gone: run that module again).
+
+Not run by .ci/run: a module takes minutes to hours. Needs git, patch and cosmic-ray.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -38,6 +47,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 _JOURNAL_TESTS = [
+    "tests/test_recovery.py",
+    "tests/test_journal_read.py",
     "tests/test_journal_trust.py",
     "tests/test_races.py",
     "tests/test_safety.py",
@@ -47,6 +58,7 @@ _JOURNAL_TESTS = [
 #: Each module, and the tests that guard it (the fast ones: slow end-to-end tests are left out).
 MODULES: dict[str, list[str]] = {
     "clipsort/placing.py": [
+        "tests/test_recovery.py",
         "tests/test_races.py",
         "tests/test_mover.py",
         "tests/test_safety.py",
@@ -85,10 +97,27 @@ def scratch_copy(folder: Path) -> Path:
     return folder
 
 
-def run_module(module: str, tests: list[str], copy: Path, work: Path, timeout: float) -> dict:
+def test_command(tests: list[str]) -> str:
+    return f"{sys.executable} -m pytest -x -q -p no:cacheprovider -m 'not slow' " + " ".join(tests)
+
+
+def keep_only(session: Path, functions: list[str]) -> None:
+    """Leave in a new session only the mutants inside ``functions`` (after rewriting them, mutate
+    just those)."""
+    with contextlib.closing(sqlite3.connect(session)) as db, db:
+        marks = ",".join("?" * len(functions))
+        doomed = f"SELECT job_id FROM mutation_specs WHERE coalesce(definition_name, '') NOT IN ({marks})"
+        db.execute(f"DELETE FROM work_results WHERE job_id IN ({doomed})", functions)
+        db.execute(f"DELETE FROM work_items WHERE job_id IN ({doomed})", functions)
+        db.execute(f"DELETE FROM mutation_specs WHERE coalesce(definition_name, '') NOT IN ({marks})", functions)
+
+
+def run_module(
+    module: str, tests: list[str], copy: Path, work: Path, timeout: float, functions: list[str] | None = None
+) -> dict:
     session = work / (module.replace("/", "_") + ".sqlite")
     config = work / (module.replace("/", "_") + ".toml")
-    command = f"{sys.executable} -m pytest -x -q -p no:cacheprovider -m 'not slow' " + " ".join(tests)
+    command = test_command(tests)
     config.write_text(
         "[cosmic-ray]\n"
         f"module-path = {json.dumps(str(copy / module))}\n"
@@ -104,6 +133,8 @@ def run_module(module: str, tests: list[str], copy: Path, work: Path, timeout: f
     if not session.exists():
         subprocess.run([str(tools / "cosmic-ray"), "init", str(config), str(session)], cwd=copy, env=env, check=True)
         subprocess.run([str(tools / "cr-filter-operators"), str(session), str(config)], cwd=copy, env=env, check=True)
+        if functions:
+            keep_only(session, functions)
         baseline = subprocess.run([str(tools / "cosmic-ray"), "baseline", str(config)], cwd=copy, env=env)
         if baseline.returncode != 0:
             raise SystemExit(f"{module}: the tests fail without any mutation; fix them first")
@@ -111,9 +142,14 @@ def run_module(module: str, tests: list[str], copy: Path, work: Path, timeout: f
     dump = subprocess.run(
         [str(tools / "cosmic-ray"), "dump", str(session)], cwd=copy, env=env, capture_output=True, text=True, check=True
     )
+    return {"module": module, **parse_dump(dump.stdout)}
+
+
+def parse_dump(text: str) -> dict:
+    """Counts by outcome, and the survivors, of a session's ``cosmic-ray dump``."""
     counts: dict[str, int] = {}
     survivors = []
-    for line in dump.stdout.splitlines():
+    for line in text.splitlines():
         job, result = json.loads(line)
         outcome = "pending" if result is None else (result.get("test_outcome") or result.get("worker_outcome"))
         if result is not None and result.get("worker_outcome") == "skipped":
@@ -124,12 +160,62 @@ def run_module(module: str, tests: list[str], copy: Path, work: Path, timeout: f
             survivors.append(
                 {
                     "line": mutation["start_pos"][0],
+                    "occurrence": mutation["occurrence"],
                     "operator": mutation["operator_name"],
                     "in": mutation.get("definition_name"),
                     "diff": result.get("diff", ""),
                 }
             )
-    return {"module": module, "counts": counts, "survivors": sorted(survivors, key=lambda s: s["line"])}
+    return {"counts": counts, "survivors": sorted(survivors, key=lambda s: s["line"])}
+
+
+def recheck(module: str, tests: list[str], session_dir: Path, copy: Path, timeout: float) -> dict:
+    """The survivors of ``module``'s session, each applied alone (its recorded diff, which still
+    applies where only other lines moved) to ``copy``, the checkout as it is now, and tested again.
+    Those the tests now catch count as killed; those whose lines were rewritten since are counted
+    as ``gone`` (the mutated code is no longer there: run the module again for its new code)."""
+    result = survivors_of(module, session_dir)
+    target = copy / module
+    original = target.read_bytes()
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+    still, gone = [], 0
+    for survivor in result["survivors"]:
+        try:
+            applied = subprocess.run(
+                ["patch", "--no-backup-if-mismatch", "--reject-file=-", "--quiet", "--force", "--fuzz=0", str(target)],
+                input=survivor["diff"].rstrip("\n") + "\n",  # cosmic-ray's diff lacks the last newline
+                text=True,
+                capture_output=True,
+            )
+            if applied.returncode != 0:
+                gone += 1
+                continue
+            try:
+                command = test_command(tests)
+                tested = subprocess.run(command, shell=True, cwd=copy, env=env, capture_output=True, timeout=timeout)
+                caught = tested.returncode != 0
+            except subprocess.TimeoutExpired:
+                caught = True  # a mutant that hangs the tests is noticed too
+        finally:
+            target.write_bytes(original)
+        if not caught:
+            still.append(survivor)
+    counts = dict(result["counts"])
+    counts["killed"] = counts.get("killed", 0) + len(result["survivors"]) - len(still) - gone
+    counts["survived"] = len(still)
+    if gone:
+        counts["gone"] = gone
+    return {"module": module, "counts": counts, "survivors": still}
+
+
+def survivors_of(module: str, work: Path) -> dict:
+    """The counts and survivors recorded in ``module``'s finished session in ``work``."""
+    session = work / (module.replace("/", "_") + ".sqlite")
+    if not session.exists():
+        raise SystemExit(f"{module}: no session in {work} to recheck; run it first")
+    tools = Path(sys.executable).parent
+    dump = subprocess.run([str(tools / "cosmic-ray"), "dump", str(session)], capture_output=True, text=True, check=True)
+    return {"module": module, **parse_dump(dump.stdout)}
 
 
 def report(results: list[dict]) -> str:
@@ -154,16 +240,35 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="where sessions are kept (default: a temporary folder)")
     parser.add_argument("--report", type=Path, default=Path("mutation-report.md"))
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a mutant's tests may take")
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="test only the survivors of the sessions in --work, against the checkout as it is now",
+    )
+    parser.add_argument(
+        "--functions", help="only the mutants inside these functions (comma-separated), e.g. after rewriting them"
+    )
     args = parser.parse_args()
+    if args.recheck and args.work is None:
+        parser.error("--recheck needs the --work folder of the sessions to recheck")
     if shutil.which("cosmic-ray", path=str(Path(sys.executable).parent)) is None:
         raise SystemExit("needs cosmic-ray: pip install cosmic-ray")
     work = args.work or Path(tempfile.mkdtemp(prefix="clipsort-mutation-"))
     work.mkdir(parents=True, exist_ok=True)
-    copy = scratch_copy(work / "repository")
+    if args.recheck:
+        shutil.rmtree(work / "recheck", ignore_errors=True)
+        copy = scratch_copy(work / "recheck")  # the checkout as it is now
+    else:
+        copy = scratch_copy(work / "repository")
     results = []
     for module in args.modules or list(MODULES):
         start = time.monotonic()
-        result = run_module(module, MODULES.get(module, ["tests"]), copy, work, args.timeout)
+        tests = MODULES.get(module, ["tests"])
+        if args.recheck:
+            result = recheck(module, tests, work, copy, args.timeout)
+        else:
+            functions = args.functions.split(",") if args.functions else None
+            result = run_module(module, tests, copy, work, args.timeout, functions)
         results.append(result)
         print(f"{module}: {result['counts']} in {time.monotonic() - start:.0f} s", flush=True)
         args.report.write_text(report(results), encoding="utf-8")

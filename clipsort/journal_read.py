@@ -63,6 +63,11 @@ class JournalView:
     legacy: bool = False
     #: The seal of the last record: a record appended next is sealed after it.
     chain: bytes = b""
+    #: Where the last whole line ends: a record appended next goes there (after a line a crash cut
+    #: short, which is dropped).
+    size: int = 0
+    #: The last record lacks its newline (a crash cut just that off): one is written before the next.
+    unterminated: bool = False
 
     @property
     def started(self) -> float:
@@ -86,9 +91,9 @@ class JournalView:
         return counts
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
-    """(number, line without its newline, whether it was complete) for each line of a journal,
-    which must be a regular file within the size limits."""
+def _lines(path: Path) -> Iterator[tuple[int, bytes, bool, int]]:
+    """(number, line without its newline, whether it was complete, where it ends) for each line
+    of a journal, which must be a regular file within the size limits."""
     try:
         handle = open_regular(path)
     except OSError as exc:
@@ -97,16 +102,18 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
         size = os.fstat(stream.fileno()).st_size
         if size > JOURNAL_LIMIT:
             raise JournalError(f"{path} is larger than a journal may be ({human_limit(JOURNAL_LIMIT)})")
-        number = 0
+        number = end = 0
         while True:
-            line = stream.readline(JOURNAL_LINE_LIMIT + 2)
+            line = stream.readline(JOURNAL_LINE_LIMIT + 1)  # a record, its newline, or one byte too many
             if not line:
                 return
             number += 1
             complete = line.endswith(b"\n")
-            if not complete and len(line) > JOURNAL_LINE_LIMIT:
+            body = line[:-1] if complete else line
+            if len(body) > JOURNAL_LINE_LIMIT:
                 raise JournalError(f"{path}:{number}: a line longer than a journal record may be")
-            yield number, line.rstrip(b"\n"), complete
+            end += len(line)
+            yield number, body, complete, end
 
 
 #: Records that settle an operation, and the state each leaves it in.
@@ -128,7 +135,11 @@ def read(path: Path, key: bytes | None = None) -> JournalView:
     operations: dict[int, Operation] = {}
     ended = undone = interrupted = legacy = False
     chain = SEED
-    for number, line, complete in _lines(path):
+    size = 0
+    unterminated = False
+    for number, line, complete, end in _lines(path):
+        if complete:
+            size = end
         if not line.strip():
             continue
         sealed = SEALED.match(line)
@@ -178,11 +189,13 @@ def read(path: Path, key: bytes | None = None) -> JournalView:
             if not complete:
                 break  # a last line cut short by a crash
             raise JournalError(f"{path}:{number}: not a journal record") from None
+        if not complete:  # a whole record whose newline the crash cut off: it counts, and ends the file
+            size, unterminated = end, True
     if not run:
         raise JournalError(f"{path} is not a clipsort journal")
     if not legacy and run.get("version") != VERSION:
         raise JournalRefused(f"{path}: journal version {run.get('version')!r}; this clipsort reads {VERSION}")
-    return JournalView(path, run, operations, ended, undone, interrupted, legacy, chain)
+    return JournalView(path, run, operations, ended, undone, interrupted, legacy, chain, size, unterminated)
 
 
 def _operation(record: dict[str, Any]) -> Operation:
@@ -260,6 +273,13 @@ class Appender:
         self._handle = handle
         self._key = key
         self._chain = view.chain
+        try:
+            if os.fstat(handle).st_size > view.size:
+                os.ftruncate(handle, view.size)  # a record a crash cut short: never read, never acted on
+            if view.unterminated:
+                os.write(handle, b"\n")
+        except OSError as exc:
+            raise JournalError(f"cannot write the journal {view.path}: {exc.strerror or exc}") from None
 
     def __call__(self, record: dict[str, Any]) -> None:
         line, mac = sealed_line(self._key, self._chain, record)

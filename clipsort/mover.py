@@ -83,8 +83,8 @@ class FolderIndex:
 
     def add(self, name: str) -> None:
         self.names.add(name)
-        stem, dot, extension = name.rpartition(".")
-        if dot and stem and "." not in extension:
+        stem = name.rpartition(".")[0]
+        if stem:  # a name with a dot, not only a leading one
             self._by_stem.setdefault(stem, set()).add(name)
 
     def discard(self, name: str) -> None:
@@ -107,12 +107,12 @@ def companions_of(photo: Path, index: FolderIndex | None = None, partners: Seque
     found = [p for p in (xmp_path(photo, "full"), json_path(photo)) if p.name in index.names]
     same_stem = index.same_stem(photo)
     stem_xmp = xmp_path(photo, "stem")
-    if stem_xmp != photo and stem_xmp.name in index.names:
+    if stem_xmp.name in index.names:  # the photo itself is never an .xmp
         others = [
             p for p in same_stem if p.suffix.lower() not in COMPANION_EXTENSIONS + (".xmp",) and p not in partners
         ]
         if not others:
-            found.insert(1, stem_xmp)
+            found.append(stem_xmp)
     for partner in partners:
         if partner.name in index.names:
             found.append(partner)
@@ -128,10 +128,11 @@ def _companion_target(photo: Path, companion: Path, target: Path) -> Path:
 
 
 def _same_folder(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one folder that exists (a destination not made yet is not)."""
     try:
         return os.path.samefile(a, b)
     except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
+        return False
 
 
 class Mover:
@@ -221,7 +222,7 @@ class Mover:
         problem = self._target_problem(folder, [folder / photo.name])
         if problem:
             raise MoveError(photo, problem)
-        if os.path.isdir(photo.parent) and os.path.isdir(folder) and _same_folder(photo.parent, folder):
+        if _same_folder(photo.parent, folder):
             return Plan("in-place", photo, photo)
         companions = companions_of(photo, self._index(photo.parent), partners)
         why = self._left_because(photo, companions)
@@ -239,7 +240,7 @@ class Mover:
             taken = [p for p in (target, *(t for _, t in pairs)) if self._taken(p)]
             if not taken:
                 break
-            if n == 0 and target in taken and identical(photo, target):
+            if target in taken and identical(photo, target):  # sorted before, maybe under a numbered name
                 return Plan("dedupe" if self.dedupe and not companions else "duplicate", photo, target)
             n += 1
         for path in (target, *(t for _, t in pairs)):

@@ -92,10 +92,12 @@ def complete_or_roll_back(operation: Operation) -> tuple[str, list[str]]:
         elif not forward and os.path.lexists(target):
             if not _placed_from(target, source, source_id):
                 left.append(f"{target} is not the file the run placed; left alone")
-            elif operation.action == "move" and not os.path.lexists(source):
-                rename_no_replace(target, source)
-            elif operation.action != "move" and identical(source, target):
-                os.unlink(target)
+            elif not os.path.lexists(source):
+                if operation.action == "move":
+                    rename_no_replace(target, source)
+                # a copy or link whose original is gone since stays: it may be the only one now
+            elif _second_copy(source, target):
+                os.unlink(target)  # the file is at its source: this is a second name or a copy of it
     if not forward:
         for folder in reversed(operation.folders):
             with contextlib.suppress(OSError):

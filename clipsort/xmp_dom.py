@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from xml.dom import Node
 
 #: minidom nodes; its type stubs make every parent and document optional, which the code here never meets.
 Dom = Any
@@ -24,13 +25,18 @@ def elements(node: Dom, ns: str, name: str) -> list[Dom]:
     return list(node.getElementsByTagNameNS(ns, name))
 
 
+#: Node types that hold an element's text: plain text and CDATA sections (``<![CDATA[Tom & Jerry]]>``).
+_TEXT = (Node.TEXT_NODE, Node.CDATA_SECTION_NODE)
+
+
+def _text(node: Dom) -> str:
+    return "".join(child.data for child in node.childNodes if child.nodeType in _TEXT)
+
+
 def list_items(element: Dom) -> list[str]:
-    items = []
-    for li in element.getElementsByTagNameNS(NS_RDF, "li"):
-        text = "".join(child.data for child in li.childNodes if child.nodeType == child.TEXT_NODE)
-        items.append(text)
+    items = [_text(li) for li in element.getElementsByTagNameNS(NS_RDF, "li")]
     if not items:  # a simple-valued property: <dc:subject>word</dc:subject>
-        text = "".join(c.data for c in element.childNodes if c.nodeType == c.TEXT_NODE).strip()
+        text = _text(element).strip()
         if text:
             items.append(text)
     return items

@@ -543,7 +543,7 @@ def test_undo_says_how_many_it_put_back_and_how_many_it_refused(tmp_path, capsys
     assert code == 0 and err.strip().endswith(f"undid 1 photos of {path}")
 
 
-@pytest.mark.parametrize("started", ["1e999", "-5", "1e30", '"yesterday"', "true"])
+@pytest.mark.parametrize("started", ["1e999", "-5", "1e30", "1e11", '"yesterday"', "true"])
 def test_history_of_an_old_journal_with_a_nonsense_time_is_still_one_line(tmp_path, capsys, started):
     from conftest import run_cli
 
@@ -554,3 +554,10 @@ def test_history_of_an_old_journal_with_a_nonsense_time_is_still_one_line(tmp_pa
     code, out, err = run_cli(capsys, "history")
     epoch = time.strftime("%Y-%m-%d", time.localtime(0))  # the time of a journal that says none
     assert code == 0 and epoch in out and "undo by hand" in out and err == ""
+
+
+def test_a_journal_gone_before_it_is_claimed_is_one_clear_error(tmp_path):
+    gone = tmp_path / "20260101-000000-1.jsonl"
+    with pytest.raises(JournalError) as refused, claimed(gone):
+        pass
+    assert str(refused.value) == f"cannot open the journal {gone}: No such file or directory"

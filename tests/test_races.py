@@ -401,6 +401,8 @@ def test_a_file_system_without_rename_noreplace_falls_back_and_still_never_repla
 
 def test_link_mode_where_hard_links_are_impossible_copies_and_says_so(tmp_path, monkeypatch):
     photo = put(tmp_path / "in/p.jpg", b"pixels")
+    put(tmp_path / "in/p.jpg.xmp", b"its sidecar")
+    put(tmp_path / "in/p.AAE", b"its edits")
 
     def cross_device(source, target, *args, **kwargs):
         raise OSError(errno.EXDEV, "Invalid cross-device link")
@@ -409,4 +411,6 @@ def test_link_mode_where_hard_links_are_impossible_copies_and_says_so(tmp_path, 
     mover = Mover("link")
     warnings = mover.execute(mover.plan(photo, tmp_path / "out"))
     assert (tmp_path / "out/p.jpg").read_bytes() == b"pixels" and photo.exists()
-    assert warnings and "hard links are not possible" in warnings[0] and "copied instead" in warnings[0]
+    assert (tmp_path / "out/p.jpg.xmp").read_bytes() == b"its sidecar"
+    assert len(warnings) == 1, warnings  # said once, for the photo, not again for each companion
+    assert "hard links are not possible" in warnings[0] and "copied instead" in warnings[0]

@@ -203,3 +203,117 @@ def test_sidecar_written_by_exiftool_is_merged(tmp_path: Path):
     assert as_list(tags["Subject"]) == ["family", "red"]
     assert as_list(tags["TagsList"]) == ["People/Anna", "clipsort/red"]
     assert tags["Title"] == "Holiday" and tags["Rating"] == 3
+
+
+def test_new_fields_are_laid_out_like_their_neighbours_and_clearing_gives_back_the_original():
+    """What clipsort adds is indented like the file's own elements, and taking it away again gives
+    back the file's own lines byte for byte (only the opening tag's attribute layout differs)."""
+    tagged = merge_xmp(DARKTABLE, kw("blue"), "clipsort", "m")
+    assert (
+        "   </darktable:history>\n"
+        "   <digiKam:TagsList>\n"
+        "    <rdf:Seq>\n"
+        "     <rdf:li>clipsort/blue</rdf:li>\n"
+        "    </rdf:Seq>\n"
+        "   </digiKam:TagsList>\n"
+    ) in tagged
+    assert "     <rdf:li>red</rdf:li>\n     <rdf:li>blue</rdf:li>\n    </rdf:Bag>\n" in tagged
+    assert tagged.endswith("   <clipsort:model>m</clipsort:model>\n  </rdf:Description>\n </rdf:RDF>\n</x:xmpmeta>\n")
+    cleared = merge_xmp(tagged, Keywords((), (), ()), "clipsort", "m")
+    assert cleared.split("<dc:subject>", 1)[1] == DARKTABLE.split("<dc:subject>", 1)[1]
+
+
+def test_fields_added_to_a_file_indented_its_own_way_follow_its_indentation():
+    wide = "\n".join("  " * (len(line) - len(line.lstrip(" "))) + line.lstrip(" ") for line in DARKTABLE.splitlines())
+    tagged = merge_xmp(wide, kw("blue"), "clipsort", "m")
+    assert "\n      </darktable:history>\n      <digiKam:TagsList>\n" in tagged
+    assert tagged.endswith(
+        "      <clipsort:model>m</clipsort:model>\n    </rdf:Description>\n  </rdf:RDF>\n</x:xmpmeta>\n"
+    )
+
+
+def test_a_sidecar_cleared_of_everything_clipsort_wrote_keeps_a_self_closed_description():
+    cleared = merge_xmp(merge_xmp(None, kw("blue"), "clipsort", "m"), Keywords((), (), ()), "clipsort", "m")
+    assert 'rdf:about=""/>\n </rdf:RDF>' in cleared
+
+
+def test_a_single_keyword_written_as_a_plain_value_is_kept():
+    bag = DARKTABLE[DARKTABLE.index("<dc:subject>") : DARKTABLE.index("</dc:subject>") + len("</dc:subject>")]
+    plain = DARKTABLE.replace(bag, "<dc:subject> vacation </dc:subject>")
+    assert "<dc:subject> vacation </dc:subject>" in plain
+    tagged = merge_xmp(plain, kw("blue"), "clipsort", "m")
+    assert "<rdf:li>vacation</rdf:li>" in tagged and "<rdf:li>blue</rdf:li>" in tagged
+
+
+def test_a_prefix_taken_by_another_namespace_gets_a_numbered_one():
+    other = DARKTABLE.replace('xmlns:dc="http://purl.org/dc/elements/1.1/"', 'xmlns:dc="http://example.com/not-dc/"')
+    bag = other[other.index("   <dc:subject>") : other.index("</dc:subject>") + len("</dc:subject>\n")]
+    other = other.replace(bag, "")  # no dc:subject of its own
+    tagged = merge_xmp(other, kw("blue"), "clipsort", "m")
+    assert 'xmlns:dc2="http://purl.org/dc/elements/1.1/"' in tagged and "<dc2:subject>" in tagged
+    assert 'xmlns:dc="http://example.com/not-dc/"' in tagged
+
+
+def test_a_keyword_list_keeps_its_own_kind_of_container():
+    seq = DARKTABLE.replace("<dc:subject>\n    <rdf:Bag>", "<dc:subject>\n    <rdf:Seq>", 1).replace(
+        "<rdf:li>red</rdf:li>\n    </rdf:Bag>", "<rdf:li>red</rdf:li>\n    </rdf:Seq>", 1
+    )
+    tagged = merge_xmp(seq, kw("blue"), "clipsort", "m")
+    assert "<dc:subject>\n    <rdf:Seq>\n     <rdf:li>vacation</rdf:li>\n     <rdf:li>red</rdf:li>\n" in tagged
+    assert "<rdf:li>blue</rdf:li>\n    </rdf:Seq>\n   </dc:subject>" in tagged
+
+
+def test_a_keyword_list_in_a_container_of_another_namespace_becomes_an_rdf_bag():
+    foreign = DARKTABLE.replace(
+        "<dc:subject>\n    <rdf:Bag>", '<dc:subject>\n    <x:Bag xmlns:x="http://example.com/x">', 1
+    ).replace("<rdf:li>red</rdf:li>\n    </rdf:Bag>", "<rdf:li>red</rdf:li>\n    </x:Bag>", 1)
+    tagged = merge_xmp(foreign, kw("blue"), "clipsort", "m")
+    subject = tagged[tagged.index("<dc:subject>") : tagged.index("</dc:subject>")]
+    assert "<rdf:Bag>" in subject and "<rdf:li>blue</rdf:li>" in subject and "x:Bag" not in subject
+
+
+def test_a_keyword_holding_markup_keeps_its_text():
+    marked = DARKTABLE.replace("<rdf:li>vacation</rdf:li>", '<rdf:li>vacation<x:note xmlns:x="urn:x"/></rdf:li>')
+    tagged = merge_xmp(marked, kw("blue"), "clipsort", "m")
+    assert "<rdf:li>vacation</rdf:li>" in tagged and "<rdf:li>blue</rdf:li>" in tagged
+
+
+def test_namespace_declarations_come_before_other_attributes():
+    tagged = merge_xmp(DARKTABLE, kw("blue"), "clipsort", "m")
+    description = tagged[tagged.index("<rdf:Description") : tagged.index(">", tagged.index("<rdf:Description"))]
+    names = [part.split("=")[0] for part in description.split()[1:]]
+    declared = [n.startswith("xmlns") for n in names]
+    assert declared == sorted(declared, reverse=True) and declared[0] and not declared[-1]
+
+
+@pytest.mark.parametrize("between", ["", " "])
+def test_a_sidecar_written_on_one_line_keeps_everything_but_clipsorts_old_keywords(between):
+    import re
+
+    compact = re.sub(r">\s+<", f">{between}<", merge_xmp(DARKTABLE, kw("blue"), "clipsort", "m"))
+    # the user's own digiKam tag, in the list just before clipsort's records
+    compact = compact.replace(
+        f"<rdf:li>clipsort/blue</rdf:li>{between}</rdf:Seq>",
+        f"<rdf:li>clipsort/blue</rdf:li>{between}<rdf:li>People/Anna</rdf:li>{between}</rdf:Seq>",
+    )
+    retagged = merge_xmp(compact, kw("green"), "clipsort", "m")
+    for kept in (
+        "<rdf:li>vacation</rdf:li>",
+        "places|Italy|Rome",
+        'darktable:operation="colorin"',
+        "clipsort/green",
+        "People/Anna",
+    ):
+        assert kept in retagged, kept
+    assert "clipsort/blue" not in retagged and "<rdf:li>blue</rdf:li>" not in retagged
+    cleared = merge_xmp(retagged, Keywords((), (), ()), "clipsort", "m")
+    assert "People/Anna" in cleared and "clipsort/green" not in cleared
+
+
+def test_a_keyword_written_as_cdata_keeps_its_text_and_a_comment_is_not_part_of_it():
+    marked = DARKTABLE.replace("<rdf:li>vacation</rdf:li>", "<rdf:li><![CDATA[Tom & Jerry]]></rdf:li>").replace(
+        "<rdf:li>red</rdf:li>", "<rdf:li>red<!-- picked by hand --></rdf:li>"
+    )
+    tagged = merge_xmp(marked, kw("blue"), "clipsort", "m")
+    assert "<rdf:li>Tom &amp; Jerry</rdf:li>" in tagged and "<rdf:li>red</rdf:li>" in tagged
+    assert "<rdf:li>blue</rdf:li>" in tagged and "picked by hand" not in tagged
