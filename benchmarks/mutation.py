@@ -97,8 +97,10 @@ def scratch_copy(folder: Path) -> Path:
     return folder
 
 
-def test_command(tests: list[str]) -> str:
-    return f"{sys.executable} -m pytest -x -q -p no:cacheprovider -m 'not slow' " + " ".join(tests)
+def test_command(tests: list[str], scratch: Path) -> str:
+    """The command that tests one mutant; ``scratch`` is its pytest temp folder, one per session, so
+    that sessions run side by side never clear each other's files."""
+    return f"{sys.executable} -m pytest -x -q -p no:cacheprovider -m 'not slow' --basetemp={scratch} " + " ".join(tests)
 
 
 def keep_only(session: Path, functions: list[str]) -> None:
@@ -117,7 +119,7 @@ def run_module(
 ) -> dict:
     session = work / (module.replace("/", "_") + ".sqlite")
     config = work / (module.replace("/", "_") + ".toml")
-    command = test_command(tests)
+    command = test_command(tests, work / (module.replace("/", "_") + ".tmp"))
     config.write_text(
         "[cosmic-ray]\n"
         f"module-path = {json.dumps(str(copy / module))}\n"
@@ -178,7 +180,7 @@ def recheck(module: str, tests: list[str], session_dir: Path, copy: Path, timeou
     target = copy / module
     original = target.read_bytes()
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
-    still, gone = [], 0
+    still, gone, timed_out = [], 0, 0
     for survivor in result["survivors"]:
         try:
             applied = subprocess.run(
@@ -191,11 +193,13 @@ def recheck(module: str, tests: list[str], session_dir: Path, copy: Path, timeou
                 gone += 1
                 continue
             try:
-                command = test_command(tests)
+                command = test_command(tests, session_dir / (module.replace("/", "_") + ".recheck.tmp"))
                 tested = subprocess.run(command, shell=True, cwd=copy, env=env, capture_output=True, timeout=timeout)
                 caught = tested.returncode != 0
-            except subprocess.TimeoutExpired:
-                caught = True  # a mutant that hangs the tests is noticed too
+            except subprocess.TimeoutExpired:  # slow or hung: not counted as killed; listed to look at
+                timed_out += 1
+                survivor = {**survivor, "in": f"{survivor['in']}, timed out"}
+                caught = False
         finally:
             target.write_bytes(original)
         if not caught:
@@ -205,6 +209,8 @@ def recheck(module: str, tests: list[str], session_dir: Path, copy: Path, timeou
     counts["survived"] = len(still)
     if gone:
         counts["gone"] = gone
+    if timed_out:
+        counts["timed out"] = timed_out
     return {"module": module, "counts": counts, "survivors": still}
 
 
@@ -256,8 +262,9 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="clipsort-mutation-"))
     work.mkdir(parents=True, exist_ok=True)
     if args.recheck:
-        shutil.rmtree(work / "recheck", ignore_errors=True)
-        copy = scratch_copy(work / "recheck")  # the checkout as it is now
+        copy = work / f"recheck-{os.getpid()}"  # the checkout as it is now, this run's own
+        shutil.rmtree(copy, ignore_errors=True)
+        copy = scratch_copy(copy)
     else:
         copy = scratch_copy(work / "repository")
     results = []

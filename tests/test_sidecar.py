@@ -263,9 +263,10 @@ def test_a_keyword_list_keeps_its_own_kind_of_container():
     assert "<rdf:li>blue</rdf:li>\n    </rdf:Seq>\n   </dc:subject>" in tagged
 
 
-def test_a_keyword_list_in_a_container_of_another_namespace_becomes_an_rdf_bag():
+@pytest.mark.parametrize("namespace", ["http://example.com/x", "urn:x"])  # sorting before and after RDF's
+def test_a_keyword_list_in_a_container_of_another_namespace_becomes_an_rdf_bag(namespace):
     foreign = DARKTABLE.replace(
-        "<dc:subject>\n    <rdf:Bag>", '<dc:subject>\n    <x:Bag xmlns:x="http://example.com/x">', 1
+        "<dc:subject>\n    <rdf:Bag>", f'<dc:subject>\n    <x:Bag xmlns:x="{namespace}">', 1
     ).replace("<rdf:li>red</rdf:li>\n    </rdf:Bag>", "<rdf:li>red</rdf:li>\n    </x:Bag>", 1)
     tagged = merge_xmp(foreign, kw("blue"), "clipsort", "m")
     subject = tagged[tagged.index("<dc:subject>") : tagged.index("</dc:subject>")]
