@@ -48,6 +48,16 @@ def _killed(tmp_path: Path, action: str, files: list[tuple[Path, Path]], placed:
     return journal.path
 
 
+def _sorted(tmp_path: Path, photo: Path, action: str = "move", dedupe: bool = False) -> Path:
+    """The journal of a finished ``sort`` that placed ``photo`` (and its companions) in out/."""
+    journal = Journal.create("sort", [tmp_path / "in"], tmp_path / "out", {"mode": action})
+    mover = Mover(action, journal, dedupe=dedupe)
+    mover.execute(mover.plan(photo, tmp_path / "out"))
+    journal.end({})
+    journal.close()
+    return journal.path
+
+
 def _settle(path: Path) -> list[str]:
     messages: list[str] = []
     assert recover(messages.append) == 1
@@ -185,13 +195,9 @@ def test_an_undo_killed_after_putting_the_photo_back_is_finished_by_the_next(tmp
     edited since) or copied back across file systems (another inode, same size and time): the next
     undo puts its sidecar back too instead of refusing the unit."""
     files = _unit(tmp_path)
-    journal = Journal.create("sort", [tmp_path / "in"], tmp_path / "out", {"mode": "move"})
-    mover = Mover("move", journal)
-    mover.execute(mover.plan(files[0][0], tmp_path / "out"))
-    journal.end({})
-    journal.close()
-    with claimed(journal.path) as handle:
-        Appender(handle, read(journal.path))({"type": "undo", "op": 0})
+    journal_path = _sorted(tmp_path, files[0][0])
+    with claimed(journal_path) as handle:
+        Appender(handle, read(journal_path))({"type": "undo", "op": 0})
     moved = tmp_path / "out/p.jpg"
     if way.startswith("renamed"):
         os.rename(moved, files[0][0])  # killed after the photo went back
@@ -199,7 +205,7 @@ def test_an_undo_killed_after_putting_the_photo_back_is_finished_by_the_next(tmp
     else:
         shutil.copy2(moved, files[0][0])
         moved.unlink()
-    _, result = undo(str(journal.path), lambda message: None)
+    _, result = undo(str(journal_path), lambda message: None)
     assert result.undone == 1 and result.refused == []
     assert files[1][0].read_bytes() == b"<x:xmpmeta/>" and not (tmp_path / "out/p.jpg.xmp").exists()
 
@@ -263,13 +269,9 @@ def test_recovery_settles_a_killed_run_even_behind_a_live_one(tmp_path):
 def _deduped(tmp_path: Path) -> tuple[Path, Path, Path]:
     kept = put(tmp_path / "out/p.jpg", b"the same bytes")
     copy = put(tmp_path / "in/p.jpg", b"the same bytes")
-    journal = Journal.create("sort", [tmp_path / "in"], tmp_path / "out", {"mode": "move"})
-    mover = Mover("move", journal, dedupe=True)
-    mover.execute(mover.plan(copy, tmp_path / "out"))
-    journal.end({})
-    journal.close()
+    path = _sorted(tmp_path, copy, dedupe=True)
     assert not copy.exists()
-    return copy, kept, journal.path
+    return copy, kept, path
 
 
 def test_undo_of_a_dedupe_refuses_when_the_photo_is_back_already(tmp_path):
@@ -336,13 +338,9 @@ def test_a_photo_edited_between_its_link_and_unlink_is_rolled_back_to_one_name(t
 
 def test_undo_refuses_a_unit_whose_photo_changed_and_names_the_photo(tmp_path):
     files = _unit(tmp_path)
-    journal = Journal.create("sort", [tmp_path / "in"], tmp_path / "out", {"mode": "move"})
-    mover = Mover("move", journal)
-    mover.execute(mover.plan(files[0][0], tmp_path / "out"))
-    journal.end({})
-    journal.close()
+    journal_path = _sorted(tmp_path, files[0][0])
     (tmp_path / "out/p.jpg").write_bytes(b"edited in its new place")
-    _, result = undo(str(journal.path), lambda message: None)
+    _, result = undo(str(journal_path), lambda message: None)
     assert result.undone == 0 and [f.path for f in result.refused] == [files[0][0]]
     assert "changed since it was sorted" in result.refused[0].reason
     assert (tmp_path / "out/p.jpg.xmp").exists() and not files[1][0].exists()  # the unit stays whole
@@ -422,19 +420,15 @@ def test_a_companion_copy_whose_original_is_gone_is_kept_where_it_is(tmp_path):
 
 def test_an_interrupted_undo_does_not_take_another_file_at_the_photos_name_for_it(tmp_path):
     files = _unit(tmp_path)
-    journal = Journal.create("sort", [tmp_path / "in"], tmp_path / "out", {"mode": "move"})
-    mover = Mover("move", journal)
-    mover.execute(mover.plan(files[0][0], tmp_path / "out"))
-    journal.end({})
-    journal.close()
-    with claimed(journal.path) as handle:
-        Appender(handle, read(journal.path))({"type": "undo", "op": 0})
+    journal_path = _sorted(tmp_path, files[0][0])
+    with claimed(journal_path) as handle:
+        Appender(handle, read(journal_path))({"type": "undo", "op": 0})
     # killed after the photo went back; then it was replaced by another, smaller file (not the
     # photo: another inode, size and time)
     put(files[0][0], b"small")
     os.utime(files[0][0], (1_000_000_000, 1_000_000_000))
     (tmp_path / "out/p.jpg").unlink()
-    _, result = undo(str(journal.path), lambda message: None)
+    _, result = undo(str(journal_path), lambda message: None)
     assert result.undone == 0 and "is gone" in result.refused[0].reason
     assert (tmp_path / "out/p.jpg.xmp").exists()
 
