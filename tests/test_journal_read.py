@@ -67,27 +67,25 @@ def test_a_sealed_begin_record_whose_folders_are_not_paths_is_not_a_journal_reco
         read(journal.path)
 
 
-def test_a_journal_is_read_up_to_its_size_limit_and_refused_past_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("limit", "measure", "refusal"),
+    [
+        ("JOURNAL_LIMIT", lambda data: len(data), "larger than a journal may be"),
+        ("JOURNAL_LINE_LIMIT", lambda data: max(len(line) for line in data.splitlines()), "a line longer than"),
+    ],
+)
+def test_a_journal_is_read_up_to_each_limit_and_refused_one_byte_past_it(
+    tmp_path, monkeypatch, limit, measure, refusal
+):
+    """The whole file's size, and each record line's (without its newline)."""
     journal = _journal(tmp_path)
     journal.end({})
     journal.close()
-    size = journal.path.stat().st_size
-    monkeypatch.setattr(journal_read, "JOURNAL_LIMIT", size)
+    at_limit = measure(journal.path.read_bytes())
+    monkeypatch.setattr(journal_read, limit, at_limit)
     assert read(journal.path).ended
-    monkeypatch.setattr(journal_read, "JOURNAL_LIMIT", size - 1)
-    with pytest.raises(JournalError, match="larger than a journal may be"):
-        read(journal.path)
-
-
-def test_a_record_is_read_up_to_the_line_limit_and_refused_past_it(tmp_path, monkeypatch):
-    journal = _journal(tmp_path)
-    journal.end({})
-    journal.close()
-    longest = max(len(line) for line in journal.path.read_bytes().splitlines())
-    monkeypatch.setattr(journal_read, "JOURNAL_LINE_LIMIT", longest)
-    assert read(journal.path).ended
-    monkeypatch.setattr(journal_read, "JOURNAL_LINE_LIMIT", longest - 1)
-    with pytest.raises(JournalError, match="a line longer than a journal record may be"):
+    monkeypatch.setattr(journal_read, limit, at_limit - 1)
+    with pytest.raises(JournalError, match=refusal):
         read(journal.path)
 
 
