@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _JOURNAL_TESTS = [
     "tests/test_recovery.py",
     "tests/test_journal_read.py",
+    "tests/test_journal_write.py",
     "tests/test_journal_trust.py",
     "tests/test_races.py",
     "tests/test_safety.py",
@@ -72,7 +73,12 @@ MODULES: dict[str, list[str]] = {
     "clipsort/decide.py": ["tests/test_decide.py", "tests/test_decisions.py"],
     "clipsort/xmp_dom.py": ["tests/test_sidecar.py", "tests/test_properties.py", "tests/test_sidecar_readers.py"],
     "clipsort/sidecar.py": ["tests/test_sidecar.py", "tests/test_properties.py", "tests/test_hostile_input.py"],
-    "clipsort/safe_files.py": ["tests/test_hostile_input.py", "tests/test_journal_trust.py", "tests/test_races.py"],
+    "clipsort/safe_files.py": [
+        "tests/test_safe_files.py",
+        "tests/test_hostile_input.py",
+        "tests/test_journal_trust.py",
+        "tests/test_races.py",
+    ],
     "clipsort/report.py": ["tests/test_report.py", "tests/test_cli.py", "tests/test_races.py"],
     "clipsort/cli/journal.py": ["tests/test_races.py", "tests/test_journal_trust.py", "tests/test_safety.py"],
 }

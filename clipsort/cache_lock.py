@@ -44,7 +44,7 @@ class CacheLock:
         except OSError as exc:
             raise CacheError(f"cannot create the cache folder {self.path.parent}: {exc.strerror or exc}") from None
         try:
-            handle, _ = open_own(self.path)
+            handle = open_own(self.path)
         except OSError as exc:
             raise CacheError(f"cannot use the lock file {self.path}: {exc.strerror or exc}") from None
         if not _ours(handle):

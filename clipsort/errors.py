@@ -70,7 +70,8 @@ class FileFailure(ClipsortError):
     """One photo could not be processed; the run records it and goes on."""
 
     def __init__(self, path: Path | str, reason: str) -> None:
-        self.path = Path(path)
+        # a local path, or a URL's RemotePath (the Ray engine) kept as it is: Path() would fold its "//"
+        self.path = Path(path) if isinstance(path, str) else path
         self.reason = reason
         super().__init__(f"{path}: {reason}")
 

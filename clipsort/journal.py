@@ -127,16 +127,16 @@ def journal_key(create: bool = False) -> bytes | None:
         temp = path.with_name(f".{KEY_NAME}.{secrets.token_hex(6)}.tmp")
         handle = create_private(temp)
         try:
-            os.write(handle, secrets.token_hex(32).encode("ascii"))
-            os.fsync(handle)
-        finally:
-            os.close(handle)
-        try:
+            try:
+                os.write(handle, secrets.token_hex(32).encode("ascii"))
+                os.fsync(handle)
+            finally:
+                os.close(handle)
             os.link(temp, path)
         except FileExistsError:
             pass  # another run made it first: use theirs
         finally:
-            os.unlink(temp)
+            os.unlink(temp)  # also when the disk is full: no half-written key is left behind
         return _read_key(path)
     except OSError as exc:
         raise JournalError(f"cannot make the journal key {path}: {exc.strerror or exc}") from None
@@ -253,13 +253,14 @@ class Journal:
             self._fd = -1
 
 
-def lock(handle: int, wait: bool = False) -> bool:
+def lock(handle: int) -> bool:
+    """Take the journal's lock without waiting: False when a live run holds it."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         return True
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     return True

@@ -248,7 +248,7 @@ def history() -> list[tuple[Path, JournalView | None, str | None]]:
 
 
 @contextlib.contextmanager
-def claimed(path: Path, wait: bool = False) -> Iterator[int | None]:
+def claimed(path: Path) -> Iterator[int | None]:
     """The journal's lock, or None when a live run holds it. The journal must be a regular file."""
     try:
         st = os.lstat(path)
@@ -258,7 +258,7 @@ def claimed(path: Path, wait: bool = False) -> Iterator[int | None]:
     except OSError as exc:
         raise JournalError(f"cannot open the journal {path}: {exc.strerror or exc}") from None
     try:
-        yield handle if lock(handle, wait) else None
+        yield handle if lock(handle) else None
     finally:
         os.close(handle)
 

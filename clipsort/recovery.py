@@ -181,7 +181,7 @@ def _undo_problem(operation: Operation, resuming: bool) -> str | None:
     return None
 
 
-def _put_back(operation: Operation, resuming: bool = False) -> None:
+def _put_back(operation: Operation, resuming: bool) -> None:
     if operation.action == "dedupe":
         source, kept = operation.files[0]
         if resuming and os.path.lexists(source):

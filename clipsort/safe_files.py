@@ -189,14 +189,13 @@ def create_private(path: Path | str, mode: int = 0o600) -> int:
     return os.open(path, flags, mode)
 
 
-def open_own(path: Path | str, mode: int = 0o644) -> tuple[int, bool]:
+def open_own(path: Path | str, mode: int = 0o644) -> int:
     """Open (or create) a file clipsort keeps for itself, such as a lock, for reading and writing,
-    without following a link. Returns (descriptor, created). An existing file must be a regular
-    file with no other name (a hard link would make writes land in another file too)."""
+    without following a link. An existing file must be a regular file with no other name (a hard
+    link would make writes land in another file too)."""
     flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        handle = os.open(path, flags | os.O_CREAT | os.O_EXCL, mode)
-        return handle, True
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
         pass
     before = regular_or_absent(path)  # a link or special file: refused
@@ -207,7 +206,7 @@ def open_own(path: Path | str, mode: int = 0o644) -> tuple[int, bool]:
     if after.st_nlink > 1:
         os.close(handle)
         raise UnsafeFile(path, f"has {after.st_nlink} names (hard links): writing to it would change another file")
-    return handle, False
+    return handle
 
 
 def inside(path: Path | str, base: Path | str) -> bool:

@@ -325,6 +325,7 @@ def test_a_huge_label_file_is_refused_before_it_is_read(tmp_path, capsys):
         handle.truncate(65 * 1024 * 1024)
     code, _, err = run_cli(capsys, "labels", "check", str(labels))
     assert code == ExitCode.USAGE and "65.0 MiB" in err and one_line_error(err)
+    assert "more than the 64 MiB a label file may be" in err
     labels.write_text("".join(f"label{i}\n" for i in range(25_000)))
     code, _, err = run_cli(capsys, "labels", "check", str(labels))
     assert code == ExitCode.USAGE and "at most 20000" in err and one_line_error(err)
@@ -621,3 +622,34 @@ def test_a_photo_with_a_name_near_the_limit_gets_its_sidecar_or_fails_alone(tmp_
     code, _, err = run_cli(capsys, "tag", str(tmp_path / "lib"), "-l", str(labels_file), *MODEL, "--sidecar", "json")
     assert code == ExitCode.PARTIAL and "File name too long" in err and one_line_error(err)
     assert (tmp_path / "lib" / "b.jpg.clipsort.json").exists()
+
+
+def test_a_config_file_over_its_limit_is_refused_in_words():
+    from clipsort import settings
+    from clipsort.errors import UsageError
+
+    config = settings.config_file()
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("#" * (1024 * 1024 + 1))  # one byte over 1 MiB
+    with pytest.raises(UsageError, match="is 1.0 MiB, more than the 1 MiB a config file may be"):
+        settings.load_config()
+    config.write_text("#" * (1024 * 1024))  # exactly the limit: read
+    assert settings.load_config() == {}
+
+
+def test_label_and_config_files_that_are_links_to_the_users_own_files_are_read(tmp_path, capsys):
+    """Dotfile managers (stow, chezmoi, yadm) link config and label files from a repository: the
+    user's own files are read through their links (only files clipsort creates or replaces never
+    follow one)."""
+    from clipsort import settings
+
+    kept = tmp_path / "dotfiles"
+    kept.mkdir()
+    (kept / "labels.txt").write_text("red\nblue\n")
+    (kept / "config.toml").write_text("batch_size = 7\n")
+    (tmp_path / "labels.txt").symlink_to(kept / "labels.txt")
+    settings.config_file().parent.mkdir(parents=True, exist_ok=True)
+    settings.config_file().symlink_to(kept / "config.toml")
+    code, out, err = run_cli(capsys, "labels", "check", str(tmp_path / "labels.txt"))
+    assert code == 0 and "red" in out + err and "blue" in out + err, err
+    assert settings.load_config() == {"batch_size": 7}

@@ -121,7 +121,9 @@ def test_each_unit_is_in_the_journal_on_disk_before_any_of_its_files_moves(tmp_p
     mover = Mover("move", journal)
     for name in ("a.jpg", "b.jpg"):
         mover.execute(mover.plan(tmp_path / "in" / name, tmp_path / "out"))
+    journal.end({})
     journal.close()
+    assert events[-2:] == ["journal end", "flush journal"], events  # a finished run reads as finished after a power cut
     moves = [i for i, event in enumerate(events) if event.startswith("move ")]
     assert len(moves) == 4, events
     for i in moves:  # the last journal record before each move is a begin, already flushed

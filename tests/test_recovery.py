@@ -445,3 +445,95 @@ def test_a_foreign_file_with_a_lower_inode_at_the_target_is_not_taken_for_the_ph
     messages = _settle(path)
     assert "rolled back" in messages[0] and any("not the file the run placed" in m for m in messages)
     assert photo.read_bytes() == content
+
+
+def test_recovery_goes_on_past_a_finished_journal_whose_undo_was_killed_mid_record(tmp_path):
+    """An undo killed while writing a record leaves a finished run's journal ending in half a line;
+    recovery reads it, sees it ended, and still settles the killed run after it."""
+    done = _sorted(tmp_path, put(tmp_path / "in/first.jpg", b"first"))
+    with open(done, "ab") as stream:
+        stream.write(b'{"type":"undo","o')  # cut short by the kill
+    files = _unit(tmp_path)
+    killed = _killed(tmp_path, "move", files, 1, os.rename)
+    messages: list[str] = []
+    assert recover(messages.append) == 1
+    assert read(killed).ended and "completed" in messages[0]
+    assert files[1][1].read_bytes() == b"<x:xmpmeta/>"  # the sidecar followed its photo
+    assert (tmp_path / "out/first.jpg").read_bytes() == b"first"  # the finished run is left alone
+
+
+def test_an_undo_of_a_dedupe_killed_after_its_copy_is_finished_by_the_next_undo(tmp_path):
+    copy, kept, path = _deduped(tmp_path)
+    with claimed(path) as handle:
+        Appender(handle, read(path))({"type": "undo", "op": 0})
+    shutil.copy2(kept, copy)  # killed after the copy came back, before its "undone" record
+    _, result = undo(str(path), lambda message: None)
+    assert result.undone == 1 and result.refused == []
+    assert copy.read_bytes() == b"the same bytes" and kept.read_bytes() == b"the same bytes"
+    assert read(path).operations[0].state == "undone"
+
+
+def test_undo_of_a_dedupe_brings_the_copy_back_with_its_own_time(tmp_path):
+    kept = put(tmp_path / "out/p.jpg", b"the same bytes")
+    copy = put(tmp_path / "in/p.jpg", b"the same bytes")
+    os.utime(copy, ns=(1_500_000_000_123_456_789, 1_400_000_000_987_654_321))
+    path = _sorted(tmp_path, copy, dedupe=True)
+    _, result = undo(str(path), lambda message: None)
+    assert result.undone == 1
+    # modified as it was; accessed set to the same (the access time is not recorded)
+    assert copy.stat().st_mtime_ns == 1_400_000_000_987_654_321
+    assert copy.stat().st_atime_ns == 1_400_000_000_987_654_321
+    assert kept.read_bytes() == b"the same bytes"
+
+
+def test_undo_puts_a_photo_back_into_inbox_folders_deleted_since_the_sort(tmp_path):
+    photo = put(tmp_path / "in/2020/trip/p.jpg", b"photo bytes")
+    put(tmp_path / "in/2020/trip/p.jpg.xmp", b"<x:xmpmeta/>")
+    path = _sorted(tmp_path, photo)
+    shutil.rmtree(tmp_path / "in/2020")  # the emptied import folders, cleaned up by hand
+    _, result = undo(str(path), lambda message: None)
+    assert result.undone == 1 and result.refused == []
+    assert photo.read_bytes() == b"photo bytes" and (tmp_path / "in/2020/trip/p.jpg.xmp").exists()
+
+
+def test_an_undo_that_cannot_put_a_photo_back_says_why_in_words(tmp_path):
+    photo = put(tmp_path / "in/trip/a.jpg", b"a")
+    path = _sorted(tmp_path, photo)
+    shutil.rmtree(tmp_path / "in/trip")
+    (tmp_path / "in/trip").write_bytes(b"a file where the folder was")
+    _, result = undo(str(path), lambda message: None)
+    assert [(f.path, f.reason) for f in result.refused] == [(photo, "cannot put back: File exists")]
+
+
+def test_an_interrupted_undo_refuses_the_unit_when_its_sidecar_changed_since_the_sort(tmp_path):
+    """The photo went back before the kill; the sidecar, still sorted, was edited since: the unit
+    is refused (as any unit with a changed file), and the edited sidecar stays where it is."""
+    files = _unit(tmp_path)
+    journal_path = _sorted(tmp_path, files[0][0])
+    with claimed(journal_path) as handle:
+        Appender(handle, read(journal_path))({"type": "undo", "op": 0})
+    os.rename(tmp_path / "out/p.jpg", files[0][0])  # killed after the photo went back
+    (tmp_path / "out/p.jpg.xmp").write_bytes(b"<x:xmpmeta>edited in digiKam since</x:xmpmeta>")
+    _, result = undo(str(journal_path), lambda message: None)
+    assert result.undone == 0 and "changed since it was sorted" in result.refused[0].reason
+    assert (tmp_path / "out/p.jpg.xmp").read_bytes() == b"<x:xmpmeta>edited in digiKam since</x:xmpmeta>"
+    assert not files[1][0].exists()
+
+
+def test_an_interrupted_undo_does_not_take_a_larger_newer_file_with_a_lower_inode_for_the_photo(tmp_path):
+    """Killed after the photo went back, and the photo then replaced by another file (larger, newer,
+    with a lower inode number): that file is not the photo, so the unit is refused."""
+    first, second = put(tmp_path / "in/x", b"someone else's file, larger"), put(tmp_path / "in/y", b"photo bytes")
+    foreign, photo = sorted([first, second], key=lambda p: p.stat().st_ino)
+    source = tmp_path / "in/p.jpg"
+    os.rename(photo, source)
+    put(tmp_path / "in/p.jpg.xmp", b"<x:xmpmeta/>")
+    journal_path = _sorted(tmp_path, source)
+    with claimed(journal_path) as handle:
+        Appender(handle, read(journal_path))({"type": "undo", "op": 0})
+    (tmp_path / "out/p.jpg").unlink()
+    os.utime(foreign, (4_000_000_000, 4_000_000_000))
+    os.rename(foreign, source)
+    _, result = undo(str(journal_path), lambda message: None)
+    assert result.undone == 0 and "is gone" in result.refused[0].reason
+    assert (tmp_path / "out/p.jpg.xmp").exists() and source.read_bytes() == b"someone else's file, larger"

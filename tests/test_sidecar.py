@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from clipsort import sidecar as sidecar_module
 from clipsort.errors import SidecarError
 from clipsort.labels import parse_labels
-from clipsort.sidecar import Keywords, keywords_for, merge_xmp, write_json, write_xmp, xmp_path
+from clipsort.sidecar import (
+    Keywords,
+    holds_clipsort_keywords,
+    keywords_for,
+    merge_xmp,
+    read_keywords,
+    write_json,
+    write_xmp,
+    xmp_path,
+)
 
 EXIFTOOL = shutil.which("exiftool")
 needs_exiftool = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not installed")
@@ -318,3 +329,227 @@ def test_a_keyword_written_as_cdata_keeps_its_text_and_a_comment_is_not_part_of_
     tagged = merge_xmp(marked, kw("blue"), "clipsort", "m")
     assert "<rdf:li>Tom &amp; Jerry</rdf:li>" in tagged and "<rdf:li>red</rdf:li>" in tagged
     assert "<rdf:li>blue</rdf:li>" in tagged and "picked by hand" not in tagged
+
+
+def test_a_rerun_with_the_same_keywords_leaves_an_existing_sidecar_untouched(tmp_path: Path):
+    """Not rewritten at all (same file, same time): backup and sync tools see no change."""
+    photo = tmp_path / "p.jpg"
+    sidecar = xmp_path(photo)
+    sidecar.write_text(DARKTABLE, encoding="utf-8")
+    write_xmp(photo, kw("red"), "clipsort", "m")
+    before = sidecar.stat()
+    write_xmp(photo, kw("red"), "clipsort", "m")
+    after = sidecar.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_new_sidecars_get_the_permissions_of_any_new_file_of_the_user(tmp_path: Path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    photo = tmp_path / "p.jpg"
+    assert write_xmp(photo, kw("red"), "clipsort", "m").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert write_json(photo, "m", {"red": 0.9}, ["red"]).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_json_sidecar_keeps_labels_readable_in_utf8(tmp_path: Path):
+    path = write_json(tmp_path / "café.jpg", "m", {"crème brûlée": 0.9}, ["crème brûlée"])
+    text = path.read_bytes().decode("utf-8")
+    assert '"crème brûlée"' in text and '"café.jpg"' in text and "\\u" not in text
+
+
+def test_json_sidecar_of_a_photo_whose_name_is_not_utf8(tmp_path: Path):
+    photo = tmp_path / os.fsdecode(b"caf\xe9.jpg")  # a Latin-1 name from an old camera card or a Windows share
+    path = write_json(photo, "m", {"red": 0.9}, ["red"])
+    assert os.fsencode(path.name) == b"caf\xe9.jpg.clipsort.json"
+    data = json.loads(path.read_bytes().decode("ascii"))
+    assert data["photo"] == "caf\udce9.jpg" and data["labels"] == ["red"]
+
+
+def test_a_sidecar_in_an_object_store_is_merged_not_clobbered():
+    """Sidecars beside photos in a bucket (the Ray engine's URLs; fsspec's in-memory store here)
+    are merged like local ones: the user's keywords stay."""
+    pytest.importorskip("fsspec")
+    from clipsort.remote import RemotePath
+
+    photo = RemotePath("memory://clipsort-test-bucket/library/p.jpg")
+    sidecar = xmp_path(photo)
+    sidecar.write_bytes(DARKTABLE.encode("utf-8"))
+    write_xmp(photo, kw("red"), "clipsort", "m")
+    found = read_keywords(sidecar)
+    assert (
+        found["others"]["subject"] == ["vacation", "red"]
+        and "places|Italy|Rome" in found["others"]["hierarchicalSubject"]
+    )
+    assert found["clipsort"]["hierarchicalSubject"] == ["clipsort|red"]
+    fresh = RemotePath("memory://clipsort-test-bucket/library/new.jpg")
+    write_xmp(fresh, kw("blue"), "clipsort", "m")  # none there yet: made
+    assert read_keywords(xmp_path(fresh))["clipsort"]["subject"] == ["blue"]
+
+
+def test_the_tag_root_itself_is_clipsorts_keyword_under_a_root(tmp_path: Path):
+    """Some apps add each parent of a hierarchical keyword as an entry of its own (`clipsort`
+    beside `clipsort|red`): with a tag root, both are clipsort's and a re-run replaces them."""
+    photo = tmp_path / "p.jpg"
+    sidecar = xmp_path(photo)
+    parents = "<rdf:li>places|Italy|Rome</rdf:li><rdf:li>clipsort</rdf:li><rdf:li>clipsort|old</rdf:li>"
+    sidecar.write_text(DARKTABLE.replace("<rdf:li>places|Italy|Rome</rdf:li>", parents), encoding="utf-8")
+    write_xmp(photo, kw("red"), "clipsort", "m")
+    hierarchical = read_keywords(sidecar)
+    assert "clipsort" not in hierarchical["others"]["hierarchicalSubject"]
+    assert "clipsort|old" not in hierarchical["others"]["hierarchicalSubject"]
+    assert "places|Italy|Rome" in hierarchical["others"]["hierarchicalSubject"]
+
+
+def test_reading_keywords_of_a_sidecar_that_is_not_xml_is_one_clear_error(tmp_path: Path):
+    sidecar = tmp_path / "p.jpg.xmp"
+    sidecar.write_text("<x:xmpmeta><rdf:RDF></x:xmpmeta>", encoding="utf-8")  # not well-formed
+    with pytest.raises(SidecarError, match="not valid XMP"):
+        read_keywords(sidecar)
+
+
+def test_a_sidecar_write_that_fails_says_why_and_leaves_the_old_sidecar_and_no_temp_file(tmp_path: Path, monkeypatch):
+    """A full disk (simulated at the flush): the sidecar stays as it was, no temp file is left,
+    and the error says why in words."""
+    photo = tmp_path / "p.jpg"
+    sidecar = xmp_path(photo)
+    sidecar.write_text(DARKTABLE, encoding="utf-8")
+
+    def disk_full(_handle):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as faults:
+        faults.setattr(sidecar_module.os, "fsync", disk_full)
+        with pytest.raises(SidecarError) as failed:
+            write_xmp(photo, kw("red"), "clipsort", "m")
+    assert failed.value.reason == "cannot write sidecar: No space left on device"
+    assert sidecar.read_text(encoding="utf-8") == DARKTABLE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.jpg.xmp"]
+
+
+def test_a_temp_file_removed_by_someone_else_before_the_rename_is_still_one_clear_error(tmp_path: Path, monkeypatch):
+    photo = tmp_path / "p.jpg"
+    real_replace = os.replace
+
+    def replace_after_cleanup(source, target):
+        os.unlink(source)  # another program cleaned the folder's temp files meanwhile
+        return real_replace(source, target)
+
+    with monkeypatch.context() as faults:
+        faults.setattr(sidecar_module.os, "replace", replace_after_cleanup)
+        with pytest.raises(SidecarError, match="cannot write sidecar: No such file or directory"):
+            write_xmp(photo, kw("red"), "clipsort", "m")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["xmp", "json"])
+def test_only_a_sidecar_with_clipsort_keywords_counts_as_tagged(tmp_path: Path, kind):
+    """What `--only-untagged` asks of each sidecar: one without clipsort's keywords (empty labels,
+    the user's own keywords only, or not readable at all) does not count as tagged."""
+    photo = tmp_path / "p.jpg"
+    if kind == "json":
+        tagged = write_json(photo, "m", {"red": 0.9}, ["red"])
+        assert holds_clipsort_keywords(tagged)
+        assert not holds_clipsort_keywords(write_json(photo, "m", {"red": 0.1}, []))
+    else:
+        tagged = write_xmp(photo, kw("red"), "clipsort", "m")
+        assert holds_clipsort_keywords(tagged)
+        tagged.write_text(DARKTABLE, encoding="utf-8")
+        assert not holds_clipsort_keywords(tagged)
+        tagged.write_text("<x:xmpmeta><rdf:RDF></x:xmpmeta>", encoding="utf-8")
+        assert not holds_clipsort_keywords(tagged)
+    for damaged in ("not json at all", '["a", "list"]'):
+        json_sidecar = tmp_path / "q.jpg.clipsort.json"
+        json_sidecar.write_text(damaged, encoding="utf-8")
+        assert not holds_clipsort_keywords(json_sidecar)
+
+
+def test_a_large_sidecar_merge_leaves_the_garbage_collector_as_it_was(tmp_path: Path, monkeypatch):
+    """Large sidecars are merged with the collector paused; it runs again afterwards (a run of
+    100,000 photos would otherwise grow without bound). The size that counts as large is lowered
+    here, so that a small sidecar takes that path."""
+    import gc
+
+    monkeypatch.setattr(sidecar_module, "_LARGE", 100)
+    photo = tmp_path / "p.jpg"
+    xmp_path(photo).write_text(DARKTABLE, encoding="utf-8")
+    assert gc.isenabled()
+    write_xmp(photo, kw("red"), "clipsort", "m")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        write_xmp(photo, kw("blue"), "clipsort", "m")
+        assert not gc.isenabled()  # left off when it was off
+    finally:
+        gc.enable()
+    assert read_keywords(xmp_path(photo))["clipsort"]["subject"] == ["blue"]
+
+
+def test_new_fields_go_into_the_first_description_of_a_sidecar_that_has_several(tmp_path: Path):
+    photo = tmp_path / "p.jpg"
+    xmp_path(photo).write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="3"/>'
+        '<rdf:Description rdf:about="" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Make="Canon"/>'
+        "</rdf:RDF></x:xmpmeta>",
+        encoding="utf-8",
+    )
+    write_xmp(photo, kw("red"), "clipsort", "m")
+    first, second = xmp_path(photo).read_text(encoding="utf-8").split("<rdf:Description")[1:]
+    assert "<dc:subject>" in first and "dc:subject" not in second and 'tiff:Make="Canon"' in second
+
+
+def test_append_mode_keeps_earlier_clipsort_keywords_and_adds_new_ones(tmp_path: Path):
+    photo = tmp_path / "p.jpg"
+    xmp_path(photo).write_text(DARKTABLE, encoding="utf-8")
+    write_xmp(photo, kw("green"), "clipsort", "m")
+    write_xmp(photo, kw("blue", "green"), "clipsort", "m", append=True)
+    found = read_keywords(xmp_path(photo))
+    assert found["clipsort"]["subject"] == ["green", "blue"]
+    assert found["clipsort"]["hierarchicalSubject"] == ["clipsort|green", "clipsort|blue"]
+    assert "vacation" in found["others"]["subject"]  # the user's own, still there
+
+
+def test_a_sidecar_declaring_only_a_doctype_is_refused_too(tmp_path: Path):
+    photo = tmp_path / "p.jpg"
+    data = '<?xml version="1.0"?><!DOCTYPE x:xmpmeta SYSTEM "http://example.com/xmp.dtd">' + DARKTABLE.split("?>", 1)[1]
+    xmp_path(photo).write_text(data, encoding="utf-8")
+    with pytest.raises(SidecarError, match="DOCTYPE or entities"):
+        write_xmp(photo, kw("red"), "clipsort", "m")
+    with pytest.raises(SidecarError, match="DOCTYPE or entities"):
+        read_keywords(xmp_path(photo))
+    assert xmp_path(photo).read_text(encoding="utf-8") == data
+
+
+def test_reading_keywords_of_a_sidecar_nested_too_deeply_is_one_clear_error(tmp_path: Path):
+    sidecar = tmp_path / "p.jpg.xmp"
+    depth = 200_000
+    sidecar.write_text(DARKTABLE.replace("<rdf:li>vacation</rdf:li>", "<a>" * depth + "</a>" * depth), encoding="utf-8")
+    with pytest.raises(SidecarError, match="nested too deeply"):
+        read_keywords(sidecar)
+
+
+def test_a_sidecar_in_an_object_store_that_cannot_be_read_is_named_not_replaced(monkeypatch):
+    pytest.importorskip("fsspec")
+    from clipsort.remote import RemotePath
+
+    photo = RemotePath("memory://clipsort-test-bucket/forbidden/p.jpg")
+    xmp_path(photo).write_bytes(DARKTABLE.encode("utf-8"))
+
+    def forbidden(self):
+        raise PermissionError(13, "Forbidden")
+
+    with monkeypatch.context() as faults:
+        faults.setattr(RemotePath, "read_bytes", forbidden)
+        with pytest.raises(SidecarError) as refused:
+            write_xmp(photo, kw("red"), "clipsort", "m")
+    assert refused.value.reason == "cannot read existing sidecar: Forbidden"
+    assert xmp_path(photo).read_bytes() == DARKTABLE.encode("utf-8")
+
+
+def test_json_sidecar_scores_have_six_decimals_and_two_space_indents(tmp_path: Path):
+    path = write_json(tmp_path / "p.jpg", "m", {"red": 0.123456789, "blue": 0.5}, ["red"])
+    text = path.read_text(encoding="utf-8")
+    assert json.loads(text)["scores"] == {"red": 0.123457, "blue": 0.5}
+    assert text.splitlines()[1] == '  "photo": "p.jpg",' and text.endswith("}\n")
+    odd = write_json(tmp_path / os.fsdecode(b"caf\xe9.jpg"), "m", {"red": 0.5}, ["red"])
+    assert odd.read_bytes().decode("ascii").splitlines()[1] == '  "photo": "caf\\udce9.jpg",'
