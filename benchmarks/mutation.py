@@ -75,6 +75,8 @@ MODULES: dict[str, list[str]] = {
     "clipsort/sidecar.py": ["tests/test_sidecar.py", "tests/test_properties.py", "tests/test_hostile_input.py"],
     "clipsort/safe_files.py": [
         "tests/test_safe_files.py",
+        "tests/test_journal_read.py",
+        "tests/test_journal_write.py",
         "tests/test_hostile_input.py",
         "tests/test_journal_trust.py",
         "tests/test_races.py",
@@ -138,6 +140,9 @@ def run_module(
     )
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
     tools = Path(sys.executable).parent
+    missing = [test for test in tests if not (copy / test).exists()]
+    if missing:  # pytest would fail at once, and every mutant would count as killed
+        raise SystemExit(f"{copy} (made once per --work folder) lacks {', '.join(missing)}: use a new --work folder")
     if not session.exists():
         subprocess.run([str(tools / "cosmic-ray"), "init", str(config), str(session)], cwd=copy, env=env, check=True)
         subprocess.run([str(tools / "cr-filter-operators"), str(session), str(config)], cwd=copy, env=env, check=True)
@@ -153,6 +158,10 @@ def run_module(
     return {"module": module, **parse_dump(dump.stdout)}
 
 
+#: What pytest prints when it ran nothing (exit code 4 or 5), which cosmic-ray would count as a kill.
+_NO_TESTS = "no tests ran"
+
+
 def parse_dump(text: str) -> dict:
     """Counts by outcome, and the survivors, of a session's ``cosmic-ray dump``."""
     counts: dict[str, int] = {}
@@ -162,6 +171,8 @@ def parse_dump(text: str) -> dict:
         outcome = "pending" if result is None else (result.get("test_outcome") or result.get("worker_outcome"))
         if result is not None and result.get("worker_outcome") == "skipped":
             outcome = "skipped"
+        if outcome == "killed" and _NO_TESTS in (result.get("output") or ""):
+            outcome = "no tests ran"  # the tests never started (a missing file, a bad option): not a kill
         counts[outcome] = counts.get(outcome, 0) + 1
         if outcome == "survived":
             mutation = job["mutations"][0]
@@ -201,6 +212,8 @@ def recheck(module: str, tests: list[str], session_dir: Path, copy: Path, timeou
             try:
                 command = test_command(tests, session_dir / (module.replace("/", "_") + ".recheck.tmp"))
                 tested = subprocess.run(command, shell=True, cwd=copy, env=env, capture_output=True, timeout=timeout)
+                if tested.returncode in (4, 5):  # pytest's usage error, no tests collected: nothing was tested
+                    raise SystemExit(f"{module}: the tests did not run:\n{tested.stdout.decode()[-2000:]}")
                 caught = tested.returncode != 0
             except subprocess.TimeoutExpired:  # slow or hung: not counted as killed; listed to look at
                 timed_out += 1

@@ -95,7 +95,7 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes, bool, int]]:
     """(number, line without its newline, whether it was complete, where it ends) for each line
     of a journal, which must be a regular file within the size limits."""
     try:
-        handle = open_regular(path)
+        handle = open_regular(path, follow=False)  # clipsort's own file: never read through a link
     except OSError as exc:
         raise JournalError(f"cannot read the journal {path}: {exc.strerror or exc}") from None
     with os.fdopen(handle, "rb") as stream:
@@ -294,7 +294,7 @@ _AFTER_END = ("end", "undo", "undone", "undo-end")
 
 def ended_by_its_last_line(path: Path) -> bool:
     try:
-        handle = open_regular(path)
+        handle = open_regular(path, follow=False)  # clipsort's own file: never read through a link
         with os.fdopen(handle, "rb") as stream:
             stream.seek(max(stream.seek(0, os.SEEK_END) - 4096, 0))
             last = stream.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]

@@ -83,7 +83,7 @@ def human_limit(limit: int) -> str:
     return f"{limit // MiB} MiB" if limit >= MiB and limit % MiB == 0 else f"{limit} bytes"
 
 
-def open_regular(path: Path | str, follow: bool = True) -> int:
+def open_regular(path: Path | str, *, follow: bool) -> int:
     """A read-only descriptor of the regular file ``path``.
 
     Its type is checked with ``stat`` (``lstat`` when ``follow`` is False: a symbolic link is
@@ -119,7 +119,7 @@ def _open_same(path: Path | str, flags: int, before: os.stat_result | None, mode
 def read_regular(path: Path | str, limit: int, what: str = "file", follow: bool = True) -> bytes:
     """The bytes of the regular file ``path``, refused (:class:`UnsafeFile`) when it is not one or
     holds more than ``limit`` bytes. ``what`` names the kind of file in the message."""
-    handle = open_regular(path, follow)
+    handle = open_regular(path, follow=follow)
     try:
         size = os.fstat(handle).st_size
         if size > limit:

@@ -127,6 +127,17 @@ def test_a_record_whose_newline_the_crash_cut_off_counts_and_the_next_goes_on_a_
         journal_read.Appender(handle, read(path))({"type": "end", "finished": 1.0})
     view = read(path)
     assert view.ended and [op.state for op in view.operations.values()] == ["failed"]
+    assert all(path.read_bytes().splitlines())  # one record a line, no line left empty
+
+
+def test_records_appended_to_a_whole_journal_follow_it_line_for_line(tmp_path):
+    path = _begun(tmp_path)
+    before = path.read_bytes()
+    with journal_read.claimed(path) as handle:
+        journal_read.Appender(handle, read(path))({"type": "failed", "op": 0, "reason": "test"})
+    after = path.read_bytes()
+    assert after.startswith(before) and after.count(b"\n") == before.count(b"\n") + 1
+    assert all(after.splitlines())
 
 
 @pytest.mark.parametrize("version", [1, 3])

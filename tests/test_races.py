@@ -284,6 +284,55 @@ def test_a_move_across_file_systems_copies_then_removes_the_source(tmp_path, mon
     assert target.stat().st_mtime_ns == 1_500_000_000_000_000_000  # the copy keeps the photo's time
 
 
+def test_a_copy_across_file_systems_is_on_disk_before_its_source_is_removed(tmp_path, monkeypatch):
+    """Promise: a power cut right after a move across file systems never leaves the photo only in a
+    copy still in the page cache: the copy is flushed before the source is deleted."""
+    photo = put(tmp_path / "in/p.jpg", b"pixels")
+    _across_file_systems(monkeypatch)
+    events: list[str] = []
+    real_fsync, real_unlink = os.fsync, os.unlink
+
+    def fsync(fd):
+        events.append("flush " + os.path.dirname(os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def unlink(path, *args, **kwargs):
+        events.append(f"remove {path}")
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "unlink", unlink)
+    mover = Mover("move")
+    mover.execute(mover.plan(photo, tmp_path / "out"))
+    removed = events.index(f"remove {photo}")
+    assert f"flush {tmp_path / 'out'}" in events[:removed], events
+    assert (tmp_path / "out/p.jpg").read_bytes() == b"pixels"
+
+
+def test_a_sidecar_is_on_disk_before_it_gets_its_name(tmp_path, monkeypatch):
+    """A power cut never leaves an empty or half-written sidecar under the sidecar's name."""
+    from clipsort.labels import parse_labels
+    from clipsort.sidecar import keywords_for, write_xmp
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("flush " + os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(source, target):
+        events.append(f"rename {os.path.basename(source)}")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    write_xmp(tmp_path / "p.jpg", keywords_for(parse_labels("red\n").labels), "clipsort", "m")
+    renamed = [e for e in events if e.startswith("rename ")]
+    assert len(renamed) == 1 and events.index(renamed[0]) > 0, events
+    assert events[events.index(renamed[0]) - 1] == "flush " + renamed[0].removeprefix("rename "), events
+
+
 @pytest.mark.parametrize("flip", range(6))
 def test_a_copy_that_differs_from_its_original_is_never_given_its_name(tmp_path, monkeypatch, flip):
     """Promise: copies are verified: a copy whose bytes came out different (a bad disk, a bad

@@ -523,8 +523,10 @@ def test_an_interrupted_undo_refuses_the_unit_when_its_sidecar_changed_since_the
 def test_an_interrupted_undo_does_not_take_a_larger_newer_file_with_a_lower_inode_for_the_photo(tmp_path):
     """Killed after the photo went back, and the photo then replaced by another file (larger, newer,
     with a lower inode number): that file is not the photo, so the unit is refused."""
-    first, second = put(tmp_path / "in/x", b"someone else's file, larger"), put(tmp_path / "in/y", b"photo bytes")
-    foreign, photo = sorted([first, second], key=lambda p: p.stat().st_ino)
+    first, second = put(tmp_path / "in/x", b""), put(tmp_path / "in/y", b"")
+    foreign, photo = sorted([first, second], key=lambda p: p.stat().st_ino)  # the stranger's inode is lower
+    foreign.write_bytes(b"someone else's file, larger")
+    photo.write_bytes(b"photo bytes")
     source = tmp_path / "in/p.jpg"
     os.rename(photo, source)
     put(tmp_path / "in/p.jpg.xmp", b"<x:xmpmeta/>")

@@ -9,7 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from clipsort.safe_files import LIMITS, UnsafeFile, open_append, open_regular, read_json, read_regular
+from clipsort import safe_files
+from clipsort.safe_files import (
+    LIMITS,
+    UnsafeFile,
+    _open_same,
+    create_private,
+    human_limit,
+    kind_of,
+    open_append,
+    open_own,
+    open_regular,
+    read_json,
+    read_regular,
+    real_location,
+)
 
 #: The limits docs/security.md promises, as it writes them.
 DOCUMENTED = {
@@ -83,3 +97,122 @@ def test_a_link_is_refused_where_links_are_not_followed_and_read_where_they_are(
     with pytest.raises(UnsafeFile, match="is a symbolic link"):
         read_regular(link, 100, "sidecar", follow=False)
     os.close(open_regular(own, follow=False))
+
+
+def test_a_new_log_is_appended_through_a_link_the_user_made(tmp_path):
+    kept = tmp_path / "logs" / "clipsort.log"
+    kept.parent.mkdir()
+    kept.write_bytes(b"earlier\n")
+    (tmp_path / "clipsort.log").symlink_to(kept)
+    handle = open_append(tmp_path / "clipsort.log")
+    os.write(handle, b"now\n")
+    os.close(handle)
+    assert kept.read_bytes() == b"earlier\nnow\n"
+
+
+def test_files_clipsort_makes_for_itself_get_their_documented_permissions(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.close(create_private(tmp_path / "private"))  # journals and the journal key
+    assert (tmp_path / "private").stat().st_mode & 0o777 == 0o600 & ~umask
+    os.close(open_own(tmp_path / "cache.lock"))
+    assert (tmp_path / "cache.lock").stat().st_mode & 0o777 == 0o644 & ~umask
+    os.close(open_own(tmp_path / "cache.lock"))  # an existing one is opened again
+    os.link(tmp_path / "cache.lock", tmp_path / "second-name")
+    with pytest.raises(UnsafeFile, match="has 2 names"):
+        open_own(tmp_path / "cache.lock")
+
+
+def test_the_real_location_of_a_relative_path_whose_folders_do_not_exist_yet(tmp_path, monkeypatch):
+    """`sort -d Sorted` before Sorted exists: the place is found from the working folder (and the
+    search ends at the top instead of going round for ever)."""
+    import signal
+
+    def hung(_signal, _frame):
+        raise AssertionError("real_location went round for ever")
+
+    monkeypatch.chdir(tmp_path)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)  # a hang fails the test instead of stopping the suite
+    try:
+        found = real_location(Path("Sorted/red/p.jpg"))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert found == str(tmp_path.resolve() / "Sorted/red/p.jpg")
+
+
+def test_what_a_file_is_is_said_in_words(tmp_path):
+    import socket
+    import stat
+
+    os.mkfifo(tmp_path / "fifo")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "socket"))
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "file")
+    try:
+        said = {
+            name: kind_of(os.lstat(tmp_path / name).st_mode) for name in ("fifo", "socket", "folder", "file", "link")
+        }
+    finally:
+        server.close()
+    said["device"] = kind_of(os.stat("/dev/null").st_mode)
+    said["block device"] = kind_of(stat.S_IFBLK | 0o600)
+    said["other"] = kind_of(0)
+    assert said == {
+        "fifo": "a FIFO",
+        "socket": "a socket",
+        "folder": "a folder",
+        "file": "a regular file",
+        "link": "a symbolic link",
+        "device": "a device",
+        "block device": "a device",
+        "other": "not a regular file",
+    }
+
+
+@pytest.mark.parametrize(
+    ("limit", "said"),
+    [(999, "999 bytes"), (MiB, "1 MiB"), (16 * MiB, "16 MiB"), (MiB + MiB // 2, "1572864 bytes"), (0, "0 bytes")],
+)
+def test_limits_are_said_in_mib_when_they_are_whole_mib(limit, said):
+    assert human_limit(limit) == said
+
+
+def test_a_file_swapped_between_its_check_and_its_open_is_refused(tmp_path):
+    """The check (stat) and the open are two steps: whatever is opened must be the file that was
+    checked (simulated: the check of one file, the open of another, whichever inode is lower)."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_text("checked")
+    second.write_text("swapped in")
+    for checked, opened in ((first, second), (second, first)):
+        with pytest.raises(UnsafeFile, match="changed while it was being opened"):
+            _open_same(opened, os.O_RDONLY, os.stat(checked))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(UnsafeFile, match="changed while it was being opened"):
+        _open_same(fifo, os.O_RDONLY | os.O_NONBLOCK, None)  # a FIFO in the place of a new file
+    link = tmp_path / "link"
+    link.symlink_to(first)
+    with pytest.raises(UnsafeFile, match="is a symbolic link"):  # a link swapped in, met by O_NOFOLLOW
+        _open_same(link, os.O_RDONLY | os.O_NOFOLLOW, os.stat(first))
+
+
+def test_a_file_that_grows_past_its_limit_while_it_is_read_is_refused(tmp_path, monkeypatch):
+    grows = tmp_path / "grows"
+    grows.write_bytes(b"x" * 1000)  # exactly the limit when it is checked
+    real_read = os.read
+    appended = []
+
+    def read_while_another_program_appends(handle, size):
+        if not appended:  # one byte, once, after the size was checked
+            with open(grows, "ab") as other:
+                other.write(b"y")
+            appended.append(True)
+        return real_read(handle, size)
+
+    monkeypatch.setattr(safe_files.os, "read", read_while_another_program_appends)
+    with pytest.raises(UnsafeFile, match="is more than the 1000 bytes a file may be"):
+        read_regular(grows, 1000, "file")

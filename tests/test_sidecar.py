@@ -553,3 +553,74 @@ def test_json_sidecar_scores_have_six_decimals_and_two_space_indents(tmp_path: P
     assert text.splitlines()[1] == '  "photo": "p.jpg",' and text.endswith("}\n")
     odd = write_json(tmp_path / os.fsdecode(b"caf\xe9.jpg"), "m", {"red": 0.5}, ["red"])
     assert odd.read_bytes().decode("ascii").splitlines()[1] == '  "photo": "caf\\udce9.jpg",'
+
+
+def test_the_stem_style_chosen_on_the_command_line_is_used(tmp_path: Path):
+    """The style arrives as a string made at run time (not the literal this module compares with)."""
+    style = "".join(["st", "em"])
+    assert write_xmp(tmp_path / "p.jpg", kw("red"), "clipsort", "m", style=style) == tmp_path / "p.xmp"
+
+
+def test_a_rerun_without_append_replaces_clipsorts_keywords(tmp_path: Path):
+    photo = tmp_path / "p.jpg"
+    xmp_path(photo).write_text(DARKTABLE, encoding="utf-8")
+    write_xmp(photo, kw("green"), "clipsort", "m")
+    write_xmp(photo, kw("blue"), "clipsort", "m")
+    found = read_keywords(xmp_path(photo))
+    assert found["clipsort"]["subject"] == ["blue"] and "vacation" in found["others"]["subject"]
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o777, 0o601])
+def test_an_existing_sidecars_permission_bits_are_kept_whatever_they_are(tmp_path: Path, mode):
+    """Files on FAT, exFAT or SMB mounts often show every execute bit set: kept as they were."""
+    photo = tmp_path / "p.jpg"
+    sidecar = xmp_path(photo)
+    sidecar.write_text(DARKTABLE, encoding="utf-8")
+    sidecar.chmod(mode)
+    write_xmp(photo, kw("red"), "clipsort", "m")
+    assert sidecar.stat().st_mode & 0o7777 == mode
+
+
+def test_a_sidecar_swapped_for_a_link_after_it_was_checked_is_not_read_through_it(tmp_path: Path, monkeypatch):
+    """The check (not a link) and the read are two steps; a link put in between is still refused
+    when the file is opened (simulated: the check is made to pass)."""
+    outside = tmp_path / "outside.xmp"
+    outside.write_text(DARKTABLE, encoding="utf-8")
+    photo = tmp_path / "lib" / "p.jpg"
+    photo.parent.mkdir()
+    xmp_path(photo).symlink_to(outside)
+    monkeypatch.setattr(sidecar_module, "regular_or_absent", lambda path, follow=False: os.stat(path))
+    with pytest.raises(SidecarError, match="is a symbolic link"):
+        sidecar_module.read_existing(xmp_path(photo))
+
+
+def test_a_sidecar_that_cannot_be_read_says_why_in_words(tmp_path: Path, monkeypatch):
+    photo = tmp_path / "p.jpg"
+    xmp_path(photo).write_text(DARKTABLE, encoding="utf-8")
+
+    def bad_disk(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(sidecar_module, "read_regular", bad_disk)
+    with pytest.raises(SidecarError) as failed:
+        write_xmp(photo, kw("red"), "clipsort", "m")
+    assert failed.value.reason == "cannot read existing sidecar: Input/output error"
+
+
+def test_a_sidecar_whose_folder_is_gone_is_one_clear_error(tmp_path: Path):
+    with pytest.raises(SidecarError) as failed:
+        write_json(tmp_path / "gone" / "p.jpg", "m", {"red": 0.9}, ["red"])
+    assert failed.value.reason == "cannot write sidecar: No such file or directory"
+
+
+def test_a_sidecar_in_an_object_store_that_refuses_the_write_is_named(monkeypatch):
+    pytest.importorskip("fsspec")
+    from clipsort.remote import RemotePath
+
+    def forbidden(self, data):
+        raise PermissionError(13, "Forbidden")
+
+    monkeypatch.setattr(RemotePath, "write_bytes", forbidden)
+    with pytest.raises(SidecarError) as failed:
+        write_xmp(RemotePath("memory://clipsort-test-bucket/read-only/p.jpg"), kw("red"), "clipsort", "m")
+    assert failed.value.reason == "cannot write sidecar: Forbidden"
