@@ -216,13 +216,7 @@ def inside(path: Path | str, base: Path | str) -> bool:
 
 
 def real_location(path: Path) -> str:
-    """Where ``path`` really is: its nearest existing folder with links resolved, then the rest of
-    its name (``path`` itself is not followed: a link is where it is)."""
-    parent, rest = os.fspath(path.parent), [path.name]
-    while not os.path.isdir(parent):
-        head, tail = os.path.split(parent)
-        if head == parent:
-            break
-        rest.append(tail)
-        parent = head
-    return os.path.join(os.path.realpath(parent), *reversed(rest))
+    """Where ``path`` really is: its folder with links resolved as far as it exists, the rest of
+    the folder's name as it is, then ``path``'s own name (``path`` itself is not followed: a link
+    is where it is). ``os.path.realpath`` resolves a path that does not exist yet this way."""
+    return os.path.join(os.path.realpath(path.parent), path.name)

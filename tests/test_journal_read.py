@@ -36,7 +36,10 @@ def _begun(tmp_path: Path) -> Path:
     return journal.path
 
 
-@pytest.mark.parametrize(("started", "shown"), [(1_700_000_000.5, 1_700_000_000.5), (-0.5, 0.0), (True, 0.0)])
+@pytest.mark.parametrize(
+    ("started", "shown"),
+    [(1_700_000_000.5, 1_700_000_000.5), (-0.5, 0.0), (True, 0.0), (99_999_999_999.5, 99_999_999_999.5), (1e11, 0.0)],
+)
 def test_a_run_is_dated_by_its_start_unless_that_is_no_time(tmp_path, started, shown):
     journal = _journal(tmp_path, started=started)
     journal.end({})
@@ -169,7 +172,8 @@ def test_stray_files_in_the_journals_folder_do_not_stop_the_listing(tmp_path):
 
 def test_journals_are_listed_oldest_first_by_their_time_then_their_number(tmp_path):
     journals_dir().mkdir(parents=True)
-    names = ["20260101-080000-7-1.jsonl", "20260101-080000-7-2.jsonl", "20260101-200000-9.jsonl"]
+    names = ["20260101-080000-7-1.jsonl", "20260101-080000-7-2.jsonl", "20260101-080000-7-10.jsonl"]
+    names += ["20260101-200000-9.jsonl"]
     names += ["20260101-200000-9-1.jsonl", "20260102-010000-3.jsonl"]
     for name in reversed(names):
         (journals_dir() / name).write_text("{}\n")
@@ -208,3 +212,19 @@ def test_a_journal_name_that_is_a_folder_is_named_as_not_a_journal_file(tmp_path
         resolve("kept-aside")
     with pytest.raises(UsageError, match="no journal"):
         resolve(str(tmp_path / "nothing-here"))
+
+
+def test_a_link_in_the_journals_folder_is_named_not_followed_by_recovery(tmp_path):
+    """Recovery never reads a journal through a link (it could lead anywhere); it says so each time
+    instead of passing over it without a word."""
+    journal = _journal(tmp_path)
+    journal.end({})
+    journal.close()
+    kept = tmp_path / "kept-aside.jsonl"
+    journal.path.rename(kept)
+    (journals_dir() / "20260101-080000-7.jsonl").symlink_to(kept)
+    messages: list[str] = []
+    assert recover(messages.append) == 0
+    assert len(messages) == 1 and "20260101-080000-7.jsonl" in messages[0] and "not a regular file" in messages[0]
+    with pytest.raises(JournalError, match="is a symbolic link"):
+        read(journals_dir() / "20260101-080000-7.jsonl")  # what `history` lists as unreadable
