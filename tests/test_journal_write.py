@@ -71,9 +71,7 @@ def test_a_key_that_cannot_be_written_is_one_clear_error_and_leaves_no_temp_file
 
 
 def test_a_journals_folder_that_cannot_be_made_is_one_clear_error_before_anything_moves(tmp_path):
-    import subprocess
-
-    from conftest import make_colour_photos
+    from conftest import COLOUR_MODEL, make_colour_photos
 
     photos = make_colour_photos(tmp_path / "in", ["red", "blue"], 2, min_px=64, max_px=96)
     journal_key(create=True)
@@ -83,8 +81,6 @@ def test_a_journals_folder_that_cannot_be_made_is_one_clear_error_before_anythin
     assert str(refused.value) == f"cannot write the journal in {journals_dir()}: File exists"
     labels = tmp_path / "labels.txt"
     labels.write_text("red\nblue\n")
-    from conftest import COLOUR_MODEL
-
     done = subprocess.run(
         [*CLI, "sort", str(tmp_path / "in"), "--labels", str(labels), "--dest", str(tmp_path / "out")]
         + ["--model", f"local-dir:{COLOUR_MODEL}"],
