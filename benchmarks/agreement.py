@@ -35,11 +35,12 @@ def main() -> None:
     from conftest import COLOUR_MODEL, make_colour_photos
     from shapes import COLOURS, SHAPES, make_picture
 
-    from clipsort import score, torch_model
-    from clipsort.decode import load_image
     from clipsort.errors import DecodeError
-    from clipsort.model import load_model
-    from clipsort.model_spec import parse_spec
+    from clipsort.labels import score
+    from clipsort.model import torch_model
+    from clipsort.model.loading import load_model
+    from clipsort.model.model_spec import parse_spec
+    from clipsort.photos.decode import load_image
 
     def tops(model, pictures, prompts) -> np.ndarray:  # noqa: ANN001
         images, texts = score.normalise(model.encode_images(pictures)), score.normalise(model.encode_texts(prompts))

@@ -10,7 +10,7 @@ batch, one phase after the other, and times each (medians of ``--runs``):
 * ``import torchvision`` (nvJPEG's decoder; it imports ``torch._dynamo``);
 * ``import open_clip`` (as clipsort imports it: without transformers or timm when the model
   needs neither), then the model built, its weights loaded and moved to the device at the
-  run's precision (``clipsort.torch_model.load`` does the two, timed together);
+  run's precision (``clipsort.model.torch_model.load`` does the two, timed together);
 * ``warm-up``: the first small batch through the image tower (cuBLAS and kernels set up);
 * ``first batch``: a batch of ``--batch-size`` ready pixels.
 
@@ -41,7 +41,7 @@ import json, sys, time
 marks = [("start", time.perf_counter())]
 def mark(name):
     marks.append((name, time.perf_counter()))
-import clipsort.cli.app, clipsort.embed, clipsort.pipeline
+import clipsort.cli.app, clipsort.model.embed, clipsort.run.pipeline
 mark("import clipsort")
 import torch
 mark("import torch")
@@ -53,8 +53,8 @@ if device.startswith("cuda"):
 mark("CUDA context")
 import torchvision
 mark("import torchvision")
-from clipsort import torch_model
-from clipsort.model_spec import parse_spec
+from clipsort.model import torch_model
+from clipsort.model.model_spec import parse_spec
 spec = parse_spec(sys.argv[4], sys.argv[5])
 with torch_model._without_unused_packages(spec):
     import open_clip

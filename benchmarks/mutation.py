@@ -2,10 +2,10 @@
 
     pip install -e ".[mutation]"                       # cosmic-ray
     python benchmarks/mutation.py                      # every module below (hours on 2 cores)
-    python benchmarks/mutation.py clipsort/decide.py   # one module
+    python benchmarks/mutation.py clipsort/labels/decide.py   # one module
     python benchmarks/mutation.py --work ~/mutants     # keep (and resume) the sessions there
     python benchmarks/mutation.py --work ~/mutants --recheck   # only the survivors, against today's tests
-    python benchmarks/mutation.py clipsort/mover.py --functions plan --work ~/m2   # one function only
+    python benchmarks/mutation.py clipsort/writes/mover.py --functions plan --work ~/m2   # one function only
 
 Each module is mutated one small change at a time (a comparison turned, a condition negated, a
 constant changed, an exception handler widened...) and the tests that guard it are run against
@@ -58,30 +58,41 @@ _JOURNAL_TESTS = [
 ]
 #: Each module, and the tests that guard it (the fast ones: slow end-to-end tests are left out).
 MODULES: dict[str, list[str]] = {
-    "clipsort/placing.py": [
+    "clipsort/writes/placing.py": [
         "tests/test_recovery.py",
         "tests/test_races.py",
         "tests/test_mover.py",
         "tests/test_safety.py",
         "tests/test_journal_trust.py",
     ],
-    "clipsort/mover.py": ["tests/test_mover.py", "tests/test_races.py", "tests/test_hostile_input.py"],
-    "clipsort/recovery.py": _JOURNAL_TESTS,
-    "clipsort/journal.py": _JOURNAL_TESTS,
-    "clipsort/journal_read.py": _JOURNAL_TESTS,
-    "clipsort/journal_check.py": _JOURNAL_TESTS,
-    "clipsort/decide.py": ["tests/test_decide.py", "tests/test_decisions.py"],
-    "clipsort/xmp_dom.py": ["tests/test_sidecar.py", "tests/test_properties.py", "tests/test_sidecar_readers.py"],
-    "clipsort/sidecar.py": ["tests/test_sidecar.py", "tests/test_properties.py", "tests/test_hostile_input.py"],
+    "clipsort/writes/mover.py": ["tests/test_mover.py", "tests/test_races.py", "tests/test_hostile_input.py"],
+    "clipsort/writes/recovery.py": _JOURNAL_TESTS,
+    "clipsort/store/journal.py": _JOURNAL_TESTS,
+    "clipsort/store/journal_read.py": _JOURNAL_TESTS,
+    "clipsort/store/journal_check.py": _JOURNAL_TESTS,
+    "clipsort/labels/decide.py": ["tests/test_decide.py", "tests/test_decisions.py"],
+    "clipsort/writes/xmp_dom.py": [
+        "tests/test_sidecar.py",
+        "tests/test_properties.py",
+        "tests/test_sidecar_readers.py",
+    ],
+    "clipsort/writes/sidecar.py": ["tests/test_sidecar.py", "tests/test_properties.py", "tests/test_hostile_input.py"],
     "clipsort/safe_files.py": [
         "tests/test_safe_files.py",
+        "tests/test_sidecar.py",
         "tests/test_journal_read.py",
         "tests/test_journal_write.py",
         "tests/test_hostile_input.py",
         "tests/test_journal_trust.py",
         "tests/test_races.py",
     ],
-    "clipsort/report.py": ["tests/test_report.py", "tests/test_cli.py", "tests/test_races.py"],
+    "clipsort/photos/location.py": [
+        "tests/test_sidecar.py",
+        "tests/test_remote.py",
+        "tests/test_cache.py",
+        "tests/test_pipeline.py",
+    ],
+    "clipsort/run/report.py": ["tests/test_report.py", "tests/test_cli.py", "tests/test_races.py"],
     "clipsort/cli/journal.py": ["tests/test_races.py", "tests/test_journal_trust.py", "tests/test_safety.py"],
 }
 #: Operators left out (see the module's docstring).

@@ -46,11 +46,12 @@ def build(folder: Path, count: int, copies: float, cache_file: Path) -> dict[str
     from PIL import Image
     from shapes import COLOURS, make_picture
 
-    from clipsort.cache import EmbeddingCache, file_fingerprint
-    from clipsort.decode import load_image
-    from clipsort.embed import Embedder
-    from clipsort.model_spec import parse_spec
-    from clipsort.phash import perceptual_hash
+    from clipsort.model.embed import Embedder
+    from clipsort.model.model_spec import parse_spec
+    from clipsort.photos.decode import load_image
+    from clipsort.photos.location import file_fingerprint
+    from clipsort.photos.phash import perceptual_hash
+    from clipsort.store.cache import EmbeddingCache
 
     rng = random.Random(1)
     vectors = np.random.default_rng(1)
@@ -99,11 +100,11 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # as an installed copy runs (see startup.py)
 
-    from clipsort.cache import EmbeddingCache
-    from clipsort.embed import Embedder
-    from clipsort.library import cached_photos
-    from clipsort.model_spec import parse_spec
-    from clipsort.search import rank
+    from clipsort.commands.library import cached_photos
+    from clipsort.commands.search import rank
+    from clipsort.model.embed import Embedder
+    from clipsort.model.model_spec import parse_spec
+    from clipsort.store.cache import EmbeddingCache
 
     with tempfile.TemporaryDirectory(prefix="clipsort-search-") as tmp:
         base = args.folder or Path(tmp)

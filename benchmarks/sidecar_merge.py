@@ -4,7 +4,7 @@
 
 Builds sidecars of several sizes in three shapes (many keywords in dc:subject; many records of
 clipsort's own in one Description; a long darktable history) and times
-:func:`clipsort.sidecar.merge_xmp` on each (best of ``--repeat``). Prints seconds, seconds per MB,
+:func:`clipsort.writes.sidecar.merge_xmp` on each (best of ``--repeat``). Prints seconds, seconds per MB,
 and for each shape the ratio of the largest sidecar's time per MB to the smallest's: about 1 when
 merging is linear in the size (it was about 3 for 4.8 MB of keywords when each removal searched
 its parent's children). Sizes stay under the 16 MiB a sidecar may be.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clipsort.sidecar import Keywords, merge_xmp  # noqa: E402
+from clipsort.writes.sidecar import Keywords, merge_xmp  # noqa: E402
 
 HEAD = (
     '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'

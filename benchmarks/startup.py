@@ -1,6 +1,6 @@
 """Start-up of whole commands, side by side with rclip, in one run (issue: fast start).
 
-    python benchmarks/startup.py [--runs 5] [--rclip PATH] [--model ViT-B-32 --pretrained none]
+    python benchmarks/startup.py [--runs 5] [--rclip PATH] [--against DIR] [--model ViT-B-32 --pretrained none]
 
 Every figure is a whole process, started fresh, median of ``--runs`` runs (peak RSS: the
 median of the runs' peaks):
@@ -14,6 +14,9 @@ median of the runs' peaks):
   (120 new prompts); the towers each run opened are listed (a relabel must open no image tower).
 * ``search``: ``clipsort search`` over the same library, a new query each run (its 12
   prompts not cached), with and without ``--no-index`` (rclip's ``-n`` is the same).
+* ``--against DIR``: another checkout of clipsort (``git worktree add DIR REV``), measured in the
+  same run: each figure's runs alternate between this checkout and that one, so both meet the
+  same machine (caches, clock, other load); each line then shows both and their ratio.
 * ``rclip``: with ``--rclip PATH`` (rclip >= 4 in a Python 3.12 venv, given random-weight
   stand-ins of its model by benchmarks/rclip_standin.py): ``rclip -f`` indexing one photo
   from scratch, and a query over the 200 photos it has indexed (``rclip -n``, no indexing).
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +47,10 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
 #: Runs clipsort's CLI in a fresh interpreter and reports the towers it opened (to stderr).
 WRAPPER = """
 import sys
-import clipsort.runtime as runtime
+try:
+    import clipsort.model.runtime as runtime
+except ImportError:  # a checkout from before the stages were sub-packages (--against)
+    import clipsort.runtime as runtime
 opened = []
 original = runtime.open_session
 def recording(path, threads):
@@ -90,6 +97,30 @@ def clipsort(*args: str) -> list[str]:
     return [sys.executable, "-c", WRAPPER, *args]
 
 
+def alternating(
+    trees: dict[str, Path], runs: int, command: Callable[[int, str], list[str]], env: dict[str, str]
+) -> dict[str, list[tuple[float, float, str]]]:
+    """``runs`` runs of ``command(run, tree name)`` for each checkout, taking turns (ABAB...)."""
+    results: dict[str, list[tuple[float, float, str]]] = {name: [] for name in trees}
+    for i in range(runs):
+        for name, tree in trees.items():
+            results[name].append(whole(command(i, name), dict(env, PYTHONPATH=str(tree))))
+    return results
+
+
+def report(label: str, results: dict[str, list[tuple[float, float, str]]]) -> None:
+    """One line per checkout (median seconds and peak RSS, the towers opened), and their ratio."""
+    times = {}
+    for name, runs in results.items():
+        seconds, rss = medians(runs)
+        times[name] = seconds
+        towers = runs[-1][2].split("TOWERS")[-1].strip()
+        where = f" [{name}]" if len(results) > 1 else ""
+        print(f"  clipsort {label:17s} {seconds:5.2f} s   peak RSS {rss:5.0f} MiB   opened: {towers}{where}")
+    if "against" in times:
+        print(f"    this / against: {times['this'] / times['against']:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
@@ -97,7 +128,9 @@ def main() -> None:
     parser.add_argument("--pretrained", default="none")
     parser.add_argument("--precisions", default="int8,fp32,bf16", help="comma-separated, for `index 1 photo`")
     parser.add_argument("--rclip", help="rclip's executable (rclip >= 4)")
+    parser.add_argument("--against", type=Path, help="another checkout of clipsort, measured alternately")
     args = parser.parse_args()
+    trees = {"this": ROOT} | ({"against": args.against.resolve()} if args.against else {})
     # Measure clipsort as an installed copy runs: with its modules' compiled bytecode, which pip
     # writes at install time (an environment that forbids writing it recompiles every module of
     # every process: 0.1 s of each start here).
@@ -121,33 +154,26 @@ def main() -> None:
             picture = make_picture(pick.choice(["red", "green", "blue"]), (1600, 1200), pick)
             picture.save(library / f"IMG_{i:04d}.jpg", quality=88)
 
-        for precision in args.precisions.split(","):  # builds the artifact (once for all CPU precisions)
-            seconds, rss, _ = whole(
-                clipsort("index", str(one), *model, "--precision", precision, "--cache", str(tmp / "warm.sqlite3")), env
-            )
-            print(f"first run, {precision}: {seconds:.1f} s, peak RSS {rss:.0f} MiB (builds what it needs)")
-            (tmp / "warm.sqlite3").unlink()
+        for name, tree in trees.items():  # builds the artifact (once for all CPU precisions)
+            for precision in args.precisions.split(","):
+                seconds, rss, _ = whole(
+                    clipsort("index", str(one), *model, "--precision", precision, "--cache", str(tmp / "warm.sqlite3")),
+                    dict(env, PYTHONPATH=str(tree)),
+                )
+                print(f"first run, {precision} [{name}]: {seconds:.1f} s, peak RSS {rss:.0f} MiB")
+                (tmp / "warm.sqlite3").unlink()
 
         print(f"\nindex 1 photo (12 MP), new embedding cache, whole process, median of {args.runs}:")
         for precision in args.precisions.split(","):
-            runs = [
-                whole(
-                    clipsort(
-                        "index",
-                        str(one),
-                        *model,
-                        "--precision",
-                        precision,
-                        "--cache",
-                        str(tmp / f"one-{precision}-{i}.sqlite3"),
-                    ),
-                    env,
-                )
-                for i in range(args.runs)
-            ]
-            seconds, rss = medians(runs)
-            towers = runs[-1][2].split("TOWERS")[-1].strip()
-            print(f"  clipsort {precision:5s} {seconds:5.2f} s   peak RSS {rss:5.0f} MiB   opened: {towers}")
+            results = alternating(
+                trees,
+                args.runs,
+                lambda i, name, precision=precision: clipsort(
+                    "index", str(one), *model, "--precision", precision, "--cache", str(tmp / f"one-{name}-{i}.sqlite3")
+                ),
+                env,
+            )
+            report(precision, results)
 
         cache = str(tmp / "library.sqlite3")
         seconds, _, _ = whole(clipsort("index", str(library), *model, "--cache", cache), env)
@@ -157,35 +183,25 @@ def main() -> None:
             env,
         )
         print(f"\nlibrary: 200 photos of 2 MP indexed in {seconds:.1f} s, first tag {first:.2f} s")
-        runs = []
-        for i in range(args.runs):
-            labels = tmp / f"labels-{i + 1}.txt"
-            labels.write_text("".join(f"{word} {i}\n" for word in WORDS[i % 3 * 10 : i % 3 * 10 + 10]))
-            runs.append(
-                whole(
-                    clipsort("tag", str(library), "--labels", str(labels), "--dry-run", *model, "--cache", cache), env
-                )
-            )
-        seconds, rss = medians(runs)
-        towers = runs[-1][2].split("TOWERS")[-1].strip()
-        print(f"relabel, 10 new labels (120 prompts), whole process, median of {args.runs}:")
-        print(f"  clipsort int8  {seconds:5.2f} s   peak RSS {rss:5.0f} MiB   opened: {towers}")
 
+        def relabel(i: int, name: str) -> list[str]:
+            labels = tmp / f"labels-{name}-{i + 1}.txt"  # labels no run has seen: their prompts are not cached
+            labels.write_text("".join(f"{word} {i} {name}\n" for word in WORDS[i % 3 * 10 : i % 3 * 10 + 10]))
+            return clipsort("tag", str(library), "--labels", str(labels), "--dry-run", *model, "--cache", cache)
+
+        print(f"relabel, 10 new labels (120 prompts), whole process, median of {args.runs}:")
+        report("int8", alternating(trees, args.runs, relabel, env))
         print(f"search, a new query each run, the same library, whole process, median of {args.runs}:")
         for extra in ([], ["--no-index"]):
-            runs = [
-                whole(
-                    clipsort(
-                        "search", f"a {WORDS[i]} {i} {len(extra)}", str(library), *extra, *model, "--cache", cache
-                    ),
-                    env,
-                )
-                for i in range(args.runs)
-            ]
-            seconds, rss = medians(runs)
-            towers = runs[-1][2].split("TOWERS")[-1].strip()
-            label = "search --no-index" if extra else "search"
-            print(f"  clipsort {label:17s} {seconds:5.2f} s   peak RSS {rss:5.0f} MiB   opened: {towers}")
+            results = alternating(
+                trees,
+                args.runs,
+                lambda i, name, extra=extra: clipsort(
+                    "search", f"a {WORDS[i]} {i} {len(extra)} {name}", str(library), *extra, *model, "--cache", cache
+                ),
+                env,
+            )
+            report("search --no-index" if extra else "search", results)
 
         if args.rclip:
             datadir = tmp / "rclip-data"

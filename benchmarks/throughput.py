@@ -105,9 +105,9 @@ def decode_rate(photos: list[Path], model, device: str, workers: int, decoder=No
     photo read, decoded, turned upright and prepared for the model, as an index does it. With
     ``decoder`` (the device's JPEG decoder) beside the CPU threads; ``cpu_jpegs=False`` leaves
     every JPEG to it."""
-    from clipsort.decode_pool import DecodePool
-    from clipsort.discover import ImageRef
-    from clipsort.embed import Embedder
+    from clipsort.model.embed import Embedder
+    from clipsort.photos.discover import ImageRef
+    from clipsort.run.decode_pool import DecodePool
 
     embedder = Embedder(model.spec, device, None, model.precision, loader=lambda *a: model)
     embedder.model()
@@ -247,13 +247,13 @@ def main() -> None:
     # every process: 0.1 s of each start here).
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
-    import clipsort.devices  # noqa: F401 - before torch, as in the command (it sets how OpenMP threads wait)
-    from clipsort.cache import EmbeddingCache
-    from clipsort.embed import Embedder
-    from clipsort.engine_local import default_workers
-    from clipsort.events import RunOptions
-    from clipsort.model_spec import parse_spec
-    from clipsort.pipeline import run_index
+    import clipsort.model.devices  # noqa: F401 - before torch, as in the command (it sets how OpenMP threads wait)
+    from clipsort.model.embed import Embedder
+    from clipsort.model.model_spec import parse_spec
+    from clipsort.run.engine_local import default_workers
+    from clipsort.run.events import RunOptions
+    from clipsort.run.pipeline import run_index
+    from clipsort.store.cache import EmbeddingCache
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores,"

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -30,11 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clipsort.errors import FileFailure
-from clipsort.report import PhotoResult, Report
-
-if TYPE_CHECKING:
-    from clipsort.evaluate import Evaluation
-    from clipsort.labelled import LearnOutcome
+from clipsort.run.report import PhotoResult, Report
 
 _SUMMARY_ORDER = (
     "indexed",
@@ -104,7 +100,7 @@ def printable(text: str) -> str:
 
 
 class Ui:
-    """The CLI's renderer of pipeline events. Implements :class:`clipsort.events.Events`."""
+    """The CLI's renderer of pipeline events. Implements :class:`clipsort.run.events.Events`."""
 
     def __init__(self, quiet: bool = False, json_lines: bool = False, stdout: TextIO | None = None) -> None:
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -118,7 +114,7 @@ class Ui:
 
     @property
     def wants_details(self) -> bool:
-        """Whether :meth:`photo` shows scores and verdicts (see :class:`clipsort.events.SilentEvents`)."""
+        """Whether :meth:`photo` shows scores and verdicts (see :class:`clipsort.run.events.SilentEvents`)."""
         return self.json_lines or self.explain
 
     def explaining(self, explain: bool) -> Ui:
@@ -267,78 +263,8 @@ class Ui:
             self._progress.stop()
             self._progress = None
 
-    # -- results of learn and eval ----------------------------------------------------------
-    def learned(self, outcome: LearnOutcome) -> None:
-        """What ``learn`` fitted: examples per label, thresholds, held-out figures."""
-        learned = outcome.learned
-        table = Table(title=f"learned {len(outcome.labels)} labels -> {outcome.output}", title_justify="left")
-        for column in ("label", "examples", "threshold", "held-out precision", "held-out recall"):
-            table.add_column(column, justify="left" if column == "label" else "right")
-        for label, stats in zip(outcome.labels.labels, learned.stats, strict=True):
-            table.add_row(
-                label.name,
-                str(stats.examples),
-                f"{stats.threshold:.3f}",
-                _figure(stats.precision),
-                _figure(stats.recall),
-            )
-        self._table(table)
-        held = (
-            f"held-out accuracy {learned.held_out_accuracy:.1%}"
-            if learned.held_out_accuracy is not None
-            else "no held-out estimate (a label has a single example)"
-        )
-        self._out(
-            printable(
-                f"{held}; zero-shot on the same photos {learned.zero_shot_accuracy:.1%}; pull {learned.strength:g}"
-            )
-            + "\n"
-        )
-
-    def evaluation(self, evaluation: Evaluation) -> None:
-        """``eval``'s figures: one JSON object with ``--json``, else tables."""
-        from clipsort.evaluate import NONE
-
-        if self.json_lines:
-            record = {
-                "accuracy": evaluation.accuracy,
-                "photos": evaluation.photos,
-                "target_precision": evaluation.target_precision,
-                "labels": {
-                    f.name: {
-                        "photos": f.photos,
-                        "precision": f.precision,
-                        "recall": f.recall,
-                        "threshold": f.threshold,
-                        "suggested_threshold": f.suggested,
-                    }
-                    for f in evaluation.labels
-                },
-                "confusion": evaluation.confusion,
-            }
-            self._out(json_text(record) + "\n")
-            return
-        right = round(evaluation.accuracy * evaluation.photos)
-        self._out(f"accuracy {evaluation.accuracy:.1%} ({right} of {evaluation.photos} photos)\n")
-        table = Table(title="per label", title_justify="left")
-        for column in ("label", "photos", "precision", "recall", "threshold", f"for {evaluation.target_precision:g}"):
-            table.add_column(column, justify="left" if column == "label" else "right")
-        for f in evaluation.labels:
-            suggested = f"{f.suggested:.3f}" if f.suggested is not None else "-"
-            table.add_row(
-                f.name, str(f.photos), _figure(f.precision), _figure(f.recall), f"{f.threshold:.3f}", suggested
-            )
-        self._table(table)
-        names = [n for n in evaluation.confusion if any(evaluation.confusion[n].values()) or n != NONE]
-        matrix = Table(title="confusion: rows are the right label, columns sort's decision", title_justify="left")
-        matrix.add_column("")
-        for name in names:
-            matrix.add_column(name, justify="right")
-        for name in names:
-            matrix.add_row(name, *(str(evaluation.confusion[name][other] or ".") for other in names))
-        self._table(matrix)
-
-    def _table(self, table: Table) -> None:
+    def table(self, table: Table) -> None:
+        """Print a rich table on stdout (a result, as ``learn`` and ``eval`` show theirs)."""
         console = Console(file=self.stdout, highlight=False, soft_wrap=False, width=max(100, self.err.width))
         console.print(table)
 
@@ -428,7 +354,8 @@ def human_size(size: int) -> str:
     return f"{size} B"
 
 
-def _figure(value: float | None) -> str:
+def percent(value: float | None) -> str:
+    """A share as a percentage with one decimal; ``-`` when there is none."""
     return "-" if value is None else f"{value:.1%}"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 from pathlib import Path
+from typing import Protocol
 
 
 class ExitCode(IntEnum):
@@ -66,12 +67,20 @@ class DestinationFullError(ClipsortError):
     """The destination filesystem is full: moving stops, with every photo intact."""
 
 
+class Place(Protocol):
+    """Where a file is: a local :class:`~pathlib.Path`, or an object in a store
+    (:class:`clipsort.photos.remote.RemotePath`); both have a name and print as themselves."""
+
+    @property
+    def name(self) -> str: ...
+
+
 class FileFailure(ClipsortError):
     """One photo could not be processed; the run records it and goes on."""
 
-    def __init__(self, path: Path | str, reason: str) -> None:
-        # a local path, or a URL's RemotePath (the Ray engine) kept as it is: Path() would fold its "//"
-        self.path = Path(path) if isinstance(path, str) else path
+    def __init__(self, path: Place | str, reason: str) -> None:
+        # a place kept as it is (Path() would fold a URL's "//"); a string is a local path
+        self.path: Place = Path(path) if isinstance(path, str) else path
         self.reason = reason
         super().__init__(f"{path}: {reason}")
 

@@ -21,6 +21,7 @@ import errno
 import json
 import os
 import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +221,38 @@ def real_location(path: Path) -> str:
     the folder's name as it is, then ``path``'s own name (``path`` itself is not followed: a link
     is where it is). ``os.path.realpath`` resolves a path that does not exist yet this way."""
     return os.path.join(os.path.realpath(path.parent), path.name)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` through a temp file in the same folder, flushed, and a rename:
+    a crash leaves either the old file or the new one, never a half-written one.
+
+    An existing file's permission bits are kept (a new file gets ``0o666`` less the umask); a link
+    or special file at ``path`` is never replaced (:class:`UnsafeFile`). OSError when it cannot be
+    written, the temp file removed."""
+    existing = regular_or_absent(path)
+    mode = existing.st_mode & 0o7777 if existing is not None else None
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode if mode is not None else 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Read once at import: os.umask() can only be read by setting it, which races with other threads.
+_UMASK = _read_umask()

@@ -109,8 +109,8 @@ def colour_model(shared_runtime_dir: Path):
     """The trained tiny colour CLIP, loaded once on the CPU in float32 (the fast runtime)."""
     import os
 
-    from clipsort.model import load_model
-    from clipsort.model_spec import parse_spec
+    from clipsort.model.loading import load_model
+    from clipsort.model.model_spec import parse_spec
 
     os.environ["CLIPSORT_RUNTIME_DIR"] = str(shared_runtime_dir)  # before any test's own environment
     return load_model(parse_spec(f"local-dir:{COLOUR_MODEL}"), "cpu", "fp32")
@@ -119,8 +119,8 @@ def colour_model(shared_runtime_dir: Path):
 @pytest.fixture(scope="session")
 def reference_colour_model():
     """The same model on open_clip and torch in float32: the reference for every other runtime."""
-    from clipsort import torch_model
-    from clipsort.model_spec import parse_spec
+    from clipsort.model import torch_model
+    from clipsort.model.model_spec import parse_spec
 
     return torch_model.load(parse_spec(f"local-dir:{COLOUR_MODEL}"), "cpu", "fp32")
 
@@ -128,8 +128,8 @@ def reference_colour_model():
 @pytest.fixture(scope="session")
 def reference_vit():
     """ViT-B-32 with random weights (seed 0) on open_clip and torch, fp32: a full-size reference."""
-    from clipsort import torch_model
-    from clipsort.model_spec import parse_spec
+    from clipsort.model import torch_model
+    from clipsort.model.model_spec import parse_spec
 
     return torch_model.load(parse_spec("ViT-B-32", "none"), "cpu", "fp32")
 
@@ -137,14 +137,14 @@ def reference_vit():
 @pytest.fixture
 def colour_embedder(colour_model):
     """An Embedder around the loaded colour model, without a cache."""
-    from clipsort.embed import Embedder
+    from clipsort.model.embed import Embedder
 
     return Embedder(colour_model.spec, "cpu", cache=None, loader=lambda spec, device, precision: colour_model)
 
 
 @pytest.fixture(scope="session")
 def rgb_labels():
-    from clipsort.labels import parse_labels
+    from clipsort.labels.label_set import parse_labels
 
     return parse_labels("red\ngreen\nblue\n", "rgb.txt")
 

@@ -17,17 +17,18 @@ import pytest
 from conftest import COLOUR_MODEL, make_colour_photos, make_picture, write_random_model
 from PIL import Image
 
-import clipsort.embed
-from clipsort.cache import EmbeddingCache, file_fingerprint
-from clipsort.cache_lock import CacheLock
-from clipsort.embed import Embedder
+import clipsort.model.embed
+from clipsort.commands.tagging import TagOptions, run_tag
 from clipsort.errors import ExitCode
-from clipsort.events import RunOptions
-from clipsort.labels import parse_labels
-from clipsort.model import load_model
-from clipsort.model_spec import parse_spec
-from clipsort.pipeline import run_index
-from clipsort.tagging import TagOptions, run_tag
+from clipsort.labels.label_set import parse_labels
+from clipsort.model.embed import Embedder
+from clipsort.model.loading import load_model
+from clipsort.model.model_spec import parse_spec
+from clipsort.photos.location import file_fingerprint
+from clipsort.run.events import RunOptions
+from clipsort.run.pipeline import run_index
+from clipsort.store.cache import EmbeddingCache
+from clipsort.store.cache_lock import CacheLock
 
 SMALL = {"min_px": 64, "max_px": 160}
 CLI = [sys.executable, "-m", "clipsort"]
@@ -40,13 +41,13 @@ class Counting:
         self.decoded: list[Path] = []
         self.loads = 0
         self._model = model
-        real = clipsort.embed.load_image
+        real = clipsort.model.embed.load_image
 
         def load_image(path, min_side=None):
             self.decoded.append(Path(path))
             return real(path, min_side)
 
-        monkeypatch.setattr(clipsort.embed, "load_image", load_image)
+        monkeypatch.setattr(clipsort.model.embed, "load_image", load_image)
 
     def loader(self, spec, device, precision):
         self.loads += 1
@@ -322,8 +323,8 @@ def test_a_schema_1_cache_is_migrated_keeping_every_vector_and_shrinks(tmp_path)
     """Schema 1 kept 1 KB vectors in WITHOUT ROWID tables, one overflow page per photo."""
     import sqlite3
 
-    from clipsort.cache import EmbeddingCache, to_blob
-    from clipsort.cache_file import APPLICATION_ID
+    from clipsort.store.cache import EmbeddingCache, to_blob
+    from clipsort.store.cache_file import APPLICATION_ID
 
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(path)
@@ -363,8 +364,9 @@ def test_a_schema_1_cache_is_migrated_keeping_every_vector_and_shrinks(tmp_path)
 def test_a_schema_2_cache_gains_perceptual_hashes_and_keeps_its_vectors(tmp_path):
     import sqlite3
 
-    from clipsort.cache import EmbeddingCache, path_key, to_blob
-    from clipsort.cache_file import APPLICATION_ID
+    from clipsort.photos.location import path_key
+    from clipsort.store.cache import EmbeddingCache, to_blob
+    from clipsort.store.cache_file import APPLICATION_ID
 
     path = tmp_path / "v2.sqlite3"
     with EmbeddingCache(path):
@@ -391,7 +393,8 @@ def test_a_schema_2_cache_gains_perceptual_hashes_and_keeps_its_vectors(tmp_path
 
 
 def test_paths_are_kept_absolute_and_a_folder_scan_takes_its_own_rows_once(tmp_path, monkeypatch):
-    from clipsort.cache import EmbeddingCache, path_key
+    from clipsort.photos.location import path_key
+    from clipsort.store.cache import EmbeddingCache
 
     monkeypatch.chdir(tmp_path)
     vector = np.ones(4, dtype=np.float32)
@@ -408,7 +411,7 @@ def test_paths_are_kept_absolute_and_a_folder_scan_takes_its_own_rows_once(tmp_p
 
 
 def test_many_photos_are_looked_up_at_once_each_by_its_path_size_and_mtime(tmp_path):
-    from clipsort.cache import LOOKUP_CHUNK
+    from clipsort.store.cache import LOOKUP_CHUNK
 
     count = LOOKUP_CHUNK * 2 + 100  # three queries
     with EmbeddingCache(tmp_path / "c.sqlite3") as cache:
@@ -437,7 +440,7 @@ def test_many_photos_are_looked_up_at_once_each_by_its_path_size_and_mtime(tmp_p
 
 
 def test_a_rerun_mixing_cached_and_edited_photos_keeps_each_photo_its_own_vector(tmp_path, counting, rgb_labels):
-    from clipsort.engine_local import LOOKUP_BLOCK
+    from clipsort.run.engine_local import LOOKUP_BLOCK
 
     photos = make_colour_photos(tmp_path / "p", ["red", "green", "blue"], LOOKUP_BLOCK + 60, **SMALL)
     with EmbeddingCache(tmp_path / "c.sqlite3") as cache:

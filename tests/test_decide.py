@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clipsort import decide
+from clipsort.labels import decide
 
 T = (0.5, 0.5, 0.5)
 NO = (False, False, False)

@@ -14,11 +14,11 @@ from conftest import COLOUR_MODEL, save_photo
 from shapes import make_picture
 
 from clipsort.cli import main
-from clipsort.events import SilentEvents
-from clipsort.label_file import load_labels
-from clipsort.labels import parse_labels
-from clipsort.sorting import SortOptions, run_sort
-from clipsort.tagging import TagOptions, run_tag
+from clipsort.commands.sorting import SortOptions, run_sort
+from clipsort.commands.tagging import TagOptions, run_tag
+from clipsort.labels.label_file import load_labels
+from clipsort.labels.label_set import parse_labels
+from clipsort.run.events import SilentEvents
 
 MODEL = ["--model", f"local-dir:{COLOUR_MODEL}"]
 
@@ -170,9 +170,9 @@ SHAPES_MODEL = Path(__file__).resolve().parent / "models" / "tiny-shapes"
 
 @pytest.fixture(scope="module")
 def shapes_embedder():
-    from clipsort.embed import Embedder
-    from clipsort.model import load_model
-    from clipsort.model_spec import parse_spec
+    from clipsort.model.embed import Embedder
+    from clipsort.model.loading import load_model
+    from clipsort.model.model_spec import parse_spec
 
     model = load_model(parse_spec(f"local-dir:{SHAPES_MODEL}"), "cpu", "fp32")
     return Embedder(model.spec, "cpu", cache=None, loader=lambda spec, device, precision: model)

@@ -11,8 +11,8 @@ import pytest
 from conftest import corpus, save_photo
 from PIL import Image
 
-from clipsort.decode import load_image
 from clipsort.errors import DecodeError
+from clipsort.photos.decode import load_image
 
 
 def marker_picture(size=(400, 300)) -> Image.Image:
@@ -67,8 +67,8 @@ def test_reduced_decoding_gives_the_embeddings_of_a_full_decode_on_real_photos()
     """Draft (DCT-scaled) and reduced decodes must not change what the model sees: cosine >= 0.99
     against a full-size decode, for every camera photo of the corpus that is large enough for the
     fast path to apply (short side at least twice the input size), with ViT-B-32's 224 px input."""
-    from clipsort.model import load_model
-    from clipsort.model_spec import parse_spec
+    from clipsort.model.loading import load_model
+    from clipsort.model.model_spec import parse_spec
 
     root = corpus()
     model = load_model(parse_spec("ViT-B-32", "none"), "cpu")  # bf16 where the CPU has it: 2.5x faster

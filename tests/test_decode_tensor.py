@@ -1,4 +1,4 @@
-"""The GPU's JPEG path (clipsort.decode_tensor, clipsort.decode_pool): the same pictures, vectors and
+"""The GPU's JPEG path (clipsort.photos.decode_tensor, clipsort.run.decode_pool): the same pictures, vectors and
 hashes as the CPU decoder, files it cannot take handed back, no photo lost.
 
 torchvision decodes on CPU tensors as it does with nvJPEG on a GPU, so everything but the device
@@ -15,25 +15,25 @@ import pytest
 from conftest import COLOUR_MODEL, CORPUS, make_colour_photos, run_cli, save_photo
 from PIL import Image
 
-from clipsort import dupes
-from clipsort.cache import EmbeddingCache
-from clipsort.decode import _TRANSPOSE, load_image, reduction
-from clipsort.decode_pool import DecodePool
-from clipsort.decode_tensor import orient, read_jpeg
-from clipsort.discover import discover
-from clipsort.embed import Embedder
-from clipsort.engine_local import default_workers
+from clipsort.commands import dupes
 from clipsort.errors import DecodeError
-from clipsort.events import RunOptions
-from clipsort.phash import distance, perceptual_hash
-from clipsort.pipeline import run_index
+from clipsort.model.embed import Embedder
+from clipsort.photos.decode import _TRANSPOSE, load_image, reduction
+from clipsort.photos.decode_tensor import orient, read_jpeg
+from clipsort.photos.discover import discover
+from clipsort.photos.phash import distance, perceptual_hash
+from clipsort.run.decode_pool import DecodePool
+from clipsort.run.engine_local import default_workers
+from clipsort.run.events import RunOptions
+from clipsort.run.pipeline import run_index
+from clipsort.store.cache import EmbeddingCache
 
 torch = pytest.importorskip("torch")
 
 
 def _torch_model(device: str = "cpu"):
-    from clipsort import torch_model
-    from clipsort.model_spec import parse_spec
+    from clipsort.model import torch_model
+    from clipsort.model.model_spec import parse_spec
 
     return torch_model.load(parse_spec(f"local-dir:{COLOUR_MODEL}"), device, "fp32")
 

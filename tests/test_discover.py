@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clipsort.discover import WalkOptions, discover
+from clipsort.photos.discover import WalkOptions, discover
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:
@@ -111,7 +111,7 @@ def test_unreadable_folder_is_reported_and_the_walk_goes_on(tmp_path: Path):
 
 
 def test_the_walk_records_the_size_and_mtime_of_sidecars_it_passes(tmp_path: Path):
-    from clipsort.discover import SideFiles
+    from clipsort.photos.discover import SideFiles
 
     touch(tmp_path / "a.jpg")
     sidecar = touch(tmp_path / "sub" / "b.jpg.xmp", b"<x/>")

@@ -119,7 +119,7 @@ def test_the_keeper_is_the_largest_then_the_oldest(tmp_path: Path, capsys):
 
 def test_photos_indexed_before_hashes_were_kept_get_them_when_needed(tmp_path: Path, capsys):
     from clipsort import settings
-    from clipsort.cache import EmbeddingCache
+    from clipsort.store.cache import EmbeddingCache
 
     rng = random.Random(4)
     picture = make_picture("blue", (800, 600), rng, shape="square")
@@ -141,8 +141,8 @@ def test_dupes_over_nothing_is_a_one_line_error(tmp_path: Path, capsys):
 
 def test_the_perceptual_hash_is_imagehashs():
     imagehash = pytest.importorskip("imagehash")
-    from clipsort.decode import load_image
-    from clipsort.phash import perceptual_hash
+    from clipsort.photos.decode import load_image
+    from clipsort.photos.phash import perceptual_hash
 
     rng = random.Random(9)
     pictures = [make_picture(c, (rng.randint(64, 900), rng.randint(64, 900)), rng) for c in ("red", "blue") * 20]
@@ -156,8 +156,8 @@ def test_the_perceptual_hash_is_imagehashs():
 
 
 def test_candidates_match_the_pairs_a_full_comparison_finds():
-    from clipsort.candidates import hash_pairs, neighbour_pairs
-    from clipsort.phash import distance
+    from clipsort.commands.candidates import hash_pairs, neighbour_pairs
+    from clipsort.photos.phash import distance
 
     rng = np.random.default_rng(5)
     vectors = rng.standard_normal((700, 8)).astype(np.float16)

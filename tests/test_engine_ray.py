@@ -32,7 +32,7 @@ def local_ray(shared_runtime_dir: Path):
 
 def _sidecar_keywords(folder: Path) -> dict[str, dict[str, list[str]]]:
     """Every XMP sidecar under ``folder``, as clipsort's own reader parses its keyword fields."""
-    from clipsort.sidecar import read_keywords
+    from clipsort.writes.sidecar import read_keywords
 
     return {str(s.relative_to(folder)): read_keywords(s) for s in sorted(folder.rglob("*.xmp"))}
 
@@ -104,11 +104,11 @@ def _descends_from(pid: int, ancestor: int) -> bool:
 
 
 def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(tmp_path: Path, capsys, local_ray):
-    from clipsort.cache import EmbeddingCache
-    from clipsort.embed import Embedder
-    from clipsort.events import RunOptions
-    from clipsort.model_spec import parse_spec
-    from clipsort.pipeline import run_index
+    from clipsort.model.embed import Embedder
+    from clipsort.model.model_spec import parse_spec
+    from clipsort.run.events import RunOptions
+    from clipsort.run.pipeline import run_index
+    from clipsort.store.cache import EmbeddingCache
 
     make_colour_photos(tmp_path / "p", ["red", "blue"], 40, min_px=100, max_px=500)
     spec = parse_spec(str(COLOUR_MODEL))
@@ -186,8 +186,8 @@ def s3_server(monkeypatch):
 def test_photos_in_s3_are_indexed_and_tagged_through_urls(tmp_path: Path, capsys, labels_file, local_ray, s3_server):
     import s3fs
 
-    from clipsort.remote import RemotePath
-    from clipsort.sidecar import read_keywords
+    from clipsort.photos.remote import RemotePath
+    from clipsort.writes.sidecar import read_keywords
 
     photos = make_colour_photos(tmp_path / "p", ["red", "green", "blue"], 9, min_px=100, max_px=500)
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server})

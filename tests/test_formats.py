@@ -14,9 +14,9 @@ from conftest import COLOUR_MODEL, STORE, corpus, run_cli
 from PIL import Image
 from shapes import make_picture
 
-from clipsort import formats
-from clipsort.decode import load_image
 from clipsort.errors import DecodeError
+from clipsort.photos import formats
+from clipsort.photos.decode import load_image
 
 MODEL = ["--model", f"local-dir:{COLOUR_MODEL}"]
 

@@ -243,8 +243,8 @@ def test_a_sidecar_declaring_entities_is_left_untouched(tmp_path):
     """Promise: XMP never declares a DOCTYPE or entities; a sidecar that does (how a small file
     expands into gigabytes) is refused before it is parsed, byte for byte as it was."""
     from clipsort.errors import SidecarError
-    from clipsort.labels import parse_labels
-    from clipsort.sidecar import keywords_for, write_xmp
+    from clipsort.labels.label_set import parse_labels
+    from clipsort.writes.sidecar import keywords_for, write_xmp
 
     target = photo(tmp_path / "p.jpg")
     entities = "".join(f'<!ENTITY e{i} "{"&e" + str(i - 1) + ";" * 1 if i else "x"}">' for i in range(3))
@@ -279,8 +279,8 @@ def test_a_hard_linked_sidecar_leaves_its_other_name_as_it_was(tmp_path, labels_
 def test_a_large_sidecar_within_the_limit_is_merged_keeping_every_keyword(tmp_path):
     """Promise: a sidecar of many thousands of keywords is merged, keeping them all (linearly: see
     benchmarks/sidecar_merge.py for the time per megabyte)."""
-    from clipsort.labels import parse_labels
-    from clipsort.sidecar import keywords_for, read_keywords, write_xmp
+    from clipsort.labels.label_set import parse_labels
+    from clipsort.writes.sidecar import keywords_for, read_keywords, write_xmp
 
     target = photo(tmp_path / "p.jpg")
     items = "".join(f"<rdf:li>keyword {i} &amp; more</rdf:li>" for i in range(60_000))

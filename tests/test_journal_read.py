@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from clipsort import journal_read
 from clipsort.errors import UsageError
-from clipsort.journal import Journal, JournalError, JournalRefused, journals_dir, key_path
-from clipsort.journal_read import all_journals, read, resolve
-from clipsort.recovery import recover
+from clipsort.store import journal_read
+from clipsort.store.journal import Journal, JournalError, JournalRefused, journals_dir, key_path
+from clipsort.store.journal_read import all_journals, read, resolve
+from clipsort.writes.recovery import recover
 
 
 def _journal(tmp_path: Path, **details) -> Journal:

@@ -21,12 +21,12 @@ from conftest import COLOUR_MODEL, make_colour_photos
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clipsort import journal as journal_module
 from clipsort.errors import ExitCode, UsageError
-from clipsort.journal import Journal, JournalError, JournalRefused
-from clipsort.journal_read import Appender, claimed, read
-from clipsort.mover import Mover
-from clipsort.recovery import recover, undo
+from clipsort.store import journal as journal_module
+from clipsort.store.journal import Journal, JournalError, JournalRefused
+from clipsort.store.journal_read import Appender, claimed, read
+from clipsort.writes.mover import Mover
+from clipsort.writes.recovery import recover, undo
 
 CLI = [sys.executable, "-m", "clipsort"]
 SMALL = {"min_px": 64, "max_px": 160}
@@ -167,7 +167,7 @@ def test_an_unfinished_hostile_journal_in_the_journals_folder_is_not_replayed_by
     stranger = tmp_path / "stranger"
     env = {**os.environ, "CLIPSORT_DATA_DIR": str(stranger)}
     code = (
-        "import os, sys; from pathlib import Path; from clipsort.journal import Journal\n"
+        "import os, sys; from pathlib import Path; from clipsort.store.journal import Journal\n"
         f"j = Journal.create('sort', [Path('/')], Path('/'), {{}})\n"
         f"j.begin('move', [(Path({str(library / 'x.jpg')!r}), Path({str(outside / 'pictures.jpg')!r}))], [])\n"
         "j.close()\nprint(j.path)\n"
@@ -391,7 +391,7 @@ def _view(
     state="done",
     command="sort",
 ):
-    from clipsort.journal_read import JournalView, Operation
+    from clipsort.store.journal_read import JournalView, Operation
 
     count = len(files)
     identity = [1, 2, 3, 4, 5]
@@ -463,14 +463,14 @@ def _view(
 def test_a_sealed_journal_is_still_refused_when_it_does_not_hold_what_undo_needs(case, view, words):
     """Promise: the seal proves where a journal comes from, not that its content is sane: a journal
     of a clipsort with a bug, or written by hand with the key, is held to its run's folders too."""
-    from clipsort.journal_check import check_journal
+    from clipsort.store.journal_check import check_journal
 
     with pytest.raises(JournalRefused, match=words):
         check_journal(view)
 
 
 def test_the_folders_a_run_made_may_be_the_destination_and_its_missing_parents():
-    from clipsort.journal_check import check_journal
+    from clipsort.store.journal_check import check_journal
 
     pair = [("/lib/a.jpg", "/out/a.jpg"), ("/lib/a.jpg.xmp", "/out/a.jpg.xmp")]
     for action in ("move", "copy", "link"):  # a photo and its sidecar: a unit of two files

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from clipsort import journal as journal_module
-from clipsort.journal import Journal, JournalError, journal_key, journals_dir, key_path
-from clipsort.journal_read import read
+from clipsort.store import journal as journal_module
+from clipsort.store.journal import Journal, JournalError, journal_key, journals_dir, key_path
+from clipsort.store.journal_read import read
 
 CLI = [sys.executable, "-m", "clipsort"]
 
@@ -236,7 +236,9 @@ def test_a_key_is_used_only_by_the_user_it_belongs_to():
         data = base / "data"
         data.mkdir()
         os.chown(data, 65534, 65534)
-        code = "from clipsort.journal import journal_key; print(len(journal_key(create=True)), len(journal_key()))"
+        code = (
+            "from clipsort.store.journal import journal_key; print(len(journal_key(create=True)), len(journal_key()))"
+        )
         own = _as_nobody(code, data)
         assert own.returncode == 0 and own.stdout.split() == ["32", "32"], own.stderr
         os.chown(data / "journal.key", 0, 0)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from clipsort.errors import ExitCode, LabelFileError
-from clipsort.label_file import load_labels
-from clipsort.labels import DEFAULT_TEMPLATES, parse_labels
+from clipsort.labels.label_file import load_labels
+from clipsort.labels.label_set import DEFAULT_TEMPLATES, parse_labels
 
 
 def test_plain_labels_use_the_template_ensemble():

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from clipsort.classifier import threshold_of
 from clipsort.errors import ExitCode, LabelFileError
-from clipsort.label_file import load_labels
-from clipsort.labels import DEFAULT_TEMPLATES
-from clipsort.labels_toml import parse_toml_labels
+from clipsort.labels.label_file import load_labels
+from clipsort.labels.label_set import DEFAULT_TEMPLATES
+from clipsort.labels.labels_toml import parse_toml_labels
+from clipsort.run.classifier import threshold_of
 
 RICH = """\
 templates = ["a photo of a {}.", "a picture of a {label}."]

@@ -12,9 +12,9 @@ from conftest import COLOUR_MODEL, copy_model, write_random_model
 
 from clipsort import settings
 from clipsort.errors import DeviceError, ModelError, ModelUnavailableError, UsageError
-from clipsort.model import load_model
-from clipsort.model_files import list_models
-from clipsort.model_spec import parse_spec
+from clipsort.model.loading import load_model
+from clipsort.model.model_files import list_models
+from clipsort.model.model_spec import parse_spec
 
 
 def test_parse_spec_forms(tmp_path: Path):
@@ -153,8 +153,8 @@ def test_cuda_half_precision_agrees_with_cpu(colour_model):
 
 
 def test_precision_rules(monkeypatch):
-    import clipsort.devices as devices
-    from clipsort.devices import resolve_precision
+    import clipsort.model.devices as devices
+    from clipsort.model.devices import resolve_precision
 
     assert resolve_precision("auto", "cuda") == "fp16" and resolve_precision("auto", "mps") == "fp16"
     assert resolve_precision("auto", "cpu") == "int8"  # the fast runtime, installed by default
@@ -171,8 +171,8 @@ def test_precision_rules(monkeypatch):
 def test_bf16_agrees_with_fp32_on_the_top_label(tmp_path: Path, colour_model):
     from conftest import make_colour_photos
 
-    from clipsort import score
-    from clipsort.decode import load_image
+    from clipsort.labels import score
+    from clipsort.photos.decode import load_image
 
     bf16 = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "bf16")
     assert bf16.precision == "bf16"
@@ -192,7 +192,7 @@ def test_uint8_preprocessing_matches_open_clips_transform(tmp_path: Path, refere
     import torch
     from conftest import make_colour_photos
 
-    from clipsort.decode import load_image
+    from clipsort.photos.decode import load_image
 
     photos = make_colour_photos(tmp_path, ["red", "blue"], 4, min_px=64, max_px=400)
     pictures = [load_image(p, 48) for p in photos]
@@ -206,7 +206,7 @@ def test_uint8_preprocessing_matches_open_clips_transform(tmp_path: Path, refere
 def test_threads_are_applied_and_default_to_the_usable_cpus():
     import torch
 
-    from clipsort import torch_model
+    from clipsort.model import torch_model
 
     before = torch.get_num_threads()
     try:
@@ -235,7 +235,7 @@ def test_default_threads_respect_cpu_affinity():
         pytest.skip("no CPU affinity on this system")
     script = (
         "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
-        "from clipsort.torch_model import default_threads; print(default_threads())"
+        "from clipsort.model.torch_model import default_threads; print(default_threads())"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "1"
@@ -247,7 +247,7 @@ def test_openmp_threads_wait_passively_unless_the_user_chose():
     import subprocess
     import sys
 
-    script = "import clipsort.devices, torch, os; print(os.environ['OMP_WAIT_POLICY'])"
+    script = "import clipsort.model.devices, torch, os; print(os.environ['OMP_WAIT_POLICY'])"
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "PASSIVE"
@@ -261,7 +261,8 @@ def test_image_size_hint_reads_configs_without_importing_torch(tmp_path: Path):
     import sys
 
     script = (
-        "import sys\nfrom clipsort.model_files import image_size_hint\nfrom clipsort.model_spec import parse_spec\n"
+        "import sys\nfrom clipsort.model.model_files import image_size_hint\n"
+        "from clipsort.model.model_spec import parse_spec\n"
         f"print(image_size_hint(parse_spec('ViT-B-32', 'none')), image_size_hint(parse_spec('ViT-L-14-336', 'openai')),"
         f" image_size_hint(parse_spec({str(COLOUR_MODEL)!r})), image_size_hint(parse_spec('hf-hub:nobody/nothing')),"
         f" image_size_hint(parse_spec({str(tmp_path)!r})), 'torch' in sys.modules, 'open_clip' in sys.modules)"
@@ -275,7 +276,7 @@ def test_loading_weights_skips_random_init_without_changing_the_model(monkeypatc
 
     import torch
 
-    from clipsort import torch_model
+    from clipsort.model import torch_model
 
     before = {name: getattr(torch.nn.init, name) for name in dir(torch.nn.init)}
     fast = torch_model.load(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32")
@@ -295,7 +296,7 @@ def test_loading_weights_skips_random_init_without_changing_the_model(monkeypatc
 def _as_if_cuda_were_here(monkeypatch) -> None:  # noqa: ANN001
     """An NVIDIA device node and a CUDA build of torch, as a GPU machine has them (torch itself is
     not told: on this machine it finds no usable CUDA, as on a GPU box with a broken driver)."""
-    import clipsort.devices as devices
+    import clipsort.model.devices as devices
 
     monkeypatch.setattr(devices, "_nvidia_device_nodes", lambda: True)
     monkeypatch.setattr(devices, "torch_built_for_cuda", lambda: True)
@@ -306,7 +307,7 @@ def _as_if_cuda_were_here(monkeypatch) -> None:  # noqa: ANN001
 def test_cuda_is_taken_for_granted_only_where_it_is_all_but_certain(monkeypatch):
     import torch
 
-    import clipsort.devices as devices
+    import clipsort.model.devices as devices
 
     assert devices.torch_built_for_cuda() == (torch.version.cuda is not None)  # read without importing torch
     assert devices.likely_device("cpu") == "cpu"
@@ -332,9 +333,9 @@ def test_a_run_where_cuda_seems_present_starts_without_torch(tmp_path: Path):
     import sys
 
     script = (
-        "import sys\nimport clipsort.devices as d\n"
+        "import sys\nimport clipsort.model.devices as d\n"
         "d._nvidia_device_nodes = lambda: True\nd.torch_built_for_cuda = lambda: True\n"
-        "from clipsort.embed import Embedder\nfrom clipsort.model_spec import parse_spec\n"
+        "from clipsort.model.embed import Embedder\nfrom clipsort.model.model_spec import parse_spec\n"
         f"e = Embedder(parse_spec({str(COLOUR_MODEL)!r}), 'auto', None)\n"
         "print(e.device, e.precision, 'torch' in sys.modules)\n"
     )
@@ -349,9 +350,9 @@ def test_when_torch_cannot_use_the_gpu_it_seemed_to_have_auto_runs_on_the_cpu_an
     import torch
     from conftest import make_colour_photos
 
-    from clipsort.cache import EmbeddingCache
-    from clipsort.embed import Embedder
-    from clipsort.pipeline import run_index
+    from clipsort.model.embed import Embedder
+    from clipsort.run.pipeline import run_index
+    from clipsort.store.cache import EmbeddingCache
 
     if torch.cuda.is_available():
         pytest.skip("torch can use this machine's GPU: the guess is right here")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from clipsort.errors import MoveError
-from clipsort.mover import Mover, companions_of
+from clipsort.writes.mover import Mover, companions_of
 
 
 def put(path: Path, data: bytes = b"photo") -> Path:
@@ -249,8 +249,8 @@ def test_a_numbered_name_too_long_for_the_destination_is_quoted_in_the_error(tmp
 
 
 def test_a_duplicate_that_cannot_be_removed_fails_alone_and_is_journaled(tmp_path: Path, monkeypatch):
-    from clipsort.journal import Journal
-    from clipsort.journal_read import read
+    from clipsort.store.journal import Journal
+    from clipsort.store.journal_read import read
 
     put(tmp_path / "out/p.jpg", b"same")
     photo = put(tmp_path / "in/p.jpg", b"same")

@@ -16,8 +16,8 @@ from conftest import COLOUR_MODEL, corpus, run_cli
 from PIL import Image
 from shapes import make_picture
 
-from clipsort.exif import parse_exif_date, read_facts
-from clipsort.pattern import parse_pattern
+from clipsort.photos.exif import parse_exif_date, read_facts
+from clipsort.writes.pattern import parse_pattern
 
 MODEL = ["--model", f"local-dir:{COLOUR_MODEL}"]
 

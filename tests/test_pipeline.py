@@ -11,15 +11,15 @@ from conftest import corpus, make_colour_photos, save_photo
 from PIL import Image
 from shapes import make_picture
 
-from clipsort.discover import ImageRef
+from clipsort.commands.sorting import SortOptions, run_sort
+from clipsort.commands.tagging import TagOptions, run_tag
 from clipsort.errors import ExitCode, UsageError
-from clipsort.events import RunOptions, SilentEvents
-from clipsort.labels import DEFAULT_TEMPLATES, parse_labels
-from clipsort.pipeline import embedded_photos
-from clipsort.report import Report
-from clipsort.sidecar import json_path, xmp_path
-from clipsort.sorting import SortOptions, run_sort
-from clipsort.tagging import TagOptions, run_tag
+from clipsort.labels.label_set import DEFAULT_TEMPLATES, parse_labels
+from clipsort.photos.discover import ImageRef
+from clipsort.run.events import RunOptions, SilentEvents
+from clipsort.run.pipeline import embedded_photos
+from clipsort.run.report import Report
+from clipsort.writes.sidecar import json_path, xmp_path
 
 SMALL = {"min_px": 200, "max_px": 700}
 
@@ -230,8 +230,8 @@ def test_batch_size_defaults_to_the_models_choice_for_its_device(
 
 
 def _vectors(embedder, folder: Path, batch_size: int | None = 4) -> dict[Path, list[float]]:
-    from clipsort.pipeline import embedded_photos, find_photos
-    from clipsort.report import Report
+    from clipsort.run.pipeline import embedded_photos, find_photos
+    from clipsort.run.report import Report
 
     class Quiet:
         def __getattr__(self, name):  # noqa: ANN001, ANN204 - every event is ignored
@@ -247,7 +247,7 @@ def _count_decodes(monkeypatch):  # noqa: ANN001, ANN202
     """A semaphore released once for every photo decoded from now on."""
     import threading
 
-    import clipsort.embed as embed_module
+    import clipsort.model.embed as embed_module
 
     decoded = threading.Semaphore(0)
     load_image = embed_module.load_image
@@ -264,8 +264,8 @@ def _count_decodes(monkeypatch):  # noqa: ANN001, ANN202
 @pytest.mark.parametrize("hint", ["right", "too small"])
 def test_photos_are_decoded_while_the_model_loads(tmp_path: Path, colour_model, monkeypatch, hint):
     """The model loads in its own thread; photos decoded meanwhile end up with the very same vectors."""
-    import clipsort.model_files as model_files
-    from clipsort.embed import Embedder
+    import clipsort.model.model_files as model_files
+    from clipsort.model.embed import Embedder
 
     make_colour_photos(tmp_path / "p", ["red", "blue"], 12, min_px=40, max_px=300)
     reference = _vectors(Embedder(colour_model.spec, "cpu", None, loader=lambda *a: colour_model), tmp_path / "p")
@@ -289,7 +289,7 @@ def test_beside_a_gpu_the_decoders_work_on_through_a_long_model_load(tmp_path: P
     """On a GPU the model takes seconds to load (torch, CUDA, open_clip) and only then says its
     batch size; meanwhile the decoders must go on in the GPU's batches, not stop after a CPU's
     few (they stopped at 192 photos: six batches of the CPU's 32)."""
-    from clipsort.embed import Embedder
+    from clipsort.model.embed import Embedder
 
     make_colour_photos(tmp_path / "p", ["red", "blue"], 600, min_px=16, max_px=24)
     decoded = _count_decodes(monkeypatch)
@@ -310,9 +310,9 @@ def test_a_model_that_fails_to_load_in_the_background_stops_the_run(tmp_path: Pa
 
     from conftest import COLOUR_MODEL
 
-    from clipsort.embed import Embedder
     from clipsort.errors import ModelError
-    from clipsort.model_spec import parse_spec
+    from clipsort.model.embed import Embedder
+    from clipsort.model.model_spec import parse_spec
 
     folder = tmp_path / "model"
     folder.mkdir()
@@ -352,9 +352,9 @@ def test_a_run_that_ends_before_its_model_has_loaded_leaves_its_closed_cache_alo
     write to it then (it did, once, and crashed the process)."""
     import threading
 
-    from clipsort.cache import EmbeddingCache
-    from clipsort.embed import Embedder
-    from clipsort.pipeline import run_index
+    from clipsort.model.embed import Embedder
+    from clipsort.run.pipeline import run_index
+    from clipsort.store.cache import EmbeddingCache
 
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")

@@ -126,7 +126,7 @@ def test_a_cached_model_loads_with_the_hub_offline(tmp_path, monkeypatch):
     """Promise: once a model is in the cache, open_clip and huggingface_hub are not asked to check it."""
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     code = (
-        "import os, sys; from clipsort import torch_model; from clipsort.model_spec import parse_spec; "
+        "import os, sys; from clipsort.model import torch_model; from clipsort.model.model_spec import parse_spec; "
         f"torch_model.load(parse_spec('local-dir:{COLOUR_MODEL}'), 'cpu', 'fp32'); "
         "import huggingface_hub.constants as c; print(os.environ.get('HF_HUB_OFFLINE'), c.HF_HUB_OFFLINE)"
     )

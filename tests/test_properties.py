@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from clipsort.decode import load_image
 from clipsort.errors import DecodeError, MoveError
-from clipsort.journal import Journal
-from clipsort.journal_read import read
-from clipsort.mover import Mover
-from clipsort.recovery import undo_operations
+from clipsort.photos.decode import load_image
+from clipsort.store.journal import Journal
+from clipsort.store.journal_read import read
+from clipsort.writes.mover import Mover
+from clipsort.writes.recovery import undo_operations
 
 FORMATS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
 
@@ -186,8 +186,8 @@ def test_any_label_file_loads_sound_labels_or_is_refused_in_one_line(tmp_path_fa
     import math
 
     from clipsort.errors import LabelFileError
-    from clipsort.label_file import load_labels
-    from clipsort.names import control_characters
+    from clipsort.labels.label_file import load_labels
+    from clipsort.labels.names import control_characters
 
     text = "".join(pieces)
     if form == "toml":
@@ -238,8 +238,8 @@ def test_any_existing_sidecar_is_merged_keeping_its_keywords_or_left_untouched(
     from xml.sax.saxutils import escape
 
     from clipsort.errors import SidecarError
-    from clipsort.labels import parse_labels
-    from clipsort.sidecar import keywords_for, read_keywords, write_xmp
+    from clipsort.labels.label_set import parse_labels
+    from clipsort.writes.sidecar import keywords_for, read_keywords, write_xmp
 
     items = "".join(f"<rdf:li>{escape(k)}</rdf:li>" for k in keywords)
     text = {

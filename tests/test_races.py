@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from conftest import COLOUR_MODEL, make_colour_photos
 
-from clipsort import placing
 from clipsort.errors import ExitCode, MoveError
-from clipsort.journal import Journal
-from clipsort.journal_read import read
-from clipsort.mover import Mover
-from clipsort.recovery import recover, undo
+from clipsort.store.journal import Journal
+from clipsort.store.journal_read import read
+from clipsort.writes import placing
+from clipsort.writes.mover import Mover
+from clipsort.writes.recovery import recover, undo
 
 CLI = [sys.executable, "-m", "clipsort"]
 
@@ -162,7 +162,7 @@ def test_recovery_leaves_the_journal_of_a_run_that_is_still_going_alone(tmp_path
     journal.begin("move", [(photo, target), (tmp_path / "in/p.jpg.xmp", tmp_path / "out/p.jpg.xmp")], [])
     target.parent.mkdir()
     os.rename(photo, target)  # the live run is between its photo and its sidecar
-    code = "from clipsort.recovery import recover; import sys; print(recover(print))"
+    code = "from clipsort.writes.recovery import recover; import sys; print(recover(print))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert other.stdout.strip() == "0"
     assert target.read_bytes() == b"photo" and (tmp_path / "in/p.jpg.xmp").exists()
@@ -311,8 +311,8 @@ def test_a_copy_across_file_systems_is_on_disk_before_its_source_is_removed(tmp_
 
 def test_a_sidecar_is_on_disk_before_it_gets_its_name(tmp_path, monkeypatch):
     """A power cut never leaves an empty or half-written sidecar under the sidecar's name."""
-    from clipsort.labels import parse_labels
-    from clipsort.sidecar import keywords_for, write_xmp
+    from clipsort.labels.label_set import parse_labels
+    from clipsort.writes.sidecar import keywords_for, write_xmp
 
     events: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace

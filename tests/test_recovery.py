@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from clipsort import recovery
-from clipsort.journal import Journal
-from clipsort.journal_read import Appender, claimed, read
-from clipsort.mover import Mover
-from clipsort.recovery import recover, undo
+from clipsort.store.journal import Journal
+from clipsort.store.journal_read import Appender, claimed, read
+from clipsort.writes import recovery
+from clipsort.writes.mover import Mover
+from clipsort.writes.recovery import recover, undo
 
 
 def put(path: Path, data: bytes) -> Path:
@@ -258,7 +258,7 @@ def test_recovery_settles_a_killed_run_even_behind_a_live_one(tmp_path):
     live.begin("move", [(tmp_path / "in/x.jpg", tmp_path / "out/x.jpg")], [])
     files = _unit(tmp_path)
     killed = _killed(tmp_path, "move", files, 1, os.rename)
-    code = "from clipsort.recovery import recover; print(recover(print))"
+    code = "from clipsort.writes.recovery import recover; print(recover(print))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert other.stdout.strip().splitlines()[-1] == "1"
     assert read(killed).ended and not read(live.path).ended

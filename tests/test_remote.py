@@ -1,4 +1,4 @@
-"""URLs as PATHs (clipsort.remote): named like paths, keyed by URL in the cache, refused where they
+"""URLs as PATHs (clipsort.photos.remote): named like paths, keyed by URL in the cache, refused where they
 cannot work yet. The Ray engine's reading and writing of them is in test_engine_ray.py."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from pathlib import Path, PurePosixPath
 
 from conftest import COLOUR_MODEL, run_cli
 
-from clipsort.cache import path_key
-from clipsort.remote import RemotePath, location
-from clipsort.sidecar import json_path, xmp_path
+from clipsort.photos.location import location, path_key
+from clipsort.photos.remote import RemotePath
+from clipsort.writes.sidecar import json_path, xmp_path
 
 
 def test_a_url_has_the_parts_of_a_path_the_pipeline_uses():

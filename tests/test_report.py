@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from clipsort.console import summary_line
-from clipsort.decide import Judgement
 from clipsort.errors import ExitCode, FileFailure
-from clipsort.report import PhotoResult, Report
+from clipsort.labels.decide import Judgement
+from clipsort.run.report import PhotoResult, Report
 
 
 def test_a_photo_json_object_has_the_documented_fields_and_only_those_that_apply():

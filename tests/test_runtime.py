@@ -19,11 +19,13 @@ from conftest import COLOUR_MODEL, make_colour_photos
 from shapes import COLOURS as SHAPE_COLOURS
 from shapes import SHAPES, make_picture
 
-from clipsort import artifact, export, score, settings
-from clipsort.devices import resolve_precision
+from clipsort import settings
 from clipsort.errors import ModelError, UsageError
-from clipsort.model import load_model
-from clipsort.model_spec import parse_spec
+from clipsort.labels import score
+from clipsort.model import artifact, export
+from clipsort.model.devices import resolve_precision
+from clipsort.model.loading import load_model
+from clipsort.model.model_spec import parse_spec
 
 SHAPES_MODEL = COLOUR_MODEL.parent / "tiny-shapes"
 COLOURS = ("red", "green", "blue", "yellow", "purple")
@@ -40,7 +42,7 @@ def agreement(reference, other, pictures, prompts) -> float:  # noqa: ANN001
 
 @pytest.mark.parametrize("precision", ["fp32", "int8", "bf16"])
 def test_the_fast_runtime_keeps_open_clips_top_label_on_colours(tmp_path: Path, reference_colour_model, precision):
-    from clipsort.decode import load_image
+    from clipsort.photos.decode import load_image
 
     fast = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", precision)
     runtime = "torch (TorchScript)" if precision == "bf16" else "onnxruntime"
@@ -59,7 +61,7 @@ def test_the_fast_runtime_keeps_open_clips_top_label_on_colours(tmp_path: Path, 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8", "bf16"])
 def test_the_fast_runtime_keeps_open_clips_top_label_on_shapes(precision):
-    from clipsort import torch_model
+    from clipsort.model import torch_model
 
     spec = parse_spec(str(SHAPES_MODEL))
     reference = torch_model.load(spec, "cpu", "fp32")
@@ -89,8 +91,8 @@ def test_prompts_that_begin_alike_share_their_beginning_and_keep_open_clips_vect
     """A label file's prompts (every template, labels of one and two words, some beginning alike)
     get open_clip's vectors when their shared beginnings are computed once, as when each prompt is
     computed whole; and sharing really happens (fewer positions are computed)."""
-    from clipsort.labels import DEFAULT_TEMPLATES
-    from clipsort.text_tower import end_positions, shared_prefixes
+    from clipsort.labels.label_set import DEFAULT_TEMPLATES
+    from clipsort.model.text_tower import end_positions, shared_prefixes
 
     labels = ["red", "green", "blue", "red circle", "red square", "dark blue", "yellow", "a b c d e f g h"]
     texts = [t.format(label) for label in labels for t in DEFAULT_TEMPLATES]
@@ -110,7 +112,7 @@ def test_prompts_that_begin_alike_share_their_beginning_and_keep_open_clips_vect
 def test_the_tokenizer_gives_open_clips_tokens():
     from open_clip.tokenizer import SimpleTokenizer, default_bpe
 
-    from clipsort.tokenizer import SAMPLES, ClipTokenizer
+    from clipsort.model.tokenizer import SAMPLES, ClipTokenizer
 
     rng = random.Random(3)
     alphabet = "abcdefghijklmnopqrstuvwxyzABCZ éüßñ東京🐕 .,!?'-&;<>0123456789\t\n"
@@ -130,7 +132,7 @@ def test_pillow_preprocessing_is_open_clips(size, mode):
     from open_clip.transform import image_transform
     from PIL import Image
 
-    from clipsort.runtime import Preprocess
+    from clipsort.model.runtime import Preprocess
 
     config = {"size": 224, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.3, 0.4], "resize_mode": mode}
     theirs = image_transform(224, is_train=False, mean=config["mean"], std=config["std"], resize_mode=mode)
@@ -198,8 +200,8 @@ def test_a_tower_onnx_runtime_cannot_open_is_rebuilt(tmp_path: Path, monkeypatch
 
 
 def test_an_artifact_of_other_library_versions_is_not_used(tmp_path: Path, monkeypatch):
-    from clipsort.model import RUNTIME_IDENTITY
-    from clipsort.model_files import model_identity
+    from clipsort.model.loading import RUNTIME_IDENTITY
+    from clipsort.model.model_files import model_identity
 
     monkeypatch.setenv("CLIPSORT_RUNTIME_DIR", str(tmp_path / "runtime"))
     identity = model_identity(parse_spec(str(COLOUR_MODEL)), RUNTIME_IDENTITY)
@@ -219,7 +221,7 @@ def test_a_fast_run_imports_no_torch_and_a_relabel_no_image_tower(tmp_path: Path
     load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8")  # the artifact exists (shared_runtime_dir)
     (tmp_path / "labels.txt").write_text("red\nblue\n")
     script = (
-        "import sys\nfrom clipsort.cli import main\nimport clipsort.runtime as r\n"
+        "import sys\nfrom clipsort.cli import main\nimport clipsort.model.runtime as r\n"
         "opened = []\nold = r.open_session\n"
         "r.open_session = lambda path, threads: (opened.append(path.name), old(path, threads))[1]\n"
         "old_ts = r.torchscript_tower\n"
@@ -244,7 +246,7 @@ def test_a_fast_run_imports_no_torch_and_a_relabel_no_image_tower(tmp_path: Path
 
 
 def test_without_onnx_runtime_auto_runs_on_torch_and_int8_says_what_to_install(monkeypatch):
-    import clipsort.devices as devices
+    import clipsort.model.devices as devices
 
     monkeypatch.setattr(devices, "fast_runtime_available", lambda: False)
     assert resolve_precision("auto", "cpu") in ("bf16", "fp32")
@@ -267,10 +269,10 @@ def test_int8_is_for_cpus():
 def test_int8_vectors_are_cached_apart_and_auto_keeps_a_float_cache(tmp_path: Path, colour_model):
     """A cache filled in fp32 must not serve an int8 run (their vectors differ), nor the other way
     round; ``auto`` on a cache that holds only float vectors goes on in fp32 instead of starting over."""
-    from clipsort.cache import EmbeddingCache
-    from clipsort.embed import Embedder
-    from clipsort.events import RunOptions
-    from clipsort.pipeline import run_index
+    from clipsort.model.embed import Embedder
+    from clipsort.run.events import RunOptions
+    from clipsort.run.pipeline import run_index
+    from clipsort.store.cache import EmbeddingCache
 
     make_colour_photos(tmp_path / "p", ["red", "blue"], 6, min_px=64, max_px=200)
     spec = parse_spec(str(COLOUR_MODEL))
@@ -301,7 +303,7 @@ def test_open_clip_is_imported_without_transformers_when_the_model_needs_none(tm
     marker = tmp_path / "imported"
     (fake / "__init__.py").write_text(f"open({str(marker)!r}, 'a').write('x')\n__version__ = '4.99.0'\n")
     script = (
-        "import os, sys\nfrom clipsort import torch_model\nfrom clipsort.model_spec import parse_spec\n"
+        "import os, sys\nfrom clipsort.model import torch_model\nfrom clipsort.model.model_spec import parse_spec\n"
         f"m = torch_model.load(parse_spec({str(COLOUR_MODEL)!r}), 'cpu', 'fp32')\n"
         "print(m.encode_texts(['a photo of a red.']).shape)\n"
         f"print('AFTER-LOAD', os.path.exists({str(marker)!r}), 'transformers' in sys.modules)\n"
@@ -322,8 +324,8 @@ def test_int8_keeps_a_full_size_models_vectors_on_the_corpus_photos(reference_vi
     open_clip's fp32."""
     from conftest import corpus
 
-    from clipsort.decode import load_image
     from clipsort.errors import DecodeError
+    from clipsort.photos.decode import load_image
 
     photos = sorted(p for p in corpus("jpg").rglob("*.jpg"))[:40]
     fast = load_model(reference_vit.spec, "cpu", "int8")

@@ -19,14 +19,14 @@ import pytest
 from conftest import COLOUR_MODEL, make_colour_photos
 from PIL import Image
 
-from clipsort import journal_read
+from clipsort.commands.sorting import SortOptions, run_sort
 from clipsort.errors import ExitCode
-from clipsort.events import RunOptions
-from clipsort.journal import Journal
-from clipsort.journal_read import Appender, claimed, read
-from clipsort.mover import Mover
-from clipsort.recovery import recover, undo
-from clipsort.sorting import SortOptions, run_sort
+from clipsort.run.events import RunOptions
+from clipsort.store import journal_read
+from clipsort.store.journal import Journal
+from clipsort.store.journal_read import Appender, claimed, read
+from clipsort.writes.mover import Mover
+from clipsort.writes.recovery import recover, undo
 
 SMALL = {"min_px": 64, "max_px": 200}
 CLI = [sys.executable, "-m", "clipsort"]

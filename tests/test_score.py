@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clipsort import score
+from clipsort.labels import score
 
 
 def test_label_embedding_is_the_normalised_mean_of_normalised_prompts():

@@ -148,9 +148,9 @@ def test_like_with_only_a_folder_takes_the_folder_as_the_path(mixed: Path, capsy
 
 
 def test_weights_and_minus_follow_the_documented_arithmetic(colour_embedder):
-    from clipsort.labels import query_prompts
-    from clipsort.score import label_embedding, normalise
-    from clipsort.search import parse_query, query_vector, weighted
+    from clipsort.commands.search import parse_query, query_vector, weighted
+    from clipsort.labels.label_set import query_prompts
+    from clipsort.labels.score import label_embedding, normalise
 
     assert weighted("beach:2", "q") == ("beach", 2.0)
     assert weighted("ratio 16:9", "q") == ("ratio 16", 9.0)
@@ -168,8 +168,8 @@ def test_weights_and_minus_follow_the_documented_arithmetic(colour_embedder):
 
 
 def test_ranking_keeps_the_best_over_chunks_of_any_size():
-    from clipsort.library import Photos
-    from clipsort.search import rank
+    from clipsort.commands.library import Photos
+    from clipsort.commands.search import rank
 
     rng = np.random.default_rng(4)
     vectors = rng.standard_normal((5000, 16)).astype(np.float16)

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from clipsort import sidecar as sidecar_module
 from clipsort.errors import SidecarError
-from clipsort.labels import parse_labels
-from clipsort.sidecar import (
+from clipsort.labels.label_set import parse_labels
+from clipsort.photos import location as location_module
+from clipsort.writes import sidecar as sidecar_module
+from clipsort.writes.sidecar import (
     Keywords,
     holds_clipsort_keywords,
     keywords_for,
@@ -369,7 +370,7 @@ def test_a_sidecar_in_an_object_store_is_merged_not_clobbered():
     """Sidecars beside photos in a bucket (the Ray engine's URLs; fsspec's in-memory store here)
     are merged like local ones: the user's keywords stay."""
     pytest.importorskip("fsspec")
-    from clipsort.remote import RemotePath
+    from clipsort.photos.remote import RemotePath
 
     photo = RemotePath("memory://clipsort-test-bucket/library/p.jpg")
     sidecar = xmp_path(photo)
@@ -418,7 +419,7 @@ def test_a_sidecar_write_that_fails_says_why_and_leaves_the_old_sidecar_and_no_t
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as faults:
-        faults.setattr(sidecar_module.os, "fsync", disk_full)
+        faults.setattr(os, "fsync", disk_full)
         with pytest.raises(SidecarError) as failed:
             write_xmp(photo, kw("red"), "clipsort", "m")
     assert failed.value.reason == "cannot write sidecar: No space left on device"
@@ -435,7 +436,7 @@ def test_a_temp_file_removed_by_someone_else_before_the_rename_is_still_one_clea
         return real_replace(source, target)
 
     with monkeypatch.context() as faults:
-        faults.setattr(sidecar_module.os, "replace", replace_after_cleanup)
+        faults.setattr(os, "replace", replace_after_cleanup)
         with pytest.raises(SidecarError, match="cannot write sidecar: No such file or directory"):
             write_xmp(photo, kw("red"), "clipsort", "m")
     assert list(tmp_path.iterdir()) == []
@@ -530,7 +531,7 @@ def test_reading_keywords_of_a_sidecar_nested_too_deeply_is_one_clear_error(tmp_
 
 def test_a_sidecar_in_an_object_store_that_cannot_be_read_is_named_not_replaced(monkeypatch):
     pytest.importorskip("fsspec")
-    from clipsort.remote import RemotePath
+    from clipsort.photos.remote import RemotePath
 
     photo = RemotePath("memory://clipsort-test-bucket/forbidden/p.jpg")
     xmp_path(photo).write_bytes(DARKTABLE.encode("utf-8"))
@@ -589,7 +590,7 @@ def test_a_sidecar_swapped_for_a_link_after_it_was_checked_is_not_read_through_i
     photo = tmp_path / "lib" / "p.jpg"
     photo.parent.mkdir()
     xmp_path(photo).symlink_to(outside)
-    monkeypatch.setattr(sidecar_module, "regular_or_absent", lambda path, follow=False: os.stat(path))
+    monkeypatch.setattr(location_module, "regular_or_absent", lambda path, follow=False: os.stat(path))
     with pytest.raises(SidecarError, match="is a symbolic link"):
         sidecar_module.read_existing(xmp_path(photo))
 
@@ -601,7 +602,7 @@ def test_a_sidecar_that_cannot_be_read_says_why_in_words(tmp_path: Path, monkeyp
     def bad_disk(*args, **kwargs):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(sidecar_module, "read_regular", bad_disk)
+    monkeypatch.setattr(location_module, "read_regular", bad_disk)
     with pytest.raises(SidecarError) as failed:
         write_xmp(photo, kw("red"), "clipsort", "m")
     assert failed.value.reason == "cannot read existing sidecar: Input/output error"
@@ -615,7 +616,7 @@ def test_a_sidecar_whose_folder_is_gone_is_one_clear_error(tmp_path: Path):
 
 def test_a_sidecar_in_an_object_store_that_refuses_the_write_is_named(monkeypatch):
     pytest.importorskip("fsspec")
-    from clipsort.remote import RemotePath
+    from clipsort.photos.remote import RemotePath
 
     def forbidden(self, data):
         raise PermissionError(13, "Forbidden")

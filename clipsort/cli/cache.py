@@ -20,8 +20,8 @@ def cache_info(cache: CacheOpt = None) -> None:
       clipsort cache info
     """
     from clipsort import settings
-    from clipsort.cache import EmbeddingCache
     from clipsort.console import human_size
+    from clipsort.store.cache import EmbeddingCache
 
     path = settings.cache_file(cache)
     typer.echo(f"cache   {path}")
@@ -45,8 +45,8 @@ def cache_prune(cache: CacheOpt = None, no_wait: NoWaitOpt = False) -> None:
       clipsort cache prune
     """
     from clipsort import settings
-    from clipsort.cache import EmbeddingCache
-    from clipsort.cache_lock import CacheLock
+    from clipsort.store.cache import EmbeddingCache
+    from clipsort.store.cache_lock import CacheLock
 
     path = settings.cache_file(cache)
     warn = lambda m: typer.echo(f"warning: {m}", err=True)  # noqa: E731
@@ -72,8 +72,8 @@ def cache_clear(
       clipsort cache clear --model ViT-L-14
     """
     from clipsort import settings
-    from clipsort.cache import EmbeddingCache
-    from clipsort.cache_lock import CacheLock
+    from clipsort.store.cache import EmbeddingCache
+    from clipsort.store.cache_lock import CacheLock
 
     path = settings.cache_file(cache)
     warn = lambda m: typer.echo(f"warning: {m}", err=True)  # noqa: E731

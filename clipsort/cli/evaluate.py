@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +11,10 @@ from clipsort.cli.app import app
 from clipsort.cli.options import ClipsortCommand, LabelsOpt, RunSettings, ThresholdOpt, run_options
 from clipsort.cli.runner import run_command
 from clipsort.cli.sort import MarginOpt
+
+if TYPE_CHECKING:
+    from clipsort.console import Ui
+    from clipsort.labels.evaluate import Evaluation
 
 
 @app.command("eval", cls=ClipsortCommand)
@@ -52,18 +56,63 @@ def evaluate(
 
       clipsort eval ~/Checked -l mine.labels.json --json
     """
-    from clipsort.labelled import EvalOptions, run_eval
-    from clipsort.labelled import save_thresholds as save
+    from clipsort.commands.labelled import EvalOptions, run_eval
+    from clipsort.commands.labelled import save_thresholds as save
 
     options = EvalOptions(threshold=threshold, margin=margin, target_precision=target_precision)
 
     def work(label_set, embedder, run, ui):  # noqa: ANN001, ANN202
         report, evaluation = run_eval(labelled, label_set, embedder, options, run, ui)
         ui.stop()
-        ui.evaluation(evaluation)
+        show_evaluation(ui, evaluation)
         if save_thresholds is not None:
             count = save(label_set, evaluation, save_thresholds)
             ui.info(f"wrote {save_thresholds} with {count} suggested thresholds")
         return report
 
     run_command("eval", common, [labelled], labels, work)
+
+
+def show_evaluation(ui: Ui, evaluation: Evaluation) -> None:
+    """``eval``'s figures on stdout: one JSON object with ``--json``, else tables."""
+    from rich.table import Table
+
+    from clipsort.console import json_text, percent
+    from clipsort.labels.evaluate import NONE
+
+    if ui.json_lines:
+        record = {
+            "accuracy": evaluation.accuracy,
+            "photos": evaluation.photos,
+            "target_precision": evaluation.target_precision,
+            "labels": {
+                f.name: {
+                    "photos": f.photos,
+                    "precision": f.precision,
+                    "recall": f.recall,
+                    "threshold": f.threshold,
+                    "suggested_threshold": f.suggested,
+                }
+                for f in evaluation.labels
+            },
+            "confusion": evaluation.confusion,
+        }
+        ui.out(json_text(record) + "\n")
+        return
+    right = round(evaluation.accuracy * evaluation.photos)
+    ui.out(f"accuracy {evaluation.accuracy:.1%} ({right} of {evaluation.photos} photos)\n")
+    table = Table(title="per label", title_justify="left")
+    for column in ("label", "photos", "precision", "recall", "threshold", f"for {evaluation.target_precision:g}"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    for f in evaluation.labels:
+        suggested = f"{f.suggested:.3f}" if f.suggested is not None else "-"
+        table.add_row(f.name, str(f.photos), percent(f.precision), percent(f.recall), f"{f.threshold:.3f}", suggested)
+    ui.table(table)
+    names = [n for n in evaluation.confusion if any(evaluation.confusion[n].values()) or n != NONE]
+    matrix = Table(title="confusion: rows are the right label, columns sort's decision", title_justify="left")
+    matrix.add_column("")
+    for name in names:
+        matrix.add_column(name, justify="right")
+    for name in names:
+        matrix.add_row(name, *(str(evaluation.confusion[name][other] or ".") for other in names))
+    ui.table(matrix)

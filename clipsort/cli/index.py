@@ -20,6 +20,6 @@ def index(paths: PathsArg, common: RunSettings = RunSettings()) -> None:
 
       clipsort index ~/Photos --cache ~/Photos/.clipsort.sqlite3 --quiet
     """
-    from clipsort.pipeline import run_index
+    from clipsort.run.pipeline import run_index
 
     run_command("index", common, paths, None, lambda _labels, embedder, run, ui: run_index(paths, embedder, run, ui))

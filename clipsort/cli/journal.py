@@ -37,7 +37,7 @@ def undo(
       clipsort undo 20261122-173000-4242.jsonl
     """
     from clipsort.console import Ui
-    from clipsort.recovery import undo as undo_run
+    from clipsort.writes.recovery import undo as undo_run
 
     ui = Ui()
     path, result = undo_run(journal, ui.warn)
@@ -58,7 +58,7 @@ def history() -> None:
       clipsort history
     """
     from clipsort.console import printable
-    from clipsort.journal_read import history as past_runs
+    from clipsort.store.journal_read import history as past_runs
 
     runs = past_runs()
     if not runs:

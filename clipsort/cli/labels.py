@@ -30,15 +30,15 @@ def labels_check(
 
       clipsort labels check mine.labels.json
     """
-    from clipsort.classifier import threshold_of
-    from clipsort.label_file import load_labels
-    from clipsort.labels import DEFAULT_MARGIN
+    from clipsort.labels.label_file import load_labels
+    from clipsort.labels.label_set import DEFAULT_MARGIN
+    from clipsort.run.classifier import threshold_of
 
     label_set = load_labels(file)
     if label_set.model is not None:  # learned: its vectors must be of its model's size
-        from clipsort.labels import check_dimension
-        from clipsort.model_files import embed_dim
-        from clipsort.model_spec import spec_of_display
+        from clipsort.labels.label_set import check_dimension
+        from clipsort.model.model_files import embed_dim
+        from clipsort.model.model_spec import spec_of_display
 
         spec = spec_of_display(label_set.model.display)
         check_dimension(label_set, embed_dim(spec) if spec is not None else None, label_set.model.display)

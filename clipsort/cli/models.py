@@ -23,7 +23,7 @@ def models(
 
       clipsort models --cached
     """
-    from clipsort.model_files import cached_folders, list_models
+    from clipsort.model.model_files import cached_folders, list_models
 
     setup_quiet_libraries()
     rows = list_models()
@@ -73,7 +73,7 @@ def formats(
     """
     import json
 
-    from clipsort.formats import status
+    from clipsort.photos.formats import status
 
     rows = status()
     if json_out:

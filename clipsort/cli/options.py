@@ -64,12 +64,12 @@ class Precision(str, Enum):
 
 
 def _location(argument: str) -> Any:
-    from clipsort.remote import location
+    from clipsort.photos.location import location
 
     return location(argument)
 
 
-# Each a Path or a clipsort.remote.RemotePath (a URL), as _location returns it. Declared Any:
+# Each a Path or a clipsort.photos.remote.RemotePath (a URL), as _location returns it. Declared Any:
 # Typer before 0.29 turns a value of a parameter declared Path that is not a Path into one.
 PathsArg = Annotated[
     list[Any],

@@ -17,10 +17,10 @@ from clipsort.errors import ExitCode
 
 if TYPE_CHECKING:
     from clipsort.console import Ui
-    from clipsort.embed import Embedder
-    from clipsort.events import RunOptions
-    from clipsort.labels import LabelSet
-    from clipsort.report import Report
+    from clipsort.labels.label_set import LabelSet
+    from clipsort.model.embed import Embedder
+    from clipsort.run.events import RunOptions
+    from clipsort.run.report import Report
 
 #: A command's own work: (label set or None, embedder, run options, ui) -> report.
 Work = Callable[["LabelSet | None", "Embedder", "RunOptions", "Ui"], "Report"]
@@ -53,15 +53,16 @@ def run_command(
     with the report's code when it is not 0; returns the report otherwise.
     """
     from clipsort import settings
-    from clipsort.cache import EmbeddingCache
-    from clipsort.cache_lock import CacheLock
     from clipsort.console import Ui
-    from clipsort.embed import Embedder
-    from clipsort.events import RunOptions
-    from clipsort.label_file import load_labels
-    from clipsort.model import load_model
-    from clipsort.model_spec import RANDOM, parse_spec
-    from clipsort.pipeline import check_roots, check_run_options
+    from clipsort.labels.label_file import load_labels
+    from clipsort.model.embed import Embedder
+    from clipsort.model.loading import load_model
+    from clipsort.model.model_files import check_learned_labels
+    from clipsort.model.model_spec import RANDOM, parse_spec
+    from clipsort.run.events import RunOptions
+    from clipsort.run.pipeline import check_roots, check_run_options
+    from clipsort.store.cache import EmbeddingCache
+    from clipsort.store.cache_lock import CacheLock
 
     ui = ui or Ui(quiet=common.quiet, json_lines=common.json_out)
     with contextlib.ExitStack() as stack:
@@ -82,7 +83,7 @@ def run_command(
             check(label_set)
         spec = parse_spec(choice.model, choice.pretrained)
         if label_set is not None:
-            label_set.check_model(spec)
+            check_learned_labels(label_set, spec)
         cache = None
         if not common.no_cache:
             cache_path = settings.cache_file(common.cache)
@@ -99,7 +100,7 @@ def run_command(
 
         device, precision = choice.device, choice.precision
         if common.engine.value == "ray":
-            from clipsort.engine_ray import driver_choice
+            from clipsort.run.engine_ray import driver_choice
 
             with ui.status("starting Ray..." if common.address is None else f"joining Ray at {common.address}..."):
                 device, precision = driver_choice(common.address, choice.device, choice.precision)

@@ -122,7 +122,7 @@ def search(
 
       clipsort search "red car" --json --no-index
     """
-    from clipsort.search import SearchOptions, parse_query, run_search
+    from clipsort.commands.search import SearchOptions, parse_query, run_search
 
     roots = _roots(paths)
     if query is not None and not paths and os.path.isdir(query):
@@ -196,7 +196,7 @@ def dupes(
 
       clipsort dupes ~/Photos --paths > maybe-delete.txt
     """
-    from clipsort.dupes import SIMILAR_COSINE, DupesOptions, run_dupes
+    from clipsort.commands.dupes import SIMILAR_COSINE, DupesOptions, run_dupes
 
     roots = _roots(paths)
     threshold = (min_similarity if min_similarity is not None else SIMILAR_COSINE) if similar else None

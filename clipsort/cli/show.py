@@ -36,8 +36,8 @@ def show(
 
       clipsort show photo.jpg --json
     """
+    from clipsort.commands.show import run_show
     from clipsort.console import json_text
-    from clipsort.show import run_show
 
     def work(label_set, embedder, run, ui):  # noqa: ANN001, ANN202
         report, described = run_show(photos, label_set, embedder, run, ui)

@@ -95,8 +95,8 @@ def sort(
 
       clipsort sort ~/Inbox -l labels.txt -d ~/Sorted --pattern "{label}/{year}/{month}"
     """
-    from clipsort.pattern import parse_pattern
-    from clipsort.sorting import SortOptions, check_sort_options, run_sort
+    from clipsort.commands.sorting import SortOptions, check_sort_options, run_sort
+    from clipsort.writes.pattern import parse_pattern
 
     options = SortOptions(
         dest=dest,

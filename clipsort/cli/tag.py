@@ -108,7 +108,7 @@ def tag(
 
       clipsort tag ~/Photos -l more-labels.txt --mode append --only-untagged
     """
-    from clipsort.tagging import TagOptions, run_tag, tag_root_of
+    from clipsort.commands.tagging import TagOptions, run_tag, tag_root_of
 
     options = TagOptions(
         threshold=threshold,

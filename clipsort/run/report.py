@@ -1,0 +1,108 @@
+"""What a run did: counts per outcome, the files that failed, and the exit code."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clipsort.errors import ExitCode, FileFailure
+from clipsort.labels.decide import Judgement
+
+
+@dataclass(slots=True)  # one per photo: plain slots are made several times faster than a frozen dataclass
+class PhotoResult:
+    """The outcome for one photo, as ``--json`` prints it. Not changed once made."""
+
+    path: Path
+    scores: dict[str, float]
+    labels: tuple[str, ...]
+    #: tagged, untagged (no label kept), moved, copied, linked, in-place, duplicate,
+    #: unsorted (to the unsorted folder), left (below threshold, --leave-unsorted),
+    #: unreadable (a format this installation cannot decode; ``note`` says what to install).
+    #: In a dry run it is what would happen.
+    action: str
+    destination: Path | None = None
+    sidecar: Path | None = None
+    dry_run: bool = False
+    #: Per label: its score, threshold, whether it was kept and why (``--explain``, ``--json``).
+    explained: dict[str, Judgement] = field(default_factory=dict)
+    #: Why a photo was not read (``unreadable``: the package its format needs).
+    note: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        record: dict[str, object] = {
+            "path": str(self.path),
+            "scores": {name: round(float(p), 6) for name, p in self.scores.items()},
+            "labels": list(self.labels),
+            "action": self.action,
+        }
+        if self.destination is not None:
+            record["destination"] = str(self.destination)
+        if self.sidecar is not None:
+            record["sidecar"] = str(self.sidecar)
+        if self.note:
+            record["note"] = self.note
+        if self.dry_run:
+            record["dry_run"] = True
+        if self.explained:
+            record["thresholds"] = {name: round(j.threshold, 6) for name, j in self.explained.items()}
+            record["why"] = {name: j.why for name, j in self.explained.items()}
+        return record
+
+
+@dataclass
+class Report:
+    """Counts of a run. Filled by the pipeline, rendered by the CLI."""
+
+    command: str
+    dry_run: bool = False
+    found: int = 0
+    actions: Counter[str] = field(default_factory=Counter)
+    failures: list[FileFailure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    #: The journal of a sort run, and the error that stopped a run early (a full disk).
+    journal: Path | None = None
+    fatal: str | None = None
+    #: Photos that went through the model, and photos whose vectors came from the cache.
+    embedded: int = 0
+    cached: int = 0
+    #: Files of a known format this installation cannot read: format -> (count, what to install).
+    unreadable: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: tag: sidecars left alone because the record shows them unchanged (no read, no write).
+    unchanged: int = 0
+    #: Facts about the run a person should know (printed after the summary).
+    notes: list[str] = field(default_factory=list)
+    #: Paths the walk did not enter on purpose, and why (links not followed, managed folders).
+    left_out: list[tuple[Path, str]] = field(default_factory=list)
+
+    def record(self, result: PhotoResult) -> None:
+        self.actions[result.action] += 1
+
+    def fail(self, failure: FileFailure) -> None:
+        self.failures.append(failure)
+
+    def finish(self) -> None:
+        self.finished = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def scored(self) -> int:
+        return self.embedded + self.cached
+
+    @property
+    def rate(self) -> float:
+        """Photos scored per second."""
+        return self.scored / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.fatal:
+            return ExitCode.ERROR
+        return ExitCode.PARTIAL if self.failures else ExitCode.OK
