@@ -156,7 +156,7 @@ def test_a_newcomer_can_map_the_package():
     stages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
     assert stages == sorted(STAGES)
     for stage in STAGES:
-        own = [p.name for p in (PACKAGE / stage).glob("*.py") if p.name != "__init__.py"]
+        own = [p.name for p in (PACKAGE / stage).glob("*.py")]  # its __init__ counted too
         assert len(own) <= STAGE_MODULES_MAX, (stage, sorted(own))
     for name, path in modules().items():
         lines = len(path.read_text(encoding="utf-8").splitlines())

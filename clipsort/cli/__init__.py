@@ -22,7 +22,7 @@ from clipsort.errors import ClipsortError, ExitCode
 __all__ = ["app", "main", "run"]
 
 # Each module registers its commands when imported; --help lists them in this order.
-for _module in ("tag", "sort", "index", "search", "learn", "evaluate", "labels", "cache", "journal", "show", "models"):
+for _module in ("tag", "sort", "index", "search", "labelled", "labels", "cache", "journal", "show", "models"):
     importlib.import_module(f"clipsort.cli.{_module}")
 
 
