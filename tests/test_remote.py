@@ -7,7 +7,14 @@ from pathlib import Path, PurePosixPath
 
 from conftest import COLOUR_MODEL, run_cli
 
-from clipsort.photos.location import location, path_key
+from clipsort.photos.location import (
+    cheap_stat,
+    file_fingerprint,
+    fingerprint_before_decoding,
+    location,
+    missing,
+    path_key,
+)
 from clipsort.photos.remote import RemotePath
 from clipsort.writes.sidecar import json_path, xmp_path
 
@@ -37,3 +44,41 @@ def test_urls_need_the_ray_engine_and_sort_refuses_them(capsys, labels_file):
     code, _, err = run_cli(capsys, "sort", "s3://bucket/photos", "-l", str(labels_file), *model, "--engine", "ray")
     assert code == 2 and "sort cannot move photos in object storage yet" in err
     assert "Traceback" not in err
+
+
+def test_a_fingerprint_is_the_size_and_the_first_and_last_64_kib_as_caches_of_every_version_hold_it(tmp_path):
+    """The fingerprint is kept in caches: it is computed here from its documented rule, for files
+    shorter than, exactly and longer than one 64 KiB block, and only the bytes it covers change it."""
+    import hashlib
+    import random
+
+    def by_the_rule(data: bytes) -> bytes:
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data[:65536])
+        if len(data) > 65536:
+            digest.update(data[max(len(data) - 65536, 65536) :][:65536])
+        return digest.digest()
+
+    rng = random.Random(3)
+    for size in (0, 1000, 65536, 65537, 100_000, 300_000):
+        data = bytes(rng.getrandbits(8) for _ in range(size))
+        path = tmp_path / f"{size}.jpg"
+        path.write_bytes(data)
+        assert file_fingerprint(path) == by_the_rule(data), size
+        assert fingerprint_before_decoding(path) == by_the_rule(data)
+    middle = bytearray((tmp_path / "300000.jpg").read_bytes())
+    middle[150_000] ^= 1  # outside both blocks: a copy with an edit there counts as the same content
+    (tmp_path / "edited.jpg").write_bytes(bytes(middle))
+    assert file_fingerprint(tmp_path / "edited.jpg") == file_fingerprint(tmp_path / "300000.jpg")
+    assert fingerprint_before_decoding(RemotePath("s3://bucket/a.jpg")) is None  # read where it is decoded
+
+
+def test_a_cheap_stat_is_one_stat_of_a_local_file_and_none_elsewhere(tmp_path):
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"x" * 10)
+    st = photo.stat()
+    assert cheap_stat(photo) == (10, st.st_mtime_ns) and cheap_stat(str(photo)) == (10, st.st_mtime_ns)
+    assert cheap_stat(tmp_path / "missing.jpg") is None
+    assert cheap_stat(RemotePath("s3://bucket/a.jpg")) is None and cheap_stat("s3://bucket/a.jpg") is None
+    assert missing([photo, tmp_path / "gone.jpg", RemotePath("s3://bucket/x")]) == [str(tmp_path / "gone.jpg")]
