@@ -337,6 +337,8 @@ def summary_line(report: Report) -> str:
         parts.append(f"failed {len(report.failures)}")
     if report.unchanged:
         parts.append(f"sidecars unchanged {report.unchanged}")
+    if report.unchanged_in_photos:
+        parts.append(f"photos unchanged {report.unchanged_in_photos}")
     counts = ", ".join(parts) if parts else "nothing to do"
     return (
         f"{counts} | {report.found} photos in {report.elapsed:.1f} s, {report.rate:.1f} images/s"

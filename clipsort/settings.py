@@ -28,7 +28,20 @@ CONFIG_KEYS: dict[str, type] = {
     "batch_size": int,
     "threads": int,
     "workers": int,
+    "into": str,
 }
+
+#: Where ``tag`` puts keywords (``--into``): the sidecar, the photo file itself, or both.
+INTO_CHOICES = ("sidecar", "photo", "both")
+
+
+def resolve_into(flag: str | None, config: dict[str, Any] | None = None) -> str:
+    """``tag --into``: flag > ``CLIPSORT_INTO`` > the config file's ``into`` > ``sidecar``."""
+    value = flag or os.environ.get("CLIPSORT_INTO") or (load_config() if config is None else config).get("into")
+    value = value or "sidecar"
+    if value not in INTO_CHOICES:
+        raise UsageError(f"into must be one of {', '.join(INTO_CHOICES)}, not {value!r}")
+    return value
 
 
 #: ``--precision`` values; ``auto`` is resolved by ``devices.resolve_precision`` once the device is known.

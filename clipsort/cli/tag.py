@@ -1,4 +1,4 @@
-"""``clipsort tag``: keywords in sidecars."""
+"""``clipsort tag``: keywords in sidecars, or inside the photos (``--into``)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ class SidecarFormat(str, Enum):
 class XmpName(str, Enum):
     full = "full"
     stem = "stem"
+
+
+class Into(str, Enum):
+    sidecar = "sidecar"
+    photo = "photo"
+    both = "both"
 
 
 class TagMode(str, Enum):
@@ -79,6 +85,20 @@ def tag(
             "Keywords clipsort did not write are always kept.",
         ),
     ] = TagMode.replace,
+    into: Annotated[
+        Into | None,
+        typer.Option(
+            "--into",
+            help="sidecar: keywords in sidecars; photo: inside the photo file (JPEG, PNG, TIFF, HEIC, AVIF, "
+            "JPEG XL, WebP; needs exiftool), RAW and what cannot be written get sidecars; both. "
+            "[default: the config file's into, else sidecar]",
+            show_default=False,
+        ),
+    ] = None,
+    into_dng: Annotated[
+        bool,
+        typer.Option("--into-dng", help="With --into photo or both: write inside DNG files too (never other RAW)."),
+    ] = False,
     only_untagged: Annotated[
         bool,
         typer.Option("--only-untagged", help="Skip photos whose sidecar already holds clipsort keywords."),
@@ -87,7 +107,7 @@ def tag(
     dry_run: DryRunOpt = False,
     common: RunSettings = RunSettings(),
 ) -> None:
-    """Write the labels that fit each photo to its XMP (or JSON) sidecar.
+    """Write the labels that fit each photo to its XMP (or JSON) sidecar, or into the photo itself.
 
     Each label is judged on its own (multi-label): a photo of a red circle gets
     both "red" and "circle", and adding a label to the file never changes
@@ -107,8 +127,11 @@ def tag(
       clipsort tag ~/Raw -l labels.txt --xmp-name stem --threshold 0.6 --json
 
       clipsort tag ~/Photos -l more-labels.txt --mode append --only-untagged
+
+      clipsort tag ~/Photos -l labels.txt --into photo
     """
     from clipsort.commands.tagging import TagOptions, run_tag, tag_root_of
+    from clipsort.settings import resolve_into
 
     options = TagOptions(
         threshold=threshold,
@@ -119,6 +142,8 @@ def tag(
         dry_run=dry_run,
         mode=mode.value,
         only_untagged=only_untagged,
+        into=resolve_into(into.value if into is not None else None),
+        into_dng=into_dng,
     )
     run_command(
         "tag",

@@ -11,12 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from clipsort.commands.tag_in_photo import InPhotoTagger
 from clipsort.errors import FileFailure, SidecarError, UsageError
 from clipsort.labels import decide
 from clipsort.labels.label_set import Label, LabelSet
 from clipsort.labels.names import control_problem
 from clipsort.model.embed import Embedder
 from clipsort.photos.discover import ImageRef, SideFiles
+from clipsort.photos.location import require_local
 from clipsort.run.classifier import prepare_decisions
 from clipsort.run.events import Events, RunOptions, SilentEvents, wants_details
 from clipsort.run.pipeline import explained_of, fail_unhandled_partners, photos_to_score, record, score_all, scores_of
@@ -50,6 +52,10 @@ class TagOptions:
     mode: str = "replace"
     #: Leave photos whose sidecar already holds clipsort keywords (not even embedded).
     only_untagged: bool = False
+    #: Where keywords go: "sidecar", "photo" (inside the file, the sidecar where they cannot) or "both".
+    into: str = "sidecar"
+    #: With ``into`` photo or both: DNG files too (other RAW files never).
+    into_dng: bool = False
 
 
 def tag_root_of(labels: LabelSet, options: TagOptions) -> str:
@@ -75,6 +81,8 @@ def run_tag(
     run = replace(run, include_managed=False)  # never writes or moves inside another application's library
     report = Report("tag", dry_run=options.dry_run)
     tag_root = tag_root_of(labels, options)
+    if options.into != "sidecar":
+        require_local(roots, f"--into {options.into} rewrites local photos only (use --into sidecar for URLs)")
     decisions = prepare_decisions(embedder, labels, options.threshold)
     side_files = SideFiles((".xmp", ".clipsort.json"))
     details = wants_details(events)  # scores and verdicts: only for --json, --explain
@@ -88,6 +96,9 @@ def run_tag(
         side_files.stats,
         want_paths=details or options.dry_run,
     )
+    in_photo = None
+    if options.into != "sidecar":
+        in_photo = InPhotoTagger(tag_root, embedder.name, options.mode, writer.record, embedder.cache, options.into_dng)
     refs, partners = photos_to_score(roots, run, report, events, side_files)
     if options.only_untagged:
         refs = _untagged(refs, partners, writer, report, events)
@@ -112,7 +123,11 @@ def run_tag(
                 shared = set()  # the pair's photo.xmp (--xmp-name stem) is written once
             for photo, note in photos:
                 try:
-                    sidecar = writer.write(photo, ref.path, kept, scores, shared)
+                    sidecar = None
+                    if in_photo is None or not in_photo_written(in_photo, writer, photo, kept, options):
+                        sidecar = writer.write(photo, ref.path, kept, scores, shared)
+                    elif options.into == "both":
+                        sidecar = writer.write(photo, ref.path, kept, scores, shared)
                 except FileFailure as failure:
                     report.fail(failure)
                     events.failed(failure)
@@ -132,9 +147,26 @@ def run_tag(
         fail_unhandled_partners(partners, handled, report, events)
     finally:
         writer.record.flush()
+        if in_photo is not None:
+            in_photo.close()
     report.unchanged = writer.unchanged
+    if in_photo is not None:
+        report.unchanged_in_photos = in_photo.unchanged
+        report.notes += in_photo.notes()
     report.finish()
     return report
+
+
+def in_photo_written(
+    in_photo: InPhotoTagger, writer: _Writer, photo: Path, kept: Sequence[Label], options: TagOptions
+) -> bool:
+    """Write ``photo``'s keywords inside it; False when they cannot go there (its sidecar takes them)."""
+    reason = in_photo.refusal(photo)
+    if reason is not None:
+        in_photo.fell_back[reason] += 1
+        return False
+    keywords, digest = writer._keywords(tuple(label.name for label in kept), kept)
+    return in_photo.write(photo, keywords, digest, options.dry_run)
 
 
 def _untagged(

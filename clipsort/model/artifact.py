@@ -144,7 +144,7 @@ class Artifact:
 
 
 def file_facts(path: Path) -> dict[str, Any]:
-    from clipsort.store.cache import sample_hash
+    from clipsort.model.model_files import sample_hash
 
     return {"size": path.stat().st_size, "sample": sample_hash(path)}
 

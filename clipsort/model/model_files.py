@@ -9,6 +9,7 @@ and a missing one fails fast with a message saying where to put it
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from collections.abc import Sequence
@@ -183,6 +184,19 @@ def _cached_tag_weights(tag_cfg: dict[str, Any]) -> tuple[str | None, str]:
 # ----------------------------------------------------------------------------- identity
 
 
+def sample_hash(path: Path, chunk: int = 1 << 20) -> str:
+    """Size + hash of the first and last MiB of a weights file."""
+    size = path.stat().st_size
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(size.to_bytes(8, "little"))
+    with open(path, "rb") as handle:
+        digest.update(handle.read(chunk))
+        if size > chunk:
+            handle.seek(max(size - chunk, chunk))
+            digest.update(handle.read(chunk))
+    return digest.hexdigest()
+
+
 def model_identity(spec: ModelSpec, decode_version: str) -> str | None:
     """What makes this model's vectors this model's, without importing torch.
 
@@ -190,8 +204,6 @@ def model_identity(spec: ModelSpec, decode_version: str) -> str | None:
     which holds the preprocessing) for checkpoint files, local folders and Hub
     repos in the download cache. None when the model must be downloaded first.
     """
-    from clipsort.store.cache import sample_hash
-
     if spec.kind == "builtin":
         if spec.pretrained and os.path.isfile(spec.pretrained):
             return f"{spec.name}|file:{sample_hash(Path(spec.pretrained))}|{decode_version}"
@@ -309,8 +321,6 @@ def _folder_identity(folder: Path, decode_version: str) -> str | None:
     weights = sorted(p for p in folder.glob("*") if p.suffix in (".safetensors", ".bin", ".pth", ".pt"))
     if not config.is_file() or not weights:
         return None
-    from clipsort.store.cache import sample_hash
-
     try:
         data = read_regular(config, MODEL_CONFIG_LIMIT, "model config")
     except OSError:

@@ -74,6 +74,8 @@ class Report:
     unreadable: dict[str, tuple[int, str]] = field(default_factory=dict)
     #: tag: sidecars left alone because the record shows them unchanged (no read, no write).
     unchanged: int = 0
+    #: tag --into photo|both: photos that already held this run's keywords (not rewritten).
+    unchanged_in_photos: int = 0
     #: Facts about the run a person should know (printed after the summary).
     notes: list[str] = field(default_factory=list)
     #: Paths the walk did not enter on purpose, and why (links not followed, managed folders).

@@ -24,7 +24,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import sqlite3
@@ -43,19 +42,6 @@ from clipsort.store.cache_file import connect, open_file, transaction
 DECODE_VERSION = "decode-1"
 #: Paths looked up in one query (SQLite allows 999 parameters in builds before 3.32).
 LOOKUP_CHUNK = 500
-
-
-def sample_hash(path: Path, chunk: int = 1 << 20) -> str:
-    """Size + hash of the first and last MiB of a weights file."""
-    size = path.stat().st_size
-    digest = hashlib.blake2b(digest_size=12)
-    digest.update(size.to_bytes(8, "little"))
-    with open(path, "rb") as handle:
-        digest.update(handle.read(chunk))
-        if size > chunk:
-            handle.seek(max(size - chunk, chunk))
-            digest.update(handle.read(chunk))
-    return digest.hexdigest()
 
 
 #: What :meth:`EmbeddingCache.scan` can read of each photo.
@@ -293,6 +279,18 @@ class EmbeddingCache:
                 " VALUES(?, ?, ?, ?, ?, ?, ?)",
                 [(model_id, path_key(p), s, m, f, to_blob(v), h) for p, s, m, f, v, h in rows],
             )
+
+    def retouched(self, path: Path, before: tuple[int, int], after: tuple[int, int, bytes]) -> int:
+        """A photo whose metadata alone clipsort rewrote (its picture checked the same): its vectors,
+        of every model, follow it to its new (size, mtime_ns, fingerprint). Only rows of the file as
+        it was (``before``: size, mtime_ns) move; returns how many did."""
+        with transaction(self.db):
+            moved = self.db.execute(
+                "UPDATE images SET size = ?, mtime_ns = ?, fingerprint = ?"
+                " WHERE path = ? AND size = ? AND mtime_ns = ?",
+                (after[0], after[1], after[2], path_key(path), before[0], before[1]),
+            )
+        return moved.rowcount
 
     def set_phashes(self, model_id: int, hashes: Iterable[tuple[bytes, int]]) -> None:
         """Store perceptual hashes of photos already cached (``(path key, hash)``: see :func:`path_key`)."""

@@ -254,6 +254,15 @@ def read_keywords(sidecar: Path) -> dict[str, dict[str, list[str]]]:
     data = read_existing(sidecar)
     if data is None:
         raise SidecarError(sidecar, "cannot read: no such file")
+    try:
+        return keywords_in(data)
+    except ValueError as exc:
+        raise SidecarError(sidecar, str(exc)) from None
+
+
+def keywords_in(data: bytes) -> dict[str, dict[str, list[str]]]:
+    """The keyword fields of an XMP packet, as :func:`read_keywords` gives them; ValueError
+    (``not valid XMP (...)``) for one that is not XMP."""
     found: dict[str, dict[str, list[str]]] = {"clipsort": {}, "others": {}}
     try:
         document = _parse(data)
@@ -263,9 +272,9 @@ def read_keywords(sidecar: Path) -> dict[str, dict[str, list[str]]]:
             found["clipsort"][field.name] = [i for i in items if i in ours]
             found["others"][field.name] = [i for i in items if i not in ours]
     except (ExpatError, ValueError) as exc:
-        raise SidecarError(sidecar, f"not valid XMP ({exc})") from None
+        raise ValueError(f"not valid XMP ({exc})") from None
     except RecursionError:
-        raise SidecarError(sidecar, "not valid XMP (nested too deeply)") from None
+        raise ValueError("not valid XMP (nested too deeply)") from None
     return found
 
 

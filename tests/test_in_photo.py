@@ -1,0 +1,261 @@
+"""Keywords inside the photo file (``tag --into photo|both``): the worst cases first (a kill at any
+moment, files clipsort may not replace, broken metadata, a second run), then what readers see.
+ExifTool is the writer; each test skips cleanly without it."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import COLOUR_MODEL, corpus, run_cli
+from PIL import Image
+from shapes import make_picture
+
+from clipsort.photos.image_data import same_picture
+
+EXIFTOOL = shutil.which("exiftool")
+pytestmark = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not installed")
+MODEL = ["--model", f"local-dir:{COLOUR_MODEL}"]
+COLOURS = ("red", "green", "blue")
+
+
+def photo(folder: Path, colour: str, name: str, seed: int = 1, fmt: str = "JPEG") -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    make_picture(colour, (320, 240), random.Random(seed)).save(path, fmt)
+    return path
+
+
+def label_file(folder: Path) -> Path:
+    path = folder / "labels.txt"
+    path.write_text("\n".join(COLOURS) + "\n")
+    return path
+
+
+def in_file(path: Path) -> dict[str, list[str]]:
+    """The keyword fields exiftool reads inside ``path``."""
+    out = subprocess.run(
+        [EXIFTOOL, "-j", "-XMP-dc:Subject", "-XMP-lr:HierarchicalSubject", "-IPTC:Keywords", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    record = json.loads(out)[0]
+    return {k: v if isinstance(v, list) else [v] for k, v in record.items() if k != "SourceFile"}
+
+
+def pixels(path: Path) -> bytes:
+    with Image.open(path) as image:
+        return image.convert("RGB").tobytes()
+
+
+def temps(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith(".clipsort-tmp")]
+
+
+# ----------------------------------------------------------------------------- worst cases
+
+
+def test_a_run_killed_at_any_moment_leaves_every_photo_whole_and_a_full_run_tags_each_once(tmp_path):
+    library = tmp_path / "library"
+    originals = {}
+    for i in range(40):
+        colour = COLOURS[i % 3]
+        path = photo(library, colour, f"{colour}_{i:02d}.jpg", seed=i)
+        originals[path] = (colour, pixels(path))
+    labels = label_file(tmp_path)
+    env = dict(os.environ, CLIPSORT_CACHE_DIR=str(tmp_path / "cache-dir"))
+    command = [sys.executable, "-m", "clipsort", "tag", str(library), "-l", str(labels), *MODEL, "--into", "photo"]
+    subprocess.run([sys.executable, "-m", "clipsort", "index", str(library), *MODEL], env=env, check=True)
+    rng = random.Random(7)
+    for _ in range(6):  # killed while writing: each photo is as it was or fully tagged
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 2.5))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        for path, (_, before) in originals.items():
+            assert pixels(path) == before, path
+            assert in_file(path).get("Subject", [])[:1] in ([], [originals[path][0]])
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert temps(library) == []
+    for path, (colour, before) in originals.items():
+        assert pixels(path) == before
+        fields = in_file(path)
+        assert fields["Subject"] == [colour] and fields["Keywords"] == [colour], (path, fields)
+        assert fields["HierarchicalSubject"] == [f"clipsort|{colour}"]
+
+
+def test_a_temporary_file_left_by_a_killed_run_is_removed_and_others_files_are_not(tmp_path, capsys):
+    red = photo(tmp_path, "red", "red.jpg")
+    left = tmp_path / ".red.jpg.0123456789abcdef.clipsort-tmp"  # as a run killed before its rename leaves it
+    left.write_bytes(red.read_bytes()[:100])
+    theirs = [tmp_path / ".red.jpg.mine.clipsort-tmp", tmp_path / ".red.jpg.0123456789abcdeg.clipsort-tmp"]
+    for path in theirs:
+        path.write_text("not clipsort's")
+    code, _, err = run_cli(capsys, "tag", str(tmp_path), "-l", str(label_file(tmp_path)), *MODEL, "--into", "photo")
+    assert code == 0, err
+    assert not left.exists() and all(p.exists() for p in theirs)
+    assert in_file(red)["Subject"] == ["red"]
+
+
+def test_photos_clipsort_may_not_replace_whole_get_sidecars_and_the_summary_says_why(tmp_path, capsys):
+    library = tmp_path / "library"
+    read_only = photo(library, "red", "read-only.jpg")
+    read_only.chmod(0o444)
+    linked = photo(library, "green", "linked.jpg", seed=2)
+    os.link(linked, tmp_path / "another-name.jpg")
+    plain = photo(library, "blue", "plain.jpg", seed=3)
+    before = {p: p.read_bytes() for p in (read_only, linked)}
+    code, _, err = run_cli(capsys, "tag", str(library), "-l", str(label_file(tmp_path)), *MODEL, "--into", "photo")
+    assert code == 0, err
+    for path, data in before.items():
+        assert path.read_bytes() == data  # untouched
+        assert Path(f"{path}.xmp").exists()  # its keywords went to its sidecar
+    assert "it is read-only" in err and "2 names (hard links)" in err
+    assert in_file(plain)["Subject"] == ["blue"] and not Path(f"{plain}.xmp").exists()
+
+
+def test_a_photo_with_broken_xmp_fails_alone_and_is_left_as_it_was(tmp_path, capsys):
+    broken = photo(tmp_path, "red", "broken.jpg")
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject=mine", str(broken)], check=True)
+    data = broken.read_bytes()
+    start = data.index(b"<x:xmpmeta")
+    broken.write_bytes(data[:start] + b"<!DOCTYPE x [<!ENTITY a 'b'>]>" + data[start + 30 :])
+    damaged = broken.read_bytes()
+    good = photo(tmp_path, "blue", "good.jpg", seed=2)
+    code, _, err = run_cli(capsys, "tag", str(tmp_path), "-l", str(label_file(tmp_path)), *MODEL, "--into", "photo")
+    assert code == 3, err
+    assert broken.read_bytes() == damaged and "broken.jpg" in err and "XMP" in err
+    assert in_file(good)["Subject"] == ["blue"]
+
+
+def test_a_second_run_rewrites_nothing_and_embeds_nothing(tmp_path, capsys):
+    pictures = [photo(tmp_path / "lib", c, f"{c}.jpg", seed=n) for n, c in enumerate(COLOURS)]
+    labels = label_file(tmp_path)
+    code, _, err = run_cli(capsys, "tag", str(tmp_path / "lib"), "-l", str(labels), *MODEL, "--into", "photo")
+    assert code == 0, err
+    stamps = {p: p.stat().st_mtime_ns for p in pictures}
+    code, _, err = run_cli(capsys, "tag", str(tmp_path / "lib"), "-l", str(labels), *MODEL, "--into", "photo")
+    assert code == 0, err
+    assert "photos unchanged 3" in err and "embedded 0" in err
+    assert {p: p.stat().st_mtime_ns for p in pictures} == stamps
+
+
+def test_keywords_of_others_stay_and_clipsorts_own_give_way(tmp_path, capsys):
+    mine = photo(tmp_path / "lib", "red", "mine.jpg")
+    subprocess.run(
+        [EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject=Anna", "-IPTC:Keywords=Anna", "-IPTC:Keywords=Rome"]
+        + ["-XMP-lr:HierarchicalSubject=People|Anna", str(mine)],
+        check=True,
+    )
+    code, _, err = run_cli(
+        capsys, "tag", str(tmp_path / "lib"), "-l", str(label_file(tmp_path)), *MODEL, "--into", "photo"
+    )
+    assert code == 0, err
+    fields = in_file(mine)
+    assert fields["Subject"] == ["Anna", "red"] and fields["Keywords"] == ["Anna", "Rome", "red"]
+    assert fields["HierarchicalSubject"] == ["People|Anna", "clipsort|red"]
+    other = tmp_path / "other.txt"
+    other.write_text("crimson\n")
+    code, _, err = run_cli(capsys, "tag", str(tmp_path / "lib"), "-l", str(other), *MODEL, "--into", "photo")
+    assert code == 0, err
+    fields = in_file(mine)
+    assert "red" not in fields["Subject"] and fields["Subject"][0] == "Anna"
+    assert [k for k in fields["Keywords"] if k != "crimson"] == ["Anna", "Rome"]
+
+
+def test_raw_files_and_unwritable_formats_get_sidecars_and_both_writes_both(tmp_path, capsys):
+    lib = tmp_path / "lib"
+    jpeg = photo(lib, "red", "a.jpg")
+    raw = lib / "b.nef"
+    raw.write_bytes(b"not really a NEF")  # never opened for writing: RAW files are never rewritten
+    gif = photo(lib, "blue", "c.gif", fmt="GIF")
+    code, _, err = run_cli(capsys, "tag", str(lib), "-l", str(label_file(tmp_path)), *MODEL, "--into", "both")
+    assert Path(f"{jpeg}.xmp").exists() and in_file(jpeg)["Subject"] == ["red"]
+    assert raw.read_bytes() == b"not really a NEF"
+    assert "camera RAW files are never rewritten" in err or "b.nef" in err
+    assert Path(f"{gif}.xmp").exists() and "GIF files hold no keywords clipsort writes" in err
+
+
+def test_without_exiftool_every_photo_gets_its_sidecar_and_the_summary_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CLIPSORT_EXIFTOOL", str(tmp_path / "no-exiftool"))
+    red = photo(tmp_path / "lib", "red", "red.jpg")
+    before = red.read_bytes()
+    code, _, err = run_cli(
+        capsys, "tag", str(tmp_path / "lib"), "-l", str(label_file(tmp_path)), *MODEL, "--into", "photo"
+    )
+    assert code == 0, err
+    assert red.read_bytes() == before and Path(f"{red}.xmp").exists()
+    assert "exiftool is not installed" in err
+
+
+# ----------------------------------------------------------------------------- what readers see
+
+
+def metadata(path: Path) -> dict:
+    """Every field exiftool lists, but the file system's, XMP, IPTC and ExifTool's own, and the
+    offsets of blocks within the file and the size of HEIF's media box, which a longer XMP block moves or
+    grows (the thumbnail's and the picture's bytes are compared)."""
+    out = subprocess.run([EXIFTOOL, "-j", "-a", "-G1", "-b", str(path)], capture_output=True, text=True).stdout
+    record = json.loads(out)[0]
+    skip = ("System:", "File:", "XMP", "IPTC:", "ExifTool:", "Composite:", "SourceFile")
+    return {
+        k: v
+        for k, v in record.items()
+        if not k.startswith(skip) and not k.endswith(("Offset", "Offsets", "MediaDataSize"))
+    }
+
+
+@pytest.mark.parametrize("kind", ["jpg", "tiff", "heic", "avif", "jxl"])
+def test_corpus_photos_keep_their_picture_and_every_other_field(tmp_path, capsys, kind):
+    folder = corpus(kind)
+    sources = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))[:6]
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    copies = []
+    for source in sources:
+        copy = lib / source.name
+        shutil.copyfile(source, copy)
+        copies.append(copy)
+    before = {p: (metadata(p), p.read_bytes()) for p in copies}
+    labels = label_file(tmp_path)  # every label kept: every photo gets keywords to write
+    code, _, err = run_cli(capsys, "tag", str(lib), "-l", str(labels), *MODEL, "--into", "photo", "--threshold", "0")
+    assert code in (0, 3), err
+    written = 0
+    for path in copies:
+        fields, data = before[path]
+        if path.read_bytes() == data:
+            continue  # refused or failed: left as it was (the test below names why)
+        written += 1
+        original = tmp_path / f"original{path.suffix}"
+        original.write_bytes(data)
+        assert same_picture(original, path), path
+        assert metadata(path) == fields, path
+        assert len(in_file(path)["Subject"]) >= 1
+    assert written >= 1, err
+
+
+def test_same_picture_sees_one_changed_byte_of_the_picture_and_ignores_metadata(tmp_path):
+    a = photo(tmp_path, "red", "a.jpg")
+    b = tmp_path / "b.jpg"
+    subprocess.run([EXIFTOOL, "-q", "-o", str(b), "-XMP-dc:Subject=x", str(a)], check=True)
+    assert same_picture(a, b)
+    data = bytearray(b.read_bytes())
+    data[-10] ^= 0x01  # inside the scan
+    b.write_bytes(bytes(data))
+    assert not same_picture(a, b)
+    p = photo(tmp_path, "red", "p.png", fmt="PNG")
+    q = tmp_path / "q.png"
+    subprocess.run([EXIFTOOL, "-q", "-o", str(q), "-XMP-dc:Subject=x", str(p)], check=True)
+    assert same_picture(p, q)
+    other = photo(tmp_path, "red", "o.png", seed=9, fmt="PNG")
+    assert not same_picture(p, other)
