@@ -259,3 +259,129 @@ def test_same_picture_sees_one_changed_byte_of_the_picture_and_ignores_metadata(
     assert same_picture(p, q)
     other = photo(tmp_path, "red", "o.png", seed=9, fmt="PNG")
     assert not same_picture(p, other)
+
+
+# ----------------------------------------------------------------------------- sidecars carry the file's keywords
+
+
+def sidecar_fields(sidecar: Path) -> dict[str, list[str]]:
+    out = subprocess.run(
+        [EXIFTOOL, "-j", "-XMP-dc:Subject", "-XMP-lr:HierarchicalSubject", "-XMP-digiKam:TagsList", str(sidecar)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    record = json.loads(out)[0]
+    return {k: v if isinstance(v, list) else [v] for k, v in record.items() if k != "SourceFile"}
+
+
+def test_a_sidecar_holds_the_photos_own_keywords_beside_clipsorts(tmp_path, capsys):
+    """Immich takes the first non-empty of TagsList, hierarchicalSubject, IPTC Keywords, and digiKam
+    lets a sidecar replace the file's XMP: the sidecar must carry the file's keywords in each field."""
+    mine = photo(tmp_path / "lib", "red", "mine.jpg")
+    subprocess.run(
+        [EXIFTOOL, "-q", "-overwrite_original", "-IPTC:Keywords=Rome", "-IPTC:Keywords=Anna"]
+        + ["-XMP-lr:HierarchicalSubject=People|Anna", str(mine)],
+        check=True,
+    )
+    lib, labels = tmp_path / "lib", label_file(tmp_path)
+    code, _, err = run_cli(capsys, "tag", str(lib), "-l", str(labels), *MODEL)
+    assert code == 0, err
+    fields = sidecar_fields(Path(f"{mine}.xmp"))
+    assert fields["Subject"] == ["Anna", "Rome", "red"]
+    assert fields["HierarchicalSubject"] == ["People|Anna", "Rome", "clipsort|red"]
+    assert fields["TagsList"] == ["People/Anna", "Rome", "clipsort/red"]
+
+
+def test_clipsorts_own_keywords_inside_the_photo_are_not_carried_as_the_persons(tmp_path, capsys):
+    mine = photo(tmp_path / "lib", "red", "mine.jpg")
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject=Anna", str(mine)], check=True)
+    lib, labels = tmp_path / "lib", label_file(tmp_path)
+    code, _, err = run_cli(capsys, "tag", str(lib), "-l", str(labels), *MODEL, "--into", "both")
+    assert code == 0, err
+    other = tmp_path / "other.txt"
+    other.write_text("crimson\n")
+    code, _, err = run_cli(capsys, "tag", str(lib), "-l", str(other), *MODEL, "--into", "both", "-t", "0")
+    assert code == 0, err
+    fields = sidecar_fields(Path(f"{mine}.xmp"))
+    assert fields["Subject"] == ["Anna", "crimson"] and in_file(mine)["Subject"] == ["Anna", "crimson"]
+    assert fields["TagsList"] == ["Anna", "clipsort/crimson"]
+
+
+def test_only_untagged_looks_inside_photos_with_into_photo(tmp_path, capsys):
+    lib, labels = tmp_path / "lib", label_file(tmp_path)
+    tagged = photo(lib, "red", "tagged.jpg")
+    code, _, err = run_cli(capsys, "tag", str(lib), "-l", str(labels), *MODEL, "--into", "photo")
+    assert code == 0, err
+    fresh = photo(lib, "blue", "fresh.jpg", seed=2)
+    stamp = tagged.stat().st_mtime_ns
+    more = tmp_path / "more.txt"
+    more.write_text("red\nblue\ncrimson\n")
+    code, out, err = run_cli(
+        capsys, "tag", str(lib), "-l", str(more), *MODEL, "--into", "photo", "--only-untagged", "--json"
+    )
+    assert code == 0, err
+    actions = {Path(r["path"]).name: r["action"] for r in map(json.loads, out.splitlines())}
+    assert actions == {"tagged.jpg": "already-tagged", "fresh.jpg": "tagged"}
+    assert tagged.stat().st_mtime_ns == stamp and in_file(fresh)["Subject"] == ["blue"]
+
+
+# ----------------------------------------------------------------------------- the readers
+
+
+def test_exiv2_and_darktable_read_the_keywords_inside_a_tagged_jpeg(tmp_path, capsys):
+    """exiv2 (inside digiKam and darktable) reads the three fields inside the file; darktable-cli
+    imports a tagged JPEG with no sidecar beside it and its export carries clipsort's keyword."""
+    from test_sidecar_readers import exiv2_keywords
+
+    lib, labels = tmp_path / "lib", label_file(tmp_path)
+    red = photo(lib, "red", "red.jpg")
+    code, _, err = run_cli(capsys, "tag", str(lib), "-l", str(labels), *MODEL, "--into", "photo")
+    assert code == 0, err
+    assert not Path(f"{red}.xmp").exists()
+    keys = exiv2_keywords(red)
+    assert keys["Xmp.dc.subject"] == ["red"] and keys["Xmp.lr.hierarchicalSubject"] == ["clipsort|red"]
+    assert keys["Xmp.digiKam.TagsList"] == ["clipsort/red"]
+    darktable = shutil.which("darktable-cli")
+    if darktable is None:
+        pytest.skip("darktable-cli is not installed (exiv2 checked above)")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    alone = scratch / "red.jpg"  # a copy with no sidecar beside it
+    shutil.copyfile(red, alone)
+    export = scratch / "export.jpg"
+    subprocess.run(
+        [darktable, str(alone), str(export), "--core", "--configdir", str(scratch / "dt"), "--library", ":memory:"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert "red" in in_file(export).get("Subject", [])
+
+
+def test_formats_says_which_formats_are_tagged_inside_and_what_the_rest_need(tmp_path, capsys, monkeypatch):
+    code, out, _ = run_cli(capsys, "formats", "--json")
+    rows = {r["format"]: r for r in map(json.loads, out.splitlines())}
+    assert code == 0 and rows["JPEG"]["tags_inside"] and rows["HEIC/HEIF"]["tags_inside"]
+    assert not rows["camera RAW"]["tags_inside"] and "--into-dng" in rows["camera RAW"]["tags_inside_note"]
+    assert not rows["GIF"]["tags_inside"]
+    monkeypatch.setenv("CLIPSORT_EXIFTOOL", str(tmp_path / "none"))
+    code, out, _ = run_cli(capsys, "formats")
+    assert code == 0 and "tag --into photo: needs exiftool" in out
+
+
+def test_show_lists_keywords_by_where_they_live_and_who_wrote_them(tmp_path, capsys):
+    lib, labels = tmp_path / "lib", label_file(tmp_path)
+    red = photo(lib, "red", "red.jpg")
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject=Anna", str(red)], check=True)
+    code, _, err = run_cli(capsys, "tag", str(lib), "-l", str(labels), *MODEL, "--into", "both")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "show", str(red), *MODEL, "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["in_file"]["clipsort"]["subject"] == ["red"] and record["in_file"]["others"]["subject"] == ["Anna"]
+    assert record["in_file"]["iptc"] == ["red"]
+    sidecar = record["sidecars"][0]
+    assert sidecar["clipsort"]["subject"] == ["red"] and sidecar["others"]["subject"] == ["Anna"]
+    code, out, _ = run_cli(capsys, "show", str(red), *MODEL)
+    assert "  in file" in out and "    clipsort  red" in out and "    others    Anna" in out and "IPTC      red" in out

@@ -60,7 +60,8 @@ def paths() -> None:
 def formats(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per format.")] = False,
 ) -> None:
-    """List the image formats clipsort knows, which this installation reads, and what the rest need.
+    """List the image formats clipsort knows, which this installation reads and tags inside the file
+    (tag --into photo), and what the rest need.
 
     Files of a format marked 'no' are found, counted and named in every run's summary,
     never skipped silently.
@@ -74,8 +75,13 @@ def formats(
     import json
 
     from clipsort.photos.formats import status
+    from clipsort.writes.in_photo import in_file_support
 
     rows = status()
+    inside = in_file_support()
+    for row in rows:
+        row["tags_inside"] = not inside[str(row["format"])]
+        row["tags_inside_note"] = inside[str(row["format"])]
     if json_out:
         for row in rows:
             typer.echo(json.dumps(row))
@@ -88,3 +94,4 @@ def formats(
         if not row["readable"]:
             line += f"  -> {row['install']}"
         typer.echo(line)
+        typer.echo(" " * (width + 2) + f"tag --into photo: {row['tags_inside_note'] or 'inside the file'}")

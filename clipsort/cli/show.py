@@ -49,12 +49,28 @@ def show(
     run_command("show", RunSettings(**{**common.__dict__, "quiet": True}), photos, labels, work)
 
 
+def _keyword_lines(found: dict) -> list[str]:
+    """One line per writer (clipsort, others): flat keywords, then the hierarchical ones."""
+    lines = []
+    for owner in ("clipsort", "others"):
+        fields = found.get(owner) or {}
+        words = list(dict.fromkeys(fields.get("subject", [])))
+        tree = list(dict.fromkeys(fields.get("hierarchicalSubject", []) + fields.get("TagsList", [])))
+        if words or tree:
+            lines.append(f"    {owner:<9} {', '.join(words)}" + (f"  [{', '.join(tree)}]" if tree else ""))
+    return lines
+
+
 def _text(record: dict) -> str:
     lines = [str(record["path"])]
     readable = "readable" if record["readable"] else "not readable by this installation (see 'clipsort formats')"
     lines.append(f"  format   {record['format'] or 'unknown'} ({readable})")
     lines.append(f"  taken    {record['taken']} (from {record['taken_source']})")
     lines.append(f"  camera   {record['camera'] or 'unknown'}; GPS: {'yes' if record['gps'] else 'no'}")
+    in_file = record["in_file"]
+    keywords = _keyword_lines(in_file) + ([f"    IPTC      {', '.join(in_file['iptc'])}"] if in_file["iptc"] else [])
+    lines.append("  in file  " + ("" if keywords else "no keywords"))
+    lines += [f"    error     {in_file['error']}"] if "error" in in_file else keywords
     if not record["sidecars"]:
         lines.append("  sidecar  none")
     for sidecar in record["sidecars"]:
@@ -62,12 +78,7 @@ def _text(record: dict) -> str:
         if "error" in sidecar:
             lines.append(f"    error     {sidecar['error']}")
             continue
-        for owner in ("clipsort", "others"):
-            fields = sidecar.get(owner) or {}
-            words = list(dict.fromkeys(fields.get("subject", [])))
-            tree = list(dict.fromkeys(fields.get("hierarchicalSubject", []) + fields.get("TagsList", [])))
-            if words or tree:
-                lines.append(f"    {owner:<9} {', '.join(words)}" + (f"  [{', '.join(tree)}]" if tree else ""))
+        lines += _keyword_lines(sidecar)
     models = record["cached_models"]
     cached = ", ".join(m["model"] + ("" if m["current"] else " (stale: the file changed)") for m in models)
     lines.append(f"  cached   {cached or 'no vectors'}")

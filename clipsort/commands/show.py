@@ -13,11 +13,12 @@ from clipsort.model.embed import Embedder
 from clipsort.photos.discover import ImageRef
 from clipsort.photos.exif import read_facts
 from clipsort.photos.formats import available, format_of
+from clipsort.photos.keywords import embedded_keywords
 from clipsort.run.classifier import prepare_decisions
 from clipsort.run.events import Events, RunOptions, SilentEvents, fail
 from clipsort.run.pipeline import score_all, scores_of
 from clipsort.run.report import Report
-from clipsort.writes.sidecar import json_path, read_keywords, xmp_path
+from clipsort.writes.sidecar import json_path, keywords_in, read_keywords, xmp_path
 
 
 def describe(photo: Path, embedder: Embedder) -> dict[str, object]:
@@ -29,10 +30,23 @@ def describe(photo: Path, embedder: Embedder) -> dict[str, object]:
         "format": fmt.name if fmt else None,
         "readable": bool(fmt and available(fmt)),
         **facts.to_json(),
+        "in_file": _in_file(photo),
         "sidecars": _sidecars(photo),
         "cached_models": _cached_models(photo, embedder),
     }
     return record
+
+
+def _in_file(photo: Path) -> dict[str, object]:
+    """The keywords inside the photo: its XMP fields by who wrote them, and its IPTC Keywords."""
+    embedded = embedded_keywords(photo)
+    found: dict[str, object] = {"clipsort": {}, "others": {}, "iptc": list(embedded.iptc)}
+    if embedded.xmp is not None:
+        try:
+            found.update(keywords_in(embedded.xmp))
+        except ValueError as exc:
+            found["error"] = f"its XMP is {exc}"
+    return found
 
 
 def _sidecars(photo: Path) -> list[dict[str, object]]:

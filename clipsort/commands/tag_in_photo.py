@@ -15,12 +15,13 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from clipsort.photos.keywords import embedded_keywords
 from clipsort.photos.location import file_fingerprint
 from clipsort.store.cache import EmbeddingCache
 from clipsort.store.sidecar_record import SidecarRecord, digest_of
 from clipsort.writes.exiftool import ExifTool, ExifToolError
 from clipsort.writes.in_photo import NotReplaceable, PhotoWriter
-from clipsort.writes.sidecar import Keywords
+from clipsort.writes.sidecar import Keywords, keywords_in
 
 
 class InPhotoTagger:
@@ -53,6 +54,14 @@ class InPhotoTagger:
         if self._writer is None:
             return self._missing
         return self._writer.cannot_write(photo)
+
+    def holds_keywords(self, photo: Path) -> bool:
+        """Whether clipsort's keywords are inside ``photo`` (its XMP's record of them)."""
+        embedded = embedded_keywords(photo)
+        try:
+            return embedded.xmp is not None and any(keywords_in(embedded.xmp)["clipsort"].values())
+        except ValueError:
+            return False
 
     def write(self, photo: Path, keywords: Keywords, digest: str, dry_run: bool) -> bool:
         """Write ``keywords`` into ``photo``. False: they cannot go there (recorded in

@@ -18,6 +18,7 @@ from clipsort.labels.label_set import Label, LabelSet
 from clipsort.labels.names import control_problem
 from clipsort.model.embed import Embedder
 from clipsort.photos.discover import ImageRef, SideFiles
+from clipsort.photos.keywords import embedded_keywords
 from clipsort.photos.location import require_local
 from clipsort.run.classifier import prepare_decisions
 from clipsort.run.events import Events, RunOptions, SilentEvents, wants_details
@@ -26,6 +27,7 @@ from clipsort.run.report import PhotoResult, Report
 from clipsort.store.sidecar_record import SidecarRecord, digest_of
 from clipsort.writes.sidecar import (
     Keywords,
+    carried_keywords,
     holds_clipsort_keywords,
     json_path,
     json_text,
@@ -101,7 +103,7 @@ def run_tag(
         in_photo = InPhotoTagger(tag_root, embedder.name, options.mode, writer.record, embedder.cache, options.into_dng)
     refs, partners = photos_to_score(roots, run, report, events, side_files)
     if options.only_untagged:
-        refs = _untagged(refs, partners, writer, report, events)
+        refs = _untagged(refs, partners, writer, report, events, in_photo)
     handled: set[Path] = set()
     try:
         for ref, row, _ in score_all(refs, decisions, embedder, run, report, events):
@@ -170,13 +172,20 @@ def in_photo_written(
 
 
 def _untagged(
-    refs: list[ImageRef], partners: dict[Path, list[ImageRef]], writer: _Writer, report: Report, events: Events
+    refs: list[ImageRef],
+    partners: dict[Path, list[ImageRef]],
+    writer: _Writer,
+    report: Report,
+    events: Events,
+    in_photo: InPhotoTagger | None = None,
 ) -> list[ImageRef]:
-    """``--only-untagged``: the photos whose sidecar holds no clipsort keywords; the others are reported."""
+    """``--only-untagged``: the photos whose sidecar (or, with ``--into photo|both``, the photo
+    itself) holds no clipsort keywords; the others are reported."""
     keep = []
     for ref in refs:
         sidecar = writer.sidecar_path(ref.path)
-        if writer.already_tagged(sidecar):
+        inside = in_photo is not None and in_photo.refusal(ref.path) is None and in_photo.holds_keywords(ref.path)
+        if inside or writer.already_tagged(sidecar):
             for photo in [ref.path, *(p.path for p in partners.get(ref.path, []))]:
                 result = PhotoResult(photo, {}, (), "already-tagged", sidecar=sidecar, dry_run=writer.options.dry_run)
                 record(report, events, result)
@@ -284,7 +293,8 @@ class _Writer:
             if options.dry_run:
                 return path
             assert keywords is not None
-            write_xmp(photo, keywords, self.tag_root, self.model_name, options.xmp_name, append=append)
+            carried = carried_keywords(embedded_keywords(photo), self.tag_root)
+            write_xmp(photo, keywords, self.tag_root, self.model_name, options.xmp_name, append, carried)
         written = path
         self.record.wrote(written, digest, lambda: bool(kept) or (append and holds_clipsort_keywords(written)))
         return path

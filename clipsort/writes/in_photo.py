@@ -51,6 +51,32 @@ IN_FILE_FORMATS: dict[str, tuple[str, bool]] = {
 _TOKEN_LENGTH = 16  # hex digits of a temporary file's random part
 
 
+def in_file_support() -> dict[str, str]:
+    """For ``clipsort formats``: per format name, ``""`` when ``tag --into photo`` writes its
+    keywords inside the file on this installation, else why not (and what to install)."""
+    from clipsort.photos.formats import FORMATS
+
+    try:
+        with ExifTool() as exiftool:
+            writable, version = exiftool.writable_types(), exiftool.version
+    except ExifToolError:
+        writable, version = set(), ""
+    support = {}
+    for fmt in FORMATS:
+        known = IN_FILE_FORMATS.get(fmt.name)
+        if fmt.raw:
+            support[fmt.name] = "RAW: a sidecar (DNG inside with --into-dng)"
+        elif known is None:
+            support[fmt.name] = "holds no keywords clipsort writes: a sidecar"
+        elif not version:
+            support[fmt.name] = "needs exiftool (apt install libimage-exiftool-perl, brew install exiftool)"
+        elif known[0] not in writable:
+            support[fmt.name] = f"exiftool {version} cannot write it: a sidecar"
+        else:
+            support[fmt.name] = ""
+    return support
+
+
 class InPhotoError(FileFailure):
     """Keywords cannot be written into this photo; it is left as it was."""
 

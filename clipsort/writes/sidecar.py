@@ -27,6 +27,7 @@ from xml.parsers.expat import ExpatError
 from clipsort.errors import SidecarError
 from clipsort.labels.label_set import Label
 from clipsort.labels.names import xml_safe
+from clipsort.photos.keywords import EmbeddedKeywords
 from clipsort.photos.location import Location, read_whole, write_whole
 from clipsort.safe_files import SIDECAR_LIMIT, UnsafeFile
 from clipsort.writes.xmp_dom import (
@@ -121,21 +122,30 @@ def json_path(photo: Path) -> Path:
 # ----------------------------------------------------------------------------- XMP merge
 
 
-def merge_xmp(existing: str | None, keywords: Keywords, root: str, model_name: str, append: bool = False) -> str:
+def merge_xmp(
+    existing: str | None,
+    keywords: Keywords,
+    root: str,
+    model_name: str,
+    append: bool = False,
+    carried: Sequence[tuple[str, ...]] = (),
+) -> str:
     """The sidecar text after writing ``keywords`` into ``existing`` (None: a new sidecar).
 
     ``append`` keeps the keywords clipsort wrote before (and still present) beside the new ones;
     otherwise they give way to the new ones. Keywords clipsort did not write are always kept.
+    ``carried``: keywords (as paths) the photo holds in its own file, made sure of in each field
+    as keywords of the person's, not clipsort's (:func:`carried_keywords`).
     Linear in the sidecar's size (benchmarks/sidecar_merge.py).
     """
     if existing is None or len(existing) < _LARGE:
-        return _merged(existing, keywords, root, model_name, append)
+        return _merged(existing, keywords, root, model_name, append, carried)
     # The DOM of a large sidecar is millions of objects: the collector's passes over them while it
     # is built made the time per megabyte grow with the size (5.8 MB: 0.85 s/MB, 0.56 without).
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _merged(existing, keywords, root, model_name, append)
+        return _merged(existing, keywords, root, model_name, append, carried)
     finally:
         if paused:
             gc.enable()
@@ -145,7 +155,14 @@ def merge_xmp(existing: str | None, keywords: Keywords, root: str, model_name: s
 _LARGE = 1 << 20
 
 
-def _merged(existing: str | None, keywords: Keywords, root: str, model_name: str, append: bool) -> str:
+def _merged(
+    existing: str | None,
+    keywords: Keywords,
+    root: str,
+    model_name: str,
+    append: bool,
+    carried: Sequence[tuple[str, ...]] = (),
+) -> str:
     text = existing or _NEW_XMP
     document = _parse(text.encode("utf-8"))
     descriptions = elements(document, NS_RDF, "Description")
@@ -182,6 +199,10 @@ def _merged(existing: str | None, keywords: Keywords, root: str, model_name: str
             return bool(root and field.separator and (item == root or item.startswith(root + field.separator)))
 
         kept = [item for item in current if not owned(item)]
+        for path in carried:
+            item = path[-1] if field.separator is None else field.separator.join(path)
+            if item not in kept and not owned(item):
+                kept.append(item)
         added = [item for item in wanted[field.name] if item not in kept]
         final = kept + added
         added_by_field[field.record] = added
@@ -211,9 +232,16 @@ def _parse(data: bytes) -> Any:
 
 
 def write_xmp(
-    photo: Path, keywords: Keywords, root: str, model_name: str, style: str = "full", append: bool = False
+    photo: Path,
+    keywords: Keywords,
+    root: str,
+    model_name: str,
+    style: str = "full",
+    append: bool = False,
+    carried: Sequence[tuple[str, ...]] = (),
 ) -> Path:
-    """Merge ``keywords`` into the photo's XMP sidecar (created if missing). Returns its path."""
+    """Merge ``keywords`` into the photo's XMP sidecar (created if missing), with the keywords the
+    photo holds in its own file (``carried``). Returns its path."""
     path = xmp_path(photo, style)
     data = read_existing(path)
     try:
@@ -221,7 +249,7 @@ def write_xmp(
     except UnicodeDecodeError:
         raise SidecarError(path, "existing sidecar is not UTF-8 text; left untouched") from None
     try:
-        text = merge_xmp(existing, keywords, root, model_name, append)
+        text = merge_xmp(existing, keywords, root, model_name, append, carried)
     except (ExpatError, ValueError) as exc:
         raise SidecarError(path, f"existing sidecar is not valid XMP ({exc}); left untouched") from None
     except RecursionError:
@@ -276,6 +304,31 @@ def keywords_in(data: bytes) -> dict[str, dict[str, list[str]]]:
     except RecursionError:
         raise ValueError("not valid XMP (nested too deeply)") from None
     return found
+
+
+def carried_keywords(embedded: EmbeddedKeywords, root: str) -> list[tuple[str, ...]]:
+    """The keywords a photo holds in its own file, as paths (``("People", "Anna")``, ``("sunset",)``):
+    from its XMP fields and IPTC Keywords, but not those clipsort wrote there (its record in the
+    file's XMP says which) nor any under the tag root. A packet that is not XMP gives none."""
+    fields: dict[str, dict[str, list[str]]] = {"clipsort": {}, "others": {}}
+    if embedded.xmp is not None:
+        try:
+            fields = keywords_in(embedded.xmp)
+        except ValueError:
+            pass
+    others, ours = fields["others"], set(fields["clipsort"].get("subject", []))
+    paths: list[tuple[str, ...]] = []
+    for name, separator in (("TagsList", "/"), ("hierarchicalSubject", "|")):
+        for item in others.get(name, []):
+            path = tuple(part for part in item.split(separator) if part)
+            if path and path not in paths:
+                paths.append(path)
+    leaves = {path[-1] for path in paths}
+    for item in [*others.get("subject", []), *(k for k in embedded.iptc if k not in ours)]:
+        if item and item not in leaves:
+            leaves.add(item)
+            paths.append((item,))
+    return [path for path in paths if not (root and path[0] == root) and not any(xml_safe(p) != p for p in path)]
 
 
 def holds_clipsort_keywords(sidecar: Path) -> bool:
