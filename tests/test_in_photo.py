@@ -385,3 +385,106 @@ def test_show_lists_keywords_by_where_they_live_and_who_wrote_them(tmp_path, cap
     assert sidecar["clipsort"]["subject"] == ["red"] and sidecar["others"]["subject"] == ["Anna"]
     code, out, _ = run_cli(capsys, "show", str(red), *MODEL)
     assert "  in file" in out and "    clipsort  red" in out and "    others    Anna" in out and "IPTC      red" in out
+
+
+# ----------------------------------------------------------------------------- undo
+
+
+def test_undo_puts_the_keywords_back_and_refuses_a_photo_edited_since(tmp_path, capsys):
+    lib, labels = tmp_path / "lib", label_file(tmp_path)
+    red = photo(lib, "red", "red.jpg")
+    subprocess.run(
+        [EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject=Anna", "-IPTC:Keywords=Rome", str(red)], check=True
+    )
+    green, blue = photo(lib, "green", "green.jpg", seed=2), photo(lib, "blue", "blue.jpg", seed=3)
+    before = {p: (pixels(p), in_file(p)) for p in (red, green, blue)}
+    code, _, err = run_cli(capsys, "tag", str(lib), "-l", str(labels), *MODEL, "--into", "photo")
+    assert code == 0, err
+    assert in_file(blue)["Subject"] == ["blue"]
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject+=edited", str(blue)], check=True)
+    code, out, err = run_cli(capsys, "history")
+    assert "tag 3 photos (keywords inside)" in out, out
+    code, _, err = run_cli(capsys, "undo")
+    assert code == 3 and f"{blue} changed since it was tagged" in err and "undid 2 photos" in err
+    for path in (red, green):
+        assert pixels(path) == before[path][0] and in_file(path) == before[path][1], path
+    assert in_file(blue)["Subject"] == ["blue", "edited"]  # left as the person left it
+
+
+def test_a_killed_tag_run_is_settled_and_undone_whole(tmp_path):
+    library = tmp_path / "library"
+    originals = {}
+    for i in range(60):
+        colour = COLOURS[i % 3]
+        path = photo(library, colour, f"{colour}_{i:02d}.jpg", seed=i)
+        originals[path] = path.read_bytes()
+    labels = label_file(tmp_path)
+    env = dict(os.environ, CLIPSORT_CACHE_DIR=str(tmp_path / "cache-dir"))
+    clipsort = [sys.executable, "-m", "clipsort"]
+    subprocess.run([*clipsort, "index", str(library), *MODEL], env=env, check=True)
+    process = subprocess.Popen(
+        [*clipsort, "tag", str(library), "-l", str(labels), *MODEL, "--into", "photo"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(random.Random(5).uniform(0.6, 1.6))  # most often while it rewrites photos
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    undone = subprocess.run([*clipsort, "undo"], env=env, capture_output=True, text=True)
+    assert undone.returncode == 0, undone.stderr
+    assert temps(library) == []
+    for path, data in originals.items():
+        assert pixels(path) == pixels_of_bytes(data, tmp_path) and "Subject" not in in_file(path), path
+
+
+def pixels_of_bytes(data: bytes, scratch: Path) -> bytes:
+    copy = scratch / "original.jpg"
+    copy.write_bytes(data)
+    return pixels(copy)
+
+
+def test_a_tag_journal_naming_a_photo_outside_its_folders_is_refused_whole(tmp_path, capsys):
+    from clipsort.store.journal import Journal
+
+    lib, outside = tmp_path / "lib", photo(tmp_path / "elsewhere", "red", "victim.jpg")
+    lib.mkdir()
+    journal = Journal.create("tag", [lib], None, {"into": "photo"})
+    op = journal.begin_retag(
+        outside,
+        {"xmp": False, "fields": {}, "iptc": []},
+        outside.with_name(".victim.jpg.0123456789abcdef.clipsort-tmp"),
+    )
+    journal.done(op, [outside])
+    journal.end({})
+    journal.close()
+    data = outside.read_bytes()
+    code, _, err = run_cli(capsys, "undo")
+    assert code != 0 and "is outside the folders its run tagged" in err and "nothing was touched" in err
+    assert outside.read_bytes() == data
+
+
+def test_recovery_settles_a_rewrite_cut_between_its_journal_records(tmp_path, capsys):
+    """A run killed after its journal's begin record: the photo is whole either way; recovery
+    removes the temporary file and records whether the rename happened, and undo then puts back
+    the keywords of a photo that was replaced and leaves the other alone."""
+    from clipsort.store.journal import Journal
+
+    lib = tmp_path / "lib"
+    kept, replaced = photo(lib, "red", "kept.jpg"), photo(lib, "blue", "replaced.jpg", seed=2)
+    kept_data = kept.read_bytes()
+    journal = Journal.create("tag", [lib], None, {"into": "photo"})
+    temps_left = []
+    for path in (kept, replaced):
+        temp = path.with_name(f".{path.name}.0123456789abcdef.clipsort-tmp")
+        temp.write_bytes(path.read_bytes())
+        temps_left.append(temp)
+        journal.begin_retag(path, {"xmp": False, "fields": {}, "iptc": []}, temp)
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject=blue", str(replaced)], check=True)
+    journal.close()  # killed: no done, no end, lock released
+    code, _, err = run_cli(capsys, "undo")
+    assert code == 0, err
+    assert "was rolled back" in err and "was completed" in err
+    assert not any(t.exists() for t in temps_left)
+    assert kept.read_bytes() == kept_data
+    assert "Subject" not in in_file(replaced)

@@ -447,7 +447,11 @@ def _view(
             _view([("/lib/a.jpg", "/out/a.jpg")], command="index"),
             "not the journal of a sort",
         ),
-        ("the journal of a tag", _view([("/lib/a.jpg", "/out/a.jpg")], command="tag"), "not the journal of a sort"),
+        (  # tag journals rewrite photos in place (tag --into photo): a move in one is refused
+            "a move in the journal of a tag",
+            _view([("/lib/a.jpg", "/out/a.jpg")], command="tag"),
+            "not a rewrite of one photo",
+        ),
         ("no roots", _view([("/lib/a.jpg", "/out/a.jpg")], roots=()), "folders it sorted"),
         ("roots that are no list", _view([("/lib/a.jpg", "/out/a.jpg")], roots={"/lib": 0}), "folders it sorted"),
         ("a unit of no files", _view([]), "no files"),
@@ -561,3 +565,44 @@ def test_a_journal_gone_before_it_is_claimed_is_one_clear_error(tmp_path):
     with pytest.raises(JournalError) as refused, claimed(gone):
         pass
     assert str(refused.value) == f"cannot open the journal {gone}: No such file or directory"
+
+
+def _tag_view(photo="/lib/a.jpg", temp="/lib/.a.jpg.0123456789abcdef.clipsort-tmp", before=None, **changes):
+    """The journal of a tag --into photo run rewriting ``photo``, read back (see _view)."""
+    view = _view(
+        [(photo, changes.pop("target", photo))], command="tag", action=changes.pop("action", "retag"), **changes
+    )
+    del view.run["dest"]
+    operation = view.operations[0]
+    operation.temp = temp
+    operation.before = {"xmp": True, "fields": {"subject": ["Anna"]}, "iptc": []} if before is None else before
+    return view
+
+
+@pytest.mark.parametrize(
+    ("case", "view", "words"),
+    [
+        ("a photo outside the folders tagged", _tag_view("/elsewhere/a.jpg"), "outside the folders its run tagged"),
+        ("a rewrite that moves", _tag_view(target="/lib/b.jpg"), "two of them"),
+        ("a temporary file elsewhere", _tag_view(temp="/tmp/.a.jpg.0123456789abcdef.clipsort-tmp"), "not beside"),
+        ("a temporary file of another name", _tag_view(temp="/lib/victim.jpg"), "not named as clipsort"),
+        (
+            "keywords that are not text",
+            _tag_view(before={"xmp": True, "fields": {"subject": [1]}, "iptc": []}),
+            "as they were",
+        ),
+        ("no record of the keywords", _tag_view(before="rm -rf"), "as they were"),
+        ("no identity of the rewritten photo", _tag_view(placed=[]), "identity of the photo it rewrote"),
+    ],
+)
+def test_a_tag_journal_is_held_to_its_folders_and_to_what_undo_needs(case, view, words):
+    from clipsort.store.journal_check import check_journal
+
+    with pytest.raises(JournalRefused, match=words):
+        check_journal(view)
+
+
+def test_a_sane_tag_journal_passes():
+    from clipsort.store.journal_check import check_journal
+
+    check_journal(_tag_view())

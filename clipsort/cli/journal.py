@@ -17,11 +17,12 @@ def undo(
     journal: Annotated[
         str | None,
         typer.Argument(
-            help="Journal file or name from 'clipsort history'. [default: the last sort run]", show_default=False
+            help="Journal file or name from 'clipsort history'. [default: the last sort or tag run]", show_default=False
         ),
     ] = None,
 ) -> None:
-    """Put back every photo (and its sidecars) that a sort run moved, copied or linked.
+    """Put back every photo (and its sidecars) that a sort run moved, copied or linked, or the
+    keywords a tag --into photo run wrote inside photos.
 
     Refuses, photo by photo, where a file has changed or its old name is taken
     since; run it again after fixing that. An interrupted run is completed or
@@ -51,7 +52,7 @@ def undo(
 
 @app.command(cls=ClipsortCommand)
 def history() -> None:
-    """List past sort runs, newest last, with their journals (for 'clipsort undo').
+    """List past sort runs and tag --into photo runs, newest last, with their journals (for 'clipsort undo').
 
     Example:
 
@@ -75,9 +76,12 @@ def history() -> None:
         if view.legacy:
             state += "; older clipsort: undo by hand"
         moved = counts.get("done", 0)
-        typer.echo(
-            printable(
+        if view.run.get("command") == "tag":
+            roots = ", ".join(str(r) for r in view.run.get("roots", []))
+            line = f"{when}  {view.path.name}  tag {moved} photos (keywords inside) in {roots}  [{state}]"
+        else:
+            line = (
                 f"{when}  {view.path.name}  {view.run.get('mode', 'move')} {moved} photos"
                 f" -> {view.run.get('dest', '?')}  [{state}]"
             )
-        )
+        typer.echo(printable(line))

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from clipsort.photos.keywords import embedded_keywords
 from clipsort.photos.location import file_fingerprint
 from clipsort.store.cache import EmbeddingCache
+from clipsort.store.journal import Journal
 from clipsort.store.sidecar_record import SidecarRecord, digest_of
 from clipsort.writes.exiftool import ExifTool, ExifToolError
 from clipsort.writes.in_photo import NotReplaceable, PhotoWriter
@@ -28,7 +30,14 @@ class InPhotoTagger:
     """One run's writer of keywords into photos (one ExifTool process), and what fell back."""
 
     def __init__(
-        self, tag_root: str, model_name: str, mode: str, record: SidecarRecord, cache: EmbeddingCache | None, dng: bool
+        self,
+        tag_root: str,
+        model_name: str,
+        mode: str,
+        record: SidecarRecord,
+        cache: EmbeddingCache | None,
+        dng: bool,
+        roots: Sequence[Path] = (),
     ) -> None:
         self.tag_root = tag_root
         self.model_name = model_name
@@ -40,6 +49,9 @@ class InPhotoTagger:
         #: Photos left alone: they already hold this run's keywords.
         self.unchanged = 0
         self.written = 0
+        self._roots = list(roots)
+        #: The run's journal (``undo``, ``history``), made at the first photo rewritten.
+        self.journal: Journal | None = None
         self._exiftool: ExifTool | None = None
         self._writer: PhotoWriter | None = None
         self._missing: str | None = None
@@ -75,7 +87,9 @@ class InPhotoTagger:
             return True
         try:
             before = os.stat(photo)
-            wrote = self._writer.write(photo, keywords, self.tag_root, self.model_name, self.append)
+            if self.journal is None:
+                self.journal = Journal.create("tag", self._roots, None, {"into": "photo"})
+            wrote = self._writer.write(photo, keywords, self.tag_root, self.model_name, self.append, self.journal)
         except NotReplaceable as refused:
             self.fell_back[refused.reason] += 1
             return False
@@ -99,7 +113,10 @@ class InPhotoTagger:
             lines.append(f"{count} photo(s) tagged in their sidecar instead of inside the file: {reason}")
         return lines
 
-    def close(self) -> None:
+    def close(self, summary: dict[str, object] | None = None) -> None:
+        if self.journal is not None:
+            self.journal.end({"rewritten": self.written, **(summary or {})})
+            self.journal.close()
         if self._writer is not None:
             self._writer.close()
         if self._exiftool is not None:

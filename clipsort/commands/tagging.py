@@ -25,6 +25,7 @@ from clipsort.run.events import Events, RunOptions, SilentEvents, wants_details
 from clipsort.run.pipeline import explained_of, fail_unhandled_partners, photos_to_score, record, score_all, scores_of
 from clipsort.run.report import PhotoResult, Report
 from clipsort.store.sidecar_record import SidecarRecord, digest_of
+from clipsort.writes.recovery import recover
 from clipsort.writes.sidecar import (
     Keywords,
     carried_keywords,
@@ -100,7 +101,11 @@ def run_tag(
     )
     in_photo = None
     if options.into != "sidecar":
-        in_photo = InPhotoTagger(tag_root, embedder.name, options.mode, writer.record, embedder.cache, options.into_dng)
+        if not options.dry_run:
+            recover(events.warned)  # an interrupted sort or tag run, finished or rolled back first
+        in_photo = InPhotoTagger(
+            tag_root, embedder.name, options.mode, writer.record, embedder.cache, options.into_dng, roots
+        )
     refs, partners = photos_to_score(roots, run, report, events, side_files)
     if options.only_untagged:
         refs = _untagged(refs, partners, writer, report, events, in_photo)
@@ -150,7 +155,8 @@ def run_tag(
     finally:
         writer.record.flush()
         if in_photo is not None:
-            in_photo.close()
+            in_photo.close({"failed": len(report.failures), "fatal": report.fatal})
+            report.journal = in_photo.journal.path if in_photo.journal is not None else None
     report.unchanged = writer.unchanged
     if in_photo is not None:
         report.unchanged_in_photos = in_photo.unchanged

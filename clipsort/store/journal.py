@@ -21,6 +21,11 @@ Journals of clipsort before version 2 hold paths relative to the folder the sort
 no identities; they are listed by ``history`` but never acted on (:data:`LEGACY_HELP`).
 
 ``clipsort undo`` replays a journal backwards (:mod:`clipsort.writes.recovery`).
+
+``tag --into photo|both`` runs keep journals too (``command`` ``tag``, no ``dest``): one
+``retag`` operation per photo rewritten in place, whose begin record holds the photo's keyword
+fields as they were (what undo writes back) and the temporary file that was to replace it
+(:mod:`clipsort.writes.undo_in_photo`).
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ KEY_NAME = "journal.key"
 SEED = b"clipsort journal 2\n"
 SEALED = re.compile(rb'^(\{.*),"mac":"([0-9a-f]{64})"\}$', re.DOTALL)
 ACTIONS = ("move", "copy", "link", "dedupe")
+#: What a ``tag --into photo|both`` run does to a photo: its metadata rewritten, nothing moved.
+RETAG = "retag"
 
 LEGACY_HELP = (
     "it was written by a clipsort older than journal version 2, with paths relative to the folder that sort ran "
@@ -174,9 +181,12 @@ class Journal:
         self._next_op = 0
 
     @classmethod
-    def create(cls, command: str, roots: Sequence[Path | str], dest: Path | str, details: dict[str, Any]) -> Journal:
-        """A new journal for a run over ``roots`` into ``dest``; every path is made absolute against
-        the working folder of now."""
+    def create(
+        cls, command: str, roots: Sequence[Path | str], dest: Path | str | None, details: dict[str, Any]
+    ) -> Journal:
+        """A new journal for a run over ``roots`` into ``dest`` (None: a run that moves nothing, as
+        ``tag`` with keywords inside photos); every path is made absolute against the working
+        folder of now."""
         key = journal_key(create=True)
         assert key is not None
         cwd = os.getcwd()
@@ -205,7 +215,7 @@ class Journal:
             "started": time.time(),
             "cwd": cwd,
             "roots": [absolute(r, cwd) for r in roots],
-            "dest": absolute(dest, cwd),
+            **({"dest": absolute(dest, cwd)} if dest is not None else {}),
             **details,
         }
         journal.write(header, sync=True)
@@ -233,6 +243,28 @@ class Journal:
                 "files": [[absolute(s, self.cwd), absolute(t, self.cwd)] for s, t in files],
                 "stats": [identity_of(s) for s, _ in files],
                 "folders": [absolute(f, self.cwd) for f in folders],
+            },
+            sync=True,
+        )
+        return op
+
+    def begin_retag(self, photo: Path, before: dict[str, Any], temp: Path) -> int:
+        """Record, before it takes the photo's place (flushed to disk), that ``temp`` is about to
+        replace ``photo`` with new metadata; ``before`` is what undo puts back (its keyword fields
+        and IPTC Keywords). Returns the operation's number."""
+        op = self._next_op
+        self._next_op += 1
+        path = absolute(photo, self.cwd)
+        self.write(
+            {
+                "type": "begin",
+                "op": op,
+                "action": RETAG,
+                "files": [[path, path]],
+                "stats": [identity_of(photo)],
+                "folders": [],
+                "before": before,
+                "temp": absolute(temp, self.cwd),
             },
             sync=True,
         )

@@ -7,7 +7,8 @@ and every file an undo or recovery may touch must carry the identity it had (dev
 size, mtime_ns, ctime_ns). A journal that breaks any of these is refused as a whole
 (:class:`JournalRefused`), before anything happens. When a file is about to be touched, its
 real location (links in its folders resolved) must still be inside those folders:
-:class:`Bounds`.
+:class:`Bounds`. A ``tag`` run's journal is held to the folders it tagged: each operation
+rewrote one photo there in place, with its temporary file beside it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from clipsort.safe_files import inside, real_location
-from clipsort.store.journal import ACTIONS, LEGACY_HELP, Identity, JournalRefused
+from clipsort.safe_files import TEMP_SUFFIX, inside, real_location, temp_prefix
+from clipsort.store.journal import ACTIONS, LEGACY_HELP, RETAG, Identity, JournalRefused
 from clipsort.store.journal_read import JournalView, Operation
 
 
@@ -38,6 +39,9 @@ def check_journal(view: JournalView) -> None:
     if view.legacy:
         raise JournalRefused(f"{name}: {LEGACY_HELP}")
     run = view.run
+    if run.get("command") == "tag":
+        _check_tag_journal(view)
+        return
     if run.get("command") != "sort":
         raise JournalRefused(f"{name} is not the journal of a sort run")
     roots, dest = run.get("roots"), run.get("dest")
@@ -79,12 +83,64 @@ def _operation_problem(operation: Operation, roots: Sequence[str], dest: str) ->
     return None
 
 
+def _check_tag_journal(view: JournalView) -> None:
+    """A ``tag --into photo`` run's journal: each operation rewrote one photo inside the folders
+    tagged, in place, and records what its keyword fields were (lists of strings) and the
+    temporary file beside it."""
+    name = view.path.name
+    roots = view.run.get("roots")
+    if not isinstance(roots, list) or not roots or not all(isinstance(r, str) and _clean(r) for r in roots):
+        raise JournalRefused(f"{name}: its run does not name the folders it tagged as absolute paths")
+    for operation in view.operations.values():
+        problem = _retag_problem(operation, roots)
+        if problem:
+            raise JournalRefused(f"{name}: operation {operation.op}: {problem}; nothing was touched")
+
+
+def _retag_problem(operation: Operation, roots: Sequence[str]) -> str | None:
+    if operation.action != RETAG or len(operation.files) != 1 or operation.folders:
+        return f"not a rewrite of one photo ({operation.action!r})"
+    photo, same = operation.files[0]
+    if photo != same or not _clean(photo):
+        return f"a path that is not absolute and normalised, or two of them ({photo} -> {same})"
+    if not any(inside(photo, root) for root in roots):
+        return f"{photo} is outside the folders its run tagged"
+    temp = operation.temp
+    expected = temp_prefix(photo.name)
+    if not isinstance(temp, str) or not _clean(temp) or os.path.dirname(temp) != os.fspath(photo.parent):
+        return f"its temporary file is not beside {photo}"
+    if not (os.path.basename(temp).startswith(expected) and temp.endswith(TEMP_SUFFIX)):
+        return f"its temporary file {temp} is not named as clipsort names them"
+    before = operation.before
+    fields = before.get("fields") if isinstance(before, dict) else None
+    if (
+        not isinstance(before, dict)
+        or not isinstance(before.get("xmp"), bool)
+        or not isinstance(fields, dict)
+        or not all(isinstance(k, str) and _strings(v) for k, v in fields.items())
+        or not _strings(before.get("iptc"))
+    ):
+        return "it does not record the photo's keywords as they were"
+    if len(operation.source_stats) != 1:
+        return "it does not record the photo's identity"
+    if operation.state in ("done", "undoing") and not (
+        len(operation.target_stats) == 1 and as_identity(operation.target_stats[0])
+    ):
+        return "it does not record the identity of the photo it rewrote"
+    return None
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 class Bounds:
     """A run's folders, as they really are now: a file about to be touched must still be in them."""
 
     def __init__(self, view: JournalView) -> None:
         self.roots = [os.path.realpath(r) for r in view.run["roots"]]
-        self.dest = os.path.realpath(view.run["dest"])
+        #: None: a run that moved nothing (tag): its files stay in the folders it tagged.
+        self.dest = os.path.realpath(view.run["dest"]) if "dest" in view.run else None
 
     def problem(self, operation: Operation) -> str | None:
         """Why a file of ``operation`` may not be touched now (a folder on its way is a link to
@@ -94,6 +150,8 @@ class Bounds:
             if not any(inside(real, root) for root in self.roots):
                 return f"{source} now leads outside the folders sorted (to {real}); left alone"
             real = real_location(target)
-            if not inside(real, self.dest):
+            if self.dest is not None and not inside(real, self.dest):
                 return f"{target} now leads outside the destination (to {real}); left alone"
+            if self.dest is None and not any(inside(real, root) for root in self.roots):
+                return f"{target} now leads outside the folders tagged (to {real}); left alone"
         return None

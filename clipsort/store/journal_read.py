@@ -47,6 +47,10 @@ class Operation:
     state: str = "begun"  #: begun, done, failed, undoing, undone
     #: Each placed file's identity after the operation (``done`` records).
     target_stats: list[Any] = field(default_factory=list)
+    #: ``retag`` only: the photo's keyword fields before (what undo puts back), and the temporary
+    #: file that was to replace it.
+    before: Any = None
+    temp: Any = None
 
 
 @dataclass
@@ -213,6 +217,8 @@ def _operation(record: dict[str, Any]) -> Operation:
         [(Path(s), Path(t)) for s, t in files],
         list(record.get("stats") or []),
         [Path(f) for f in folders],
+        before=record.get("before"),
+        temp=record.get("temp"),
     )
 
 

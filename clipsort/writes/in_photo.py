@@ -28,14 +28,27 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.parsers.expat import ExpatError
 
 from clipsort.errors import FileFailure
 from clipsort.photos.formats import format_of
 from clipsort.photos.image_data import same_picture
 from clipsort.safe_files import TEMP_SUFFIX, temp_prefix
+from clipsort.store.journal import Journal
 from clipsort.writes.exiftool import ExifTool, ExifToolError
-from clipsort.writes.sidecar import Keywords, keywords_in, merge_xmp
+from clipsort.writes.sidecar import FIELDS, NEW_XMP, Keywords, keywords_in, merge_xmp, parse_xmp
+from clipsort.writes.xmp_dom import (
+    NS_CLIPSORT,
+    NS_RDF,
+    append_list,
+    append_text,
+    elements,
+    list_items,
+    remove_all,
+    serialise,
+    set_items,
+)
 
 #: Formats whose keywords clipsort writes inside the file: format name -> (ExifTool's file
 #: type, whether the format holds IPTC).
@@ -158,12 +171,40 @@ class PhotoWriter:
             iptc = tuple(kept + [k for k in after.get("subject", []) if k not in kept])
         return now, InFile(merged, iptc)
 
-    def write(self, photo: Path, keywords: Keywords, root: str, model_name: str, append: bool = False) -> bool:
-        """Write ``keywords`` into ``photo``; False when it already holds them (left untouched)."""
+    def write(
+        self,
+        photo: Path,
+        keywords: Keywords,
+        root: str,
+        model_name: str,
+        append: bool = False,
+        journal: Journal | None = None,
+    ) -> bool:
+        """Write ``keywords`` into ``photo``; False when it already holds them (left untouched).
+        ``journal``: the run's, which records what undo puts back before the photo is replaced."""
         before = _replaceable(photo)
         now, wanted = self.planned(photo, keywords, root, model_name, append)
         if _state(now) == _state(wanted):
             return False
+        self._replace(photo, before, now, wanted, journal)
+        return True
+
+    def restore(self, photo: Path, undo: dict[str, Any]) -> None:
+        """Put back the keyword fields and IPTC Keywords ``undo`` records (a journal's ``before``),
+        by the same steps as a write; the picture and every other field stay as they are now."""
+        before = _replaceable(photo)
+        now = self.read(photo)
+        xmp = None
+        if undo["xmp"]:
+            try:
+                xmp = with_keyword_state(now.xmp, undo["fields"])
+            except (ValueError, ExpatError, RecursionError) as exc:
+                raise InPhotoError(photo, f"its XMP packet cannot be restored: {exc}; left as it is") from None
+        self._replace(photo, before, now, InFile(xmp, tuple(undo["iptc"])), None)
+
+    def _replace(
+        self, photo: Path, before: os.stat_result, now: InFile, wanted: InFile, journal: Journal | None
+    ) -> None:
         _remove_stale_temps(photo)
         tmp = photo.with_name(f"{temp_prefix(photo.name)}{secrets.token_hex(_TOKEN_LENGTH // 2)}{TEMP_SUFFIX}")
         try:
@@ -176,18 +217,21 @@ class PhotoWriter:
                 raise InPhotoError(photo, "the rewritten file does not read back the keywords written; left untouched")
             if _identity(os.lstat(photo)) != _identity(before):
                 raise InPhotoError(photo, "it changed while it was being tagged; left as it is now")
+            op = journal.begin_retag(photo, undo_record(now), tmp) if journal is not None else None
             os.replace(tmp, photo)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
         _flush_folder(photo.parent)
-        return True
+        if journal is not None and op is not None:
+            journal.done(op, [photo])
 
     def _write_copy(self, photo: Path, tmp: Path, now: InFile, wanted: InFile) -> None:
         packet = self._scratch / "packet.xmp"
         packet.write_text(wanted.xmp or "", encoding="utf-8")
-        args: list[str | bytes] = ["-o", os.fsencode(tmp.absolute()), b"-XMP<=" + os.fsencode(packet)]
+        xmp = b"-XMP<=" + os.fsencode(packet) if wanted.xmp is not None else b"-XMP="  # None: no packet
+        args: list[str | bytes] = ["-o", os.fsencode(tmp.absolute()), xmp]
         if wanted.iptc != now.iptc:
             args += ["-charset", "iptc=UTF8", "-IPTC:CodedCharacterSet=UTF8", "-IPTC:Keywords="]
             args += [f"-IPTC:Keywords={k}" for k in wanted.iptc]
@@ -199,6 +243,53 @@ class PhotoWriter:
         if not tmp.exists():
             reason = (err.strip().splitlines() or out.strip().splitlines() or ["exiftool wrote nothing"])[-1]
             raise InPhotoError(photo, f"cannot write its metadata: {reason.removeprefix('Error: ')}")
+
+
+def undo_record(found: InFile) -> dict[str, Any]:
+    """What undo needs to put a photo's keywords back: whether it had an XMP packet, its keyword
+    fields and clipsort's records in it, item by item, and its IPTC Keywords."""
+    return {"xmp": found.xmp is not None, "fields": keyword_state(found.xmp), "iptc": list(found.iptc)}
+
+
+def keyword_state(xmp: str | None) -> dict[str, list[str]]:
+    """The keyword fields, clipsort's records of them and its model in an XMP packet, item by item."""
+    if xmp is None:
+        return {}
+    document = parse_xmp(xmp.encode("utf-8"))
+    state: dict[str, list[str]] = {}
+    for field in FIELDS:
+        state[field.name] = [i for e in elements(document, field.ns, field.name) for i in list_items(e)]
+        state[field.record] = [i for e in elements(document, NS_CLIPSORT, field.record) for i in list_items(e)]
+    state["model"] = [e.firstChild.data for e in elements(document, NS_CLIPSORT, "model") if e.firstChild]
+    return state
+
+
+def with_keyword_state(xmp: str | None, state: dict[str, list[str]]) -> str:
+    """``xmp`` (or a new packet) with its keyword fields, clipsort's records and model set to
+    ``state``'s (absent ones removed); every other element as it is."""
+    document = parse_xmp((xmp or NEW_XMP).encode("utf-8"))
+    descriptions = elements(document, NS_RDF, "Description")
+    if not descriptions:
+        raise ValueError("no rdf:Description element")
+    target = descriptions[0]
+    for field in FIELDS:
+        found = elements(document, field.ns, field.name)
+        items = state.get(field.name, [])
+        if found and items:
+            set_items(found[0], field.container, items)
+            remove_all(found[1:])
+        else:
+            remove_all(found)
+            if items:
+                append_list(target, field.ns, field.name, field.container, items)
+    remove_all([e for f in FIELDS for e in elements(document, NS_CLIPSORT, f.record)])
+    remove_all(elements(document, NS_CLIPSORT, "model"))
+    for field in FIELDS:
+        if state.get(field.record):
+            append_list(target, NS_CLIPSORT, field.record, "Bag", state[field.record])
+    for model in state.get("model", [])[:1]:
+        append_text(target, NS_CLIPSORT, "model", model)
+    return serialise(document)
 
 
 def _state(found: InFile) -> tuple[object, ...]:

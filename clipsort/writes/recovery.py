@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipsort.errors import FileFailure, UsageError
-from clipsort.store.journal import Identity, JournalError, identity_of
+from clipsort.store.journal import RETAG, Identity, JournalError, identity_of
 from clipsort.store.journal_check import Bounds, as_identity, check_journal
 from clipsort.store.journal_read import (
     Appender,
@@ -32,6 +32,7 @@ from clipsort.store.journal_read import (
     resolve,
 )
 from clipsort.writes.placing import copy_no_clobber, identical, place, remove_temp_copies, rename_no_replace
+from clipsort.writes.undo_in_photo import Restorer, settle_retag
 
 
 def _same(path: Path, expected: Identity | None) -> bool:
@@ -119,28 +120,47 @@ def undo_operations(view: JournalView, record: Callable[[dict], None]) -> UndoRe
     result = UndoResult()
     bounds = Bounds(view)
     folders: list[Path] = []
-    for operation in sorted(view.operations.values(), key=lambda o: o.op, reverse=True):
-        if operation.state not in ("done", "undoing"):
-            continue
-        resuming = operation.state == "undoing"  # an undo killed half-way through this unit
-        problem = bounds.problem(operation) or _undo_problem(operation, resuming)
-        if problem:
-            result.refused.append(FileFailure(operation.files[0][0], problem))
-            continue
-        record({"type": "undo", "op": operation.op})
-        try:
-            _put_back(operation, resuming)
-        except OSError as exc:
-            result.refused.append(FileFailure(operation.files[0][0], f"cannot put back: {exc.strerror or exc}"))
-            continue
-        record({"type": "undone", "op": operation.op})
-        operation.state = "undone"
-        result.undone += 1
-        folders += operation.folders
+    restorer = Restorer()  # photos whose keywords a tag run rewrote (ExifTool started at the first)
+    try:
+        for operation in sorted(view.operations.values(), key=lambda o: o.op, reverse=True):
+            if operation.state in ("done", "undoing") and _undo_one(operation, bounds, restorer, record, result):
+                folders += operation.folders
+    finally:
+        restorer.close()
     for folder in sorted(set(folders), key=lambda f: len(f.parts), reverse=True):
         with contextlib.suppress(OSError):
             os.rmdir(folder)  # only empty folders the run created
     return result
+
+
+def _undo_one(
+    operation: Operation, bounds: Bounds, restorer: Restorer, record: Callable[[dict], None], result: UndoResult
+) -> bool:
+    """Put back one unit (refused into ``result`` when it may not be); whether it was."""
+    resuming = operation.state == "undoing"  # an undo killed half-way through this unit
+    retag = operation.action == RETAG
+    problem = bounds.problem(operation) or (
+        restorer.problem(operation, resuming) if retag else _undo_problem(operation, resuming)
+    )
+    if problem:
+        result.refused.append(FileFailure(operation.files[0][0], problem))
+        return False
+    record({"type": "undo", "op": operation.op})
+    try:
+        if retag:
+            restorer.put_back(operation, resuming)
+        else:
+            _put_back(operation, resuming)
+    except FileFailure as failure:
+        result.refused.append(failure)
+        return False
+    except OSError as exc:
+        result.refused.append(FileFailure(operation.files[0][0], f"cannot put back: {exc.strerror or exc}"))
+        return False
+    record({"type": "undone", "op": operation.op})
+    operation.state = "undone"
+    result.undone += 1
+    return True
 
 
 def _second_copy(source: Path, target: Path) -> bool:
@@ -232,7 +252,7 @@ def recover(report: Callable[[str], None]) -> int:
                 check_journal(view)
                 recovered += _recover_one(view, Appender(handle, view), report)
         except JournalError as exc:
-            report(f"an interrupted sort was not recovered: {exc}")
+            report(f"an interrupted run was not recovered: {exc}")
     return recovered
 
 
@@ -244,6 +264,8 @@ def _recover_one(view: JournalView, append: Appender, report: Callable[[str], No
         problem = bounds.problem(operation)
         if problem:
             outcome, left = "failed", [problem]
+        elif operation.action == RETAG:
+            outcome, left = settle_retag(operation)
         else:
             outcome, left = complete_or_roll_back(operation)
         append({"type": f"recovered-{outcome}", "op": operation.op})
@@ -261,7 +283,7 @@ def _recover_one(view: JournalView, append: Appender, report: Callable[[str], No
 
 
 def undo(name: str | None, report: Callable[[str], None]) -> tuple[Path, UndoResult]:
-    """Undo the sort run recorded in journal ``name`` (default: the newest). Returns (journal, result).
+    """Undo the sort or tag run recorded in journal ``name`` (default: the newest). Returns (journal, result).
 
     Raises :class:`clipsort.store.journal.JournalRefused` (nothing touched) for a journal that is not
     this user's clipsort's own, was changed, is from an older clipsort, or names files outside

@@ -46,7 +46,7 @@ from clipsort.writes.xmp_dom import (
     set_items,
 )
 
-_NEW_XMP = (
+NEW_XMP = (
     '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
     '<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="clipsort">\n'
     ' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
@@ -92,7 +92,7 @@ class _Field:
     record: str  # clipsort's record of what it added to this field
 
 
-_FIELDS = (
+FIELDS = (
     _Field(NS_DC, "subject", "Bag", None, "addedSubject"),
     _Field(NS_LR, "hierarchicalSubject", "Bag", "|", "addedHierarchicalSubject"),
     _Field(NS_DIGIKAM, "TagsList", "Seq", "/", "addedTagsList"),
@@ -163,8 +163,8 @@ def _merged(
     append: bool,
     carried: Sequence[tuple[str, ...]] = (),
 ) -> str:
-    text = existing or _NEW_XMP
-    document = _parse(text.encode("utf-8"))
+    text = existing or NEW_XMP
+    document = parse_xmp(text.encode("utf-8"))
     descriptions = elements(document, NS_RDF, "Description")
     if not descriptions:
         raise ValueError("no rdf:Description element")
@@ -172,7 +172,7 @@ def _merged(
 
     previous: dict[str, list[str]] = {}
     records = []
-    for field in _FIELDS:
+    for field in FIELDS:
         previous[field.record] = []
         for element in elements(document, NS_CLIPSORT, field.record):
             previous[field.record] += list_items(element)
@@ -185,7 +185,7 @@ def _merged(
         "TagsList": keywords.tags_list,
     }
     added_by_field: dict[str, list[str]] = {}
-    for field in _FIELDS:
+    for field in FIELDS:
         element = next(iter(elements(document, field.ns, field.name)), None)
         current = list_items(element) if element is not None else []
         ours = set(previous[field.record])
@@ -215,7 +215,7 @@ def _merged(
             remove(element)
 
     if any(added_by_field.values()):
-        for field in _FIELDS:
+        for field in FIELDS:
             if added_by_field[field.record]:
                 append_list(target, NS_CLIPSORT, field.record, "Bag", added_by_field[field.record])
         append_text(target, NS_CLIPSORT, "model", xml_safe(model_name))
@@ -223,7 +223,7 @@ def _merged(
     return (declaration.group(1) + "\n" if declaration else "") + serialise(document)
 
 
-def _parse(data: bytes) -> Any:
+def parse_xmp(data: bytes) -> Any:
     """The DOM of an XMP packet. XMP never declares a DOCTYPE or entities: a sidecar that does is
     refused before it is parsed (entities are how a small file expands into gigabytes)."""
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
@@ -293,8 +293,8 @@ def keywords_in(data: bytes) -> dict[str, dict[str, list[str]]]:
     (``not valid XMP (...)``) for one that is not XMP."""
     found: dict[str, dict[str, list[str]]] = {"clipsort": {}, "others": {}}
     try:
-        document = _parse(data)
-        for field in _FIELDS:
+        document = parse_xmp(data)
+        for field in FIELDS:
             ours = {item for e in elements(document, NS_CLIPSORT, field.record) for item in list_items(e)}
             items = [item for e in elements(document, field.ns, field.name) for item in list_items(e)]
             found["clipsort"][field.name] = [i for i in items if i in ours]
