@@ -22,7 +22,7 @@ from clipsort.store.cache import EmbeddingCache
 from clipsort.store.journal import Journal
 from clipsort.store.sidecar_record import SidecarRecord, digest_of
 from clipsort.writes.exiftool import ExifTool, ExifToolError
-from clipsort.writes.in_photo import NotReplaceable, PhotoWriter
+from clipsort.writes.in_photo import NotRewritable, PhotoWriter
 from clipsort.writes.sidecar import Keywords, keywords_in
 
 
@@ -87,10 +87,8 @@ class InPhotoTagger:
             return True
         try:
             before = os.stat(photo)
-            if self.journal is None:
-                self.journal = Journal.create("tag", self._roots, None, {"into": "photo"})
-            wrote = self._writer.write(photo, keywords, self.tag_root, self.model_name, self.append, self.journal)
-        except NotReplaceable as refused:
+            wrote = self._writer.write(photo, keywords, self.tag_root, self.model_name, self.append, self._journal)
+        except NotRewritable as refused:
             self.fell_back[refused.reason] += 1
             return False
         if wrote:
@@ -105,6 +103,12 @@ class InPhotoTagger:
             self.unchanged += 1
         self.record.wrote(photo, digest, lambda: bool(keywords.subjects))
         return True
+
+    def _journal(self) -> Journal:
+        """The run's journal, made when the first photo is about to be replaced."""
+        if self.journal is None:
+            self.journal = Journal.create("tag", self._roots, None, {"into": "photo"})
+        return self.journal
 
     def notes(self) -> list[str]:
         """The summary's lines: photos tagged in sidecars instead, one line per reason."""

@@ -249,9 +249,9 @@ class Journal:
         return op
 
     def begin_retag(self, photo: Path, before: dict[str, Any], temp: Path) -> int:
-        """Record, before it takes the photo's place (flushed to disk), that ``temp`` is about to
-        replace ``photo`` with new metadata; ``before`` is what undo puts back (its keyword fields
-        and IPTC Keywords). Returns the operation's number."""
+        """Record (flushed to disk), before ``temp`` is even made, that it is to replace ``photo``
+        with new metadata; ``before`` is what undo puts back (its keyword fields and IPTC
+        Keywords). Returns the operation's number."""
         op = self._next_op
         self._next_op += 1
         path = absolute(photo, self.cwd)

@@ -314,7 +314,7 @@ def resolve(name: str | None) -> Path:
     if name is None:
         journals = all_journals()
         if not journals:
-            raise UsageError(f"no sort journals in {journals_dir()}: nothing to undo")
+            raise UsageError(f"no journals in {journals_dir()}: nothing to undo")
         return journals[-1]
     candidate = Path(name).expanduser()
     if candidate.is_file():

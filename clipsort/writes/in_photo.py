@@ -26,12 +26,13 @@ import secrets
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.parsers.expat import ExpatError
 
-from clipsort.errors import FileFailure
+from clipsort.errors import ClipsortError, FileFailure
 from clipsort.photos.formats import format_of
 from clipsort.photos.image_data import same_picture
 from clipsort.safe_files import TEMP_SUFFIX, temp_prefix
@@ -94,8 +95,10 @@ class InPhotoError(FileFailure):
     """Keywords cannot be written into this photo; it is left as it was."""
 
 
-class NotReplaceable(InPhotoError):
-    """A photo clipsort may not replace whole (read-only, a link, several names, another user's)."""
+class NotRewritable(InPhotoError):
+    """A photo clipsort does not rewrite, left as it was: one it may not replace whole (read-only,
+    a link, several names, another user's), or one ExifTool declines to write (a version of the
+    format it does not know yet). Its keywords go to its sidecar."""
 
 
 @dataclass(frozen=True)
@@ -178,10 +181,11 @@ class PhotoWriter:
         root: str,
         model_name: str,
         append: bool = False,
-        journal: Journal | None = None,
+        journal: Callable[[], Journal] | None = None,
     ) -> bool:
         """Write ``keywords`` into ``photo``; False when it already holds them (left untouched).
-        ``journal``: the run's, which records what undo puts back before the photo is replaced."""
+        ``journal`` gives the run's journal (made when first asked for), which records what undo
+        puts back before the photo is replaced."""
         before = _replaceable(photo)
         now, wanted = self.planned(photo, keywords, root, model_name, append)
         if _state(now) == _state(wanted):
@@ -203,10 +207,14 @@ class PhotoWriter:
         self._replace(photo, before, now, InFile(xmp, tuple(undo["iptc"])), None)
 
     def _replace(
-        self, photo: Path, before: os.stat_result, now: InFile, wanted: InFile, journal: Journal | None
+        self, photo: Path, before: os.stat_result, now: InFile, wanted: InFile, journal: Callable[[], Journal] | None
     ) -> None:
         _remove_stale_temps(photo)
         tmp = photo.with_name(f"{temp_prefix(photo.name)}{secrets.token_hex(_TOKEN_LENGTH // 2)}{TEMP_SUFFIX}")
+        # Journaled (flushed) before the temporary file exists: a run killed at any later moment
+        # leaves a record that names it, for recovery to remove, and says what undo puts back.
+        written = journal() if journal is not None else None
+        op = written.begin_retag(photo, undo_record(now), tmp) if written is not None else None
         try:
             self._write_copy(photo, tmp, now, wanted)
             _flush(tmp)
@@ -217,15 +225,17 @@ class PhotoWriter:
                 raise InPhotoError(photo, "the rewritten file does not read back the keywords written; left untouched")
             if _identity(os.lstat(photo)) != _identity(before):
                 raise InPhotoError(photo, "it changed while it was being tagged; left as it is now")
-            op = journal.begin_retag(photo, undo_record(now), tmp) if journal is not None else None
             os.replace(tmp, photo)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            if written is not None and op is not None:
+                with contextlib.suppress(ClipsortError):  # else recovery settles it by the photo's identity
+                    written.failed(op, getattr(exc, "reason", None) or type(exc).__name__)
             raise
         _flush_folder(photo.parent)
-        if journal is not None and op is not None:
-            journal.done(op, [photo])
+        if written is not None and op is not None:
+            written.done(op, [photo])
 
     def _write_copy(self, photo: Path, tmp: Path, now: InFile, wanted: InFile) -> None:
         packet = self._scratch / "packet.xmp"
@@ -242,7 +252,12 @@ class PhotoWriter:
             raise InPhotoError(photo, f"cannot write its metadata: {exc}") from None
         if not tmp.exists():
             reason = (err.strip().splitlines() or out.strip().splitlines() or ["exiftool wrote nothing"])[-1]
-            raise InPhotoError(photo, f"cannot write its metadata: {reason.removeprefix('Error: ')}")
+            reason = (
+                reason.removeprefix("Error: ")
+                .removesuffix(f" - {tmp.absolute()}")
+                .removesuffix(f" - {photo.absolute()}")
+            )
+            raise NotRewritable(photo, f"exiftool does not write it: {reason.removeprefix('Error: ')}")
 
 
 def undo_record(found: InFile) -> dict[str, Any]:
@@ -304,21 +319,21 @@ def _state(found: InFile) -> tuple[object, ...]:
 
 
 def _replaceable(photo: Path) -> os.stat_result:
-    """``photo``'s stat when clipsort may replace it with a rewritten copy, else NotReplaceable."""
+    """``photo``'s stat when clipsort may replace it with a rewritten copy, else NotRewritable."""
     try:
         st = os.lstat(photo)
     except OSError as exc:
         raise InPhotoError(photo, f"cannot read: {exc.strerror or exc}") from None
     if stat.S_ISLNK(st.st_mode):
-        raise NotReplaceable(photo, "it is a symbolic link: a rewritten photo would replace the link")
+        raise NotRewritable(photo, "it is a symbolic link: a rewritten photo would replace the link")
     if not stat.S_ISREG(st.st_mode):
-        raise NotReplaceable(photo, "not a regular file")
+        raise NotRewritable(photo, "not a regular file")
     if not st.st_mode & stat.S_IWUSR:
-        raise NotReplaceable(photo, "it is read-only: left as it is")
+        raise NotRewritable(photo, "it is read-only: left as it is")
     if st.st_nlink > 1:
-        raise NotReplaceable(photo, f"it has {st.st_nlink} names (hard links): a rewritten photo would part them")
+        raise NotRewritable(photo, f"it has {st.st_nlink} names (hard links): a rewritten photo would part them")
     if os.geteuid() != 0 and st.st_uid != os.geteuid():
-        raise NotReplaceable(photo, "it belongs to another user: a rewritten photo would become yours")
+        raise NotRewritable(photo, "it belongs to another user: a rewritten photo would become yours")
     return st
 
 

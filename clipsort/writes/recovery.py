@@ -273,7 +273,9 @@ def _recover_one(view: JournalView, append: Appender, report: Callable[[str], No
             operation.state = "done"
             append({"type": "done", "op": operation.op, "stats": [identity_of(t) for _, t in operation.files]})
         report(
-            f"{view.path.name}: an interrupted {operation.action} of {operation.files[0][0]} was "
+            f"{view.path.name}: an interrupted "
+            + ("keyword rewrite" if operation.action == RETAG else operation.action)
+            + f" of {operation.files[0][0]} was "
             + ("completed" if outcome == "done" else "rolled back")
         )
         for note in left:
