@@ -204,14 +204,15 @@ def test_without_exiftool_every_photo_gets_its_sidecar_and_the_summary_says_so(t
 def metadata(path: Path) -> dict:
     """Every field exiftool lists, but the file system's, XMP, IPTC and ExifTool's own, and the
     offsets of blocks within the file and the size of HEIF's media box, which a longer XMP block moves or
-    grows (the thumbnail's and the picture's bytes are compared)."""
+    grows (the thumbnail's and the picture's bytes are compared), and WebP's flags, which say that an
+    XMP chunk is there."""
     out = subprocess.run([EXIFTOOL, "-j", "-a", "-G1", "-b", str(path)], capture_output=True, text=True).stdout
     record = json.loads(out)[0]
     skip = ("System:", "File:", "XMP", "IPTC:", "ExifTool:", "Composite:", "SourceFile")
     return {
         k: v
         for k, v in record.items()
-        if not k.startswith(skip) and not k.endswith(("Offset", "Offsets", "MediaDataSize"))
+        if not k.startswith(skip) and not k.endswith(("Offset", "Offsets", "MediaDataSize", "WebP_Flags"))
     }
 
 
@@ -529,3 +530,24 @@ def metadata_of(data: bytes, scratch: Path) -> dict:
     copy = scratch / "original.dng"
     copy.write_bytes(data)
     return metadata(copy)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_png_and_webp_photos_get_their_keywords_inside_and_keep_their_picture(tmp_path, capsys, fmt):
+    lib, labels = tmp_path / "lib", label_file(tmp_path)
+    suffix = ".png" if fmt == "PNG" else ".webp"
+    path = photo(lib, "green", f"green{suffix}", fmt=fmt)
+    original = tmp_path / f"original{suffix}"
+    shutil.copyfile(path, original)
+    code, _, err = run_cli(capsys, "tag", str(lib), "-l", str(labels), *MODEL, "--into", "photo")
+    assert code == 0, err
+    if path.read_bytes() == original.read_bytes():  # an exiftool that does not write this file
+        assert "exiftool does not write it" in err and Path(f"{path}.xmp").exists(), err
+        return
+    assert in_file(path)["Subject"] == ["green"] and "Keywords" not in in_file(path)  # no IPTC in these
+    assert same_picture(original, path) and pixels(original) == pixels(path)
+    assert metadata(path) == metadata(original)
+    if shutil.which("exiv2"):
+        from test_sidecar_readers import exiv2_keywords
+
+        assert exiv2_keywords(path)["Xmp.dc.subject"] == ["green"]
