@@ -571,3 +571,33 @@ def test_png_and_webp_photos_get_their_keywords_inside_and_keep_their_picture(tm
         from test_sidecar_readers import exiv2_keywords
 
         assert exiv2_keywords(path)["Xmp.dc.subject"] == ["green"]
+
+
+def test_a_photo_with_more_keywords_than_undo_keeps_gets_a_sidecar_and_a_huge_packet_is_refused(
+    tmp_path, capsys, monkeypatch
+):
+    """Foreign input: every photo rewritten must be undoable (its keywords fit one journal line),
+    and a packet past the sidecar's 16 MiB limit is not parsed."""
+    from clipsort.writes import in_photo
+
+    lib, labels = tmp_path / "lib", label_file(tmp_path)
+    crowded = photo(lib, "red", "crowded.png", fmt="PNG")  # a JPEG segment holds no such packet
+    # The limits, made smaller here (64 KiB kept for undo, a 100 KiB packet) so that the test
+    # need not build packets of megabytes: the rules are the same.
+    monkeypatch.setattr(in_photo, "UNDO_RECORD_LIMIT", 64 << 10)
+    items = "".join(f"<rdf:li>keyword {n:06d}</rdf:li>" for n in range(6_000))
+    packet = tmp_path / "crowded.xmp"
+    packet.write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        f"<dc:subject><rdf:Bag>{items}</rdf:Bag></dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", f"-XMP<={packet}", str(crowded)], check=True)
+    before = crowded.read_bytes()
+    code, _, err = run_cli(capsys, "tag", str(lib), "-l", str(labels), *MODEL, "--into", "photo")
+    assert code == 0, err
+    assert crowded.read_bytes() == before and "more keywords than clipsort keeps for undo" in err
+    assert Path(f"{crowded}.xmp").exists()
+    monkeypatch.setattr(in_photo, "XMP_LIMIT", 100 << 10)
+    code, _, err = run_cli(capsys, "tag", str(lib), "-l", str(labels), *MODEL, "--into", "photo")
+    assert code == 3 and crowded.read_bytes() == before and "XMP packet is larger than" in err

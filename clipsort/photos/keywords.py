@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clipsort.photos.formats import available, format_of, register_plugins
+from clipsort.safe_files import SIDECAR_LIMIT
 
-#: The largest XMP packet taken from a photo (the sidecar limit: docs/security.md).
-XMP_LIMIT = 16 * 1024 * 1024
+#: The largest XMP packet taken from a photo: a sidecar's limit (docs/security.md).
+XMP_LIMIT = SIDECAR_LIMIT
 _IPTC_KEYWORDS = (2, 25)
 _IPTC_CHARSET = (1, 90)
 _UTF8 = b"\x1b%G"

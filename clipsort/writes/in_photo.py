@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -35,6 +36,7 @@ from xml.parsers.expat import ExpatError
 from clipsort.errors import ClipsortError, FileFailure
 from clipsort.photos.formats import format_of
 from clipsort.photos.image_data import same_picture
+from clipsort.photos.keywords import XMP_LIMIT
 from clipsort.safe_files import TEMP_SUFFIX, temp_prefix
 from clipsort.store.journal import Journal
 from clipsort.writes.exiftool import ExifTool, ExifToolError
@@ -63,6 +65,8 @@ IN_FILE_FORMATS: dict[str, tuple[str, bool]] = {
     "JPEG XL": ("JXL", False),
 }
 _TOKEN_LENGTH = 16  # hex digits of a temporary file's random part
+#: The largest record of a photo's keywords kept for undo (a journal line may hold 1 MiB).
+UNDO_RECORD_LIMIT = 512 * 1024
 
 
 def in_file_support() -> dict[str, str]:
@@ -149,6 +153,8 @@ class PhotoWriter:
             xmp = base64.b64decode(xmp[7:]).decode("utf-8", "replace")
         if isinstance(xmp, str):
             xmp = xmp.rstrip("\x00")  # some writers pad the packet with NULs (HEIF items)
+            if len(xmp) > XMP_LIMIT:
+                raise InPhotoError(photo, f"its XMP packet is larger than {XMP_LIMIT >> 10} KiB; left untouched")
         keywords = record.get("Keywords", [])
         keywords = keywords if isinstance(keywords, list) else [keywords]
         return InFile(xmp if isinstance(xmp, str) and xmp.strip() else None, tuple(str(k) for k in keywords))
@@ -213,8 +219,13 @@ class PhotoWriter:
         tmp = photo.with_name(f"{temp_prefix(photo.name)}{secrets.token_hex(_TOKEN_LENGTH // 2)}{TEMP_SUFFIX}")
         # Journaled (flushed) before the temporary file exists: a run killed at any later moment
         # leaves a record that names it, for recovery to remove, and says what undo puts back.
+        undo = undo_record(now)
+        if journal is not None and len(json.dumps(undo)) > UNDO_RECORD_LIMIT:
+            raise NotRewritable(
+                photo, f"it holds more keywords than clipsort keeps for undo ({UNDO_RECORD_LIMIT >> 10} KiB)"
+            )
         written = journal() if journal is not None else None
-        op = written.begin_retag(photo, undo_record(now), tmp) if written is not None else None
+        op = written.begin_retag(photo, undo, tmp) if written is not None else None
         try:
             self._write_copy(photo, tmp, now, wanted)
             _flush(tmp)
