@@ -40,10 +40,14 @@ def label_file(folder: Path) -> Path:
     return path
 
 
+#: The keyword fields read back: XMP's three and IPTC's.
+FIELDS = ["-XMP-dc:Subject", "-XMP-lr:HierarchicalSubject", "-XMP-digiKam:TagsList", "-IPTC:Keywords"]
+
+
 def in_file(path: Path) -> dict[str, list[str]]:
-    """The keyword fields exiftool reads inside ``path``."""
+    """The keyword fields exiftool reads in ``path`` (a photo or a sidecar)."""
     out = subprocess.run(
-        [EXIFTOOL, "-j", "-XMP-dc:Subject", "-XMP-lr:HierarchicalSubject", "-IPTC:Keywords", str(path)],
+        [EXIFTOOL, "-j", *FIELDS, str(path)],
         capture_output=True,
         text=True,
         check=True,
@@ -67,7 +71,7 @@ def temps(folder: Path) -> list[Path]:
 def all_in_file(folder: Path) -> dict[Path, dict[str, list[str]]]:
     """The keyword fields exiftool reads inside every photo under ``folder``, in one call."""
     out = subprocess.run(
-        [EXIFTOOL, "-j", "-r", "-XMP-dc:Subject", "-XMP-lr:HierarchicalSubject", "-IPTC:Keywords", str(folder)],
+        [EXIFTOOL, "-j", "-r", *FIELDS, str(folder)],
         capture_output=True,
         text=True,
     ).stdout
@@ -292,17 +296,6 @@ def test_same_picture_sees_one_changed_byte_of_the_picture_and_ignores_metadata(
 # ----------------------------------------------------------------------------- sidecars carry the file's keywords
 
 
-def sidecar_fields(sidecar: Path) -> dict[str, list[str]]:
-    out = subprocess.run(
-        [EXIFTOOL, "-j", "-XMP-dc:Subject", "-XMP-lr:HierarchicalSubject", "-XMP-digiKam:TagsList", str(sidecar)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    record = json.loads(out)[0]
-    return {k: v if isinstance(v, list) else [v] for k, v in record.items() if k != "SourceFile"}
-
-
 def test_a_sidecar_holds_the_photos_own_keywords_beside_clipsorts(tmp_path, capsys):
     """Immich takes the first non-empty of TagsList, hierarchicalSubject, IPTC Keywords, and digiKam
     lets a sidecar replace the file's XMP: the sidecar must carry the file's keywords in each field."""
@@ -315,7 +308,7 @@ def test_a_sidecar_holds_the_photos_own_keywords_beside_clipsorts(tmp_path, caps
     lib, labels = tmp_path / "lib", label_file(tmp_path)
     code, _, err = run_cli(capsys, "tag", str(lib), "-l", str(labels), *MODEL)
     assert code == 0, err
-    fields = sidecar_fields(Path(f"{mine}.xmp"))
+    fields = in_file(Path(f"{mine}.xmp"))
     assert fields["Subject"] == ["Anna", "Rome", "red"]
     assert fields["HierarchicalSubject"] == ["People|Anna", "Rome", "clipsort|red"]
     assert fields["TagsList"] == ["People/Anna", "Rome", "clipsort/red"]
@@ -331,7 +324,7 @@ def test_clipsorts_own_keywords_inside_the_photo_are_not_carried_as_the_persons(
     other.write_text("crimson\n")
     code, _, err = run_cli(capsys, "tag", str(lib), "-l", str(other), *MODEL, "--into", "both", "-t", "0")
     assert code == 0, err
-    fields = sidecar_fields(Path(f"{mine}.xmp"))
+    fields = in_file(Path(f"{mine}.xmp"))
     assert fields["Subject"] == ["Anna", "crimson"] and in_file(mine)["Subject"] == ["Anna", "crimson"]
     assert fields["TagsList"] == ["Anna", "clipsort/crimson"]
 
