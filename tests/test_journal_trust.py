@@ -447,6 +447,7 @@ def _view(
             _view([("/lib/a.jpg", "/out/a.jpg")], command="index"),
             "not the journal of a sort",
         ),
+        ("the journal of an undo", _view([("/lib/a.jpg", "/out/a.jpg")], command="undo"), "not the journal of a sort"),
         (  # tag journals rewrite photos in place (tag --into photo): a move in one is refused
             "a move in the journal of a tag",
             _view([("/lib/a.jpg", "/out/a.jpg")], command="tag"),
@@ -569,9 +570,8 @@ def test_a_journal_gone_before_it_is_claimed_is_one_clear_error(tmp_path):
 
 def _tag_view(photo="/lib/a.jpg", temp="/lib/.a.jpg.0123456789abcdef.clipsort-tmp", before=None, **changes):
     """The journal of a tag --into photo run rewriting ``photo``, read back (see _view)."""
-    view = _view(
-        [(photo, changes.pop("target", photo))], command="tag", action=changes.pop("action", "retag"), **changes
-    )
+    files = changes.pop("files", [(photo, changes.pop("target", photo))])
+    view = _view(files, command="tag", action=changes.pop("action", "retag"), **changes)
     del view.run["dest"]
     operation = view.operations[0]
     operation.temp = temp
@@ -593,6 +593,26 @@ def _tag_view(photo="/lib/a.jpg", temp="/lib/.a.jpg.0123456789abcdef.clipsort-tm
         ),
         ("no record of the keywords", _tag_view(before="rm -rf"), "as they were"),
         ("no identity of the rewritten photo", _tag_view(placed=[]), "identity of the photo it rewrote"),
+        ("two identities of one photo", _tag_view(placed=[[1, 2, 3, 4, 5]] * 2), "identity of the photo it rewrote"),
+        ("no folders tagged", _tag_view(roots=()), "folders it tagged"),
+        ("a relative folder tagged", _tag_view(roots=("lib",)), "folders it tagged"),
+        ("keywords that are no mapping", _tag_view(before={"xmp": True, "fields": "x", "iptc": []}), "as they were"),
+        ("a temporary file with clipsort's ending only", _tag_view(temp="/lib/victim.jpg.clipsort-tmp"), "not named"),
+        ("a rewrite of no photo", _tag_view(files=[]), "not a rewrite of one photo"),
+        ("no identity of the photo before", _tag_view(stats=[]), "does not record the photo's identity"),
+        ("two identities before", _tag_view(stats=[[1, 2, 3, 4, 5]] * 2), "does not record the photo's identity"),
+        ("no temporary file", _tag_view(temp=None), "not beside"),
+        ("a rewrite that made folders", _tag_view(folders=["/lib/new"]), "not a rewrite of one photo"),
+        (
+            "a rewrite of two photos",
+            _tag_view(files=[("/lib/a.jpg",) * 2, ("/lib/b.jpg",) * 2]),
+            "not a rewrite of one",
+        ),
+        (
+            "a temporary file in a folder named before",
+            _tag_view(temp="/a/.a.jpg.0123456789abcdef.clipsort-tmp"),
+            "beside",
+        ),
     ],
 )
 def test_a_tag_journal_is_held_to_its_folders_and_to_what_undo_needs(case, view, words):
@@ -606,3 +626,25 @@ def test_a_sane_tag_journal_passes():
     from clipsort.store.journal_check import check_journal
 
     check_journal(_tag_view())
+
+
+def test_a_tag_journal_as_clipsort_writes_it_is_read_back_and_passes(tmp_path):
+    """Through the real writer and reader (JSON's strings, the seal): the checks take a journal of
+    a tag run as it is on disk."""
+    from clipsort.store.journal import Journal
+    from clipsort.store.journal_check import check_journal
+    from clipsort.store.journal_read import read
+
+    photo = tmp_path / "lib" / "a.jpg"
+    photo.parent.mkdir()
+    photo.write_bytes(b"x")
+    journal = Journal.create("tag", [photo.parent], None, {"into": "photo"})
+    op = journal.begin_retag(
+        photo, {"xmp": False, "fields": {}, "iptc": []}, photo.with_name(".a.jpg.0123456789abcdef.clipsort-tmp")
+    )
+    journal.done(op, [photo])
+    journal.end({})
+    journal.close()
+    view = read(journal.path)
+    check_journal(view)
+    assert view.operations[0].state == "done" and view.operations[0].action == "retag"
