@@ -280,6 +280,13 @@ class Ui:
         if self.quiet:
             return
         self.err.print(Text(line))
+        if report.per_label:
+            counts = ", ".join(f"{name} {n}" for name, n in report.per_label.most_common())
+            self.err.print(Text(printable(f"labels: {counts}")))
+        if report.written_to:
+            self.err.print(Text(printable(report.written_to)))
+        if report.review is not None:
+            self.err.print(Text(printable(f"review page: {report.review}")))
         for name, (count, install) in report.unreadable.items():
             self.err.print(Text(f"not read: {count} {name} file(s); to read them: {install}"))
         for note in report.notes:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "clipsort"
 #: The stages, lowest first.
-STAGES = ("photos", "labels", "store", "model", "writes", "run", "commands", "cli")
+STAGES = ("photos", "labels", "store", "model", "writes", "run", "review", "commands", "cli")
 #: Top-level modules every stage may use; they import no stage ("clipsort": the package's own
 #: __init__, its version and the telemetry switch).
 BASE = {"errors", "settings", "safe_files", "privacy", "clipsort"}

@@ -4,7 +4,7 @@ One module per command or command group; the options they share are declared onc
 in :mod:`clipsort.cli.options`. torch and open_clip are imported only by commands
 that need a model, so ``clipsort --help`` answers at once.
 
-May import: commands, run, model, writes, store, labels, photos, console.
+May import: commands, review, run, model, writes, store, labels, photos, console.
 """
 
 from __future__ import annotations

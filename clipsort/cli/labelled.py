@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from clipsort.cli.app import app
-from clipsort.cli.options import ClipsortCommand, LabelsOpt, RunSettings, ThresholdOpt, run_options
-from clipsort.cli.runner import run_command
+from clipsort.cli.options import ClipsortCommand, LabelsOpt, OpenOpt, ReviewOpt, RunSettings, ThresholdOpt, run_options
+from clipsort.cli.runner import check_review, open_review, run_command
 from clipsort.cli.sort import MarginOpt
 
 if TYPE_CHECKING:
@@ -109,6 +109,8 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    review: ReviewOpt = None,
+    open_page: OpenOpt = False,
     common: RunSettings = RunSettings(),
 ) -> None:
     """Measure sort's decisions on photos whose right label is their folder's name.
@@ -125,6 +127,8 @@ def evaluate(
       clipsort eval ~/Checked -l labels.toml --target-precision 0.95 --save-thresholds tuned.toml
 
       clipsort eval ~/Checked -l mine.labels.json --json
+
+      clipsort eval ~/Checked -l labels.txt --review eval.html --open
     """
     from clipsort.commands.labelled import EvalOptions, run_eval
     from clipsort.commands.labelled import save_thresholds as save
@@ -132,7 +136,20 @@ def evaluate(
     options = EvalOptions(threshold=threshold, margin=margin, target_precision=target_precision)
 
     def work(label_set, embedder, run, ui):  # noqa: ANN001, ANN202
-        report, evaluation = run_eval(labelled, label_set, embedder, options, run, ui)
+        if review is None:
+            report, evaluation = run_eval(labelled, label_set, embedder, options, run, ui)
+        else:
+            from clipsort.commands.review_run import ReviewRequest, eval_with_review, reviewed_run
+
+            run = reviewed_run(run)
+            report, evaluation = eval_with_review(
+                ReviewRequest(review),
+                label_set,
+                embedder,
+                ui,
+                lambda events, rows: run_eval(labelled, label_set, embedder, options, run, events, rows),
+                run.workers or 2,
+            )
         ui.stop()
         show_evaluation(ui, evaluation)
         if save_thresholds is not None:
@@ -140,7 +157,15 @@ def evaluate(
             ui.info(f"wrote {save_thresholds} with {count} suggested thresholds")
         return report
 
-    run_command("eval", common, [labelled], labels, work)
+    run_command(
+        "eval",
+        common,
+        [labelled],
+        labels,
+        work,
+        check=lambda _labels: check_review(review),
+        after=lambda report: open_review(report, open_page),
+    )
 
 
 def show_evaluation(ui: Ui, evaluation: Evaluation) -> None:

@@ -63,13 +63,13 @@ class Precision(str, Enum):
     int8 = "int8"
 
 
-def _location(argument: str) -> Any:
+def location_argument(argument: str) -> Any:
     from clipsort.photos.location import location
 
     return location(argument)
 
 
-# Each a Path or a clipsort.photos.remote.RemotePath (a URL), as _location returns it. Declared Any:
+# Each a Path or a clipsort.photos.remote.RemotePath (a URL), as location_argument returns it. Declared Any:
 # Typer before 0.29 turns a value of a parameter declared Path that is not a Path into one.
 PathsArg = Annotated[
     list[Any],
@@ -77,7 +77,7 @@ PathsArg = Annotated[
         help="Photos and folders (walked recursively); with --engine ray also URLs (s3://bucket/photos).",
         show_default=False,
         metavar="PATH",
-        parser=_location,
+        parser=location_argument,
     ),
 ]
 LabelsOpt = Annotated[
@@ -104,6 +104,17 @@ ExplainOpt = Annotated[
     bool,
     typer.Option("--explain", help="Print every label's score and threshold per photo, and why it was kept or not."),
 ]
+ReviewOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--review",
+        help="Also write PAGE.html: every decision as a page of thumbnails that opens from disk "
+        "(thumbnails in PAGE_files/ beside it). docs/review.md",
+        metavar="PAGE.html",
+        show_default=False,
+    ),
+]
+OpenOpt = Annotated[bool, typer.Option("--open", help="Open the --review page in the default browser when written.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", "-n", help="Print the plan on stdout; change nothing.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per photo on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")]

@@ -46,6 +46,7 @@ def run_command(
     work: Work,
     check: Callable[[LabelSet], object] | None = None,
     ui: Ui | None = None,
+    after: Callable[[Report], None] | None = None,
 ) -> Report:
     """Cheap checks first (they fail in milliseconds), then the cache lock, then the run.
 
@@ -129,6 +130,24 @@ def run_command(
         finally:
             ui.stop()
         ui.summary(report)
+    if after is not None:
+        after(report)
     if report.exit_code:
         raise typer.Exit(int(report.exit_code))
     return report
+
+
+def check_review(page: Path | None) -> None:
+    """``--review PAGE.html``: a page name clipsort may write, checked before any work."""
+    if page is not None:
+        from clipsort.review.page import check_page_path
+
+        check_page_path(page)
+
+
+def open_review(report: Report, open_page: bool) -> None:
+    """Open the run's review page in the default browser (``--open``)."""
+    if open_page and report.review is not None:
+        import webbrowser
+
+        webbrowser.open(report.review.resolve().as_uri())

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from clipsort.cli.app import app
-from clipsort.cli.options import ClipsortCommand, RunSettings, run_options
-from clipsort.cli.runner import run_command
+from clipsort.cli.options import ClipsortCommand, OpenOpt, ReviewOpt, RunSettings, run_options
+from clipsort.cli.runner import check_review, open_review, run_command
 
 TopOpt = Annotated[int, typer.Option("--top", "-k", min=0, help="How many photos to print; 0 for all.")]
 PathsOnlyOpt = Annotated[
@@ -101,6 +101,8 @@ def search(
         typer.Option("--raw", help="Embed the description as given, not in the label templates ('a photo of a ...')."),
     ] = False,
     no_index: NoIndexOpt = False,
+    review: ReviewOpt = None,
+    open_page: OpenOpt = False,
     common: RunSettings = RunSettings(),
 ) -> None:
     """Rank the photos under PATH by how well they match a description, example photos, or both.
@@ -121,6 +123,8 @@ def search(
       clipsort search "beach:2" --minus "people" --like holiday.jpg -0 | xargs -0 ls -l
 
       clipsort search "red car" --json --no-index
+
+      clipsort search "birthday cake" ~/Photos --top 100 --review cake.html --open
     """
     from clipsort.commands.search import SearchOptions, parse_query, run_search
 
@@ -130,8 +134,21 @@ def search(
     terms = parse_query(query, like or (), minus or (), minus_like or ())
 
     def work(_labels, embedder, run, ui):  # noqa: ANN001, ANN202
-        options = SearchOptions(top=top, min_score=min_score, raw=raw, index=not no_index, run=run)
-        report, hits = run_search(roots, terms, embedder, options, ui)
+        if review is None:
+            options = SearchOptions(top=top, min_score=min_score, raw=raw, index=not no_index, run=run)
+            report, hits = run_search(roots, terms, embedder, options, ui)
+        else:
+            from clipsort.commands.review_run import ReviewRequest, reviewed_run, search_with_review
+
+            options = SearchOptions(top, min_score, raw, not no_index, reviewed_run(run))
+            report, hits = search_with_review(
+                ReviewRequest(review),
+                embedder,
+                ui,
+                " ".join(term.describe() for term in terms),
+                lambda events: run_search(roots, terms, embedder, options, events),
+                run.workers or 2,
+            )
         ui.stop()
         if paths_only or null:
             _emit_paths(ui, [hit.path for hit in hits], null, report)
@@ -149,7 +166,8 @@ def search(
             ui.info(f"no photo scored {min_score:g} or more")
         return report
 
-    run_command("search", common, roots, None, work)
+    check_review(review)
+    run_command("search", common, roots, None, work, after=lambda report: open_review(report, open_page))
 
 
 @app.command(cls=ClipsortCommand)
@@ -180,6 +198,8 @@ def dupes(
     ] = False,
     null: NulOpt = False,
     no_index: NoIndexOpt = False,
+    review: ReviewOpt = None,
+    open_page: OpenOpt = False,
     common: RunSettings = RunSettings(),
 ) -> None:
     """Group copies of the same picture under PATH, and suggest which one to keep. Deletes nothing.
@@ -195,6 +215,8 @@ def dupes(
       clipsort dupes ~/Photos --similar --json
 
       clipsort dupes ~/Photos --paths > maybe-delete.txt
+
+      clipsort dupes ~/Photos --similar --review dupes.html --open
     """
     from clipsort.commands.dupes import SIMILAR_COSINE, DupesOptions, run_dupes
 
@@ -202,7 +224,19 @@ def dupes(
     threshold = (min_similarity if min_similarity is not None else SIMILAR_COSINE) if similar else None
 
     def work(_labels, embedder, run, ui):  # noqa: ANN001, ANN202
-        report, groups = run_dupes(roots, embedder, DupesOptions(threshold, not no_index, run), ui)
+        if review is None:
+            report, groups = run_dupes(roots, embedder, DupesOptions(threshold, not no_index, run), ui)
+        else:
+            from clipsort.commands.review_run import ReviewRequest, dupes_with_review, reviewed_run
+
+            options = DupesOptions(threshold, not no_index, reviewed_run(run))
+            report, groups = dupes_with_review(
+                ReviewRequest(review),
+                embedder,
+                ui,
+                lambda events, on_picture: run_dupes(roots, embedder, options, events, on_picture),
+                run.workers or 2,
+            )
         ui.stop()
         if paths_only or null:
             _emit_paths(ui, [m.path for g in groups for m in g.members[1:]], null, report)
@@ -216,7 +250,8 @@ def dupes(
                 ui.out(_group_text(group) + "\n")
         return report
 
-    run_command("dupes", common, roots, None, work)
+    check_review(review)
+    run_command("dupes", common, roots, None, work, after=lambda report: open_review(report, open_page))
 
 
 def _group_text(group) -> str:  # noqa: ANN001

@@ -1,10 +1,13 @@
-"""``clipsort sort``: photos into label folders."""
+"""``clipsort sort``: photos into label folders; ``sort --plan PLAN.json`` carries out a plan saved from a
+review page, exactly; ``--open`` opens the review page."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,13 +16,15 @@ from clipsort.cli.options import (
     ClipsortCommand,
     DryRunOpt,
     ExplainOpt,
-    LabelsOpt,
-    PathsArg,
+    OpenOpt,
+    ReviewOpt,
     RunSettings,
     ThresholdOpt,
+    location_argument,
     run_options,
 )
-from clipsort.cli.runner import required, run_command
+from clipsort.cli.runner import open_review, required, run_command
+from clipsort.errors import UsageError
 
 
 class Mode(str, Enum):
@@ -43,8 +48,25 @@ MarginOpt = Annotated[
 @app.command(cls=ClipsortCommand)
 @run_options(omit=("include_managed",))
 def sort(
-    paths: PathsArg,
-    labels: LabelsOpt,
+    paths: Annotated[
+        list[Any] | None,
+        typer.Argument(
+            help="Photos and folders (walked recursively). Not with --plan.",
+            show_default=False,
+            metavar="PATH",
+            parser=location_argument,
+        ),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            "-l",
+            help="Label file: labels.txt (one label per line), labels.toml, or a file made by 'clipsort learn'. "
+            "Not with --plan.",
+            show_default=False,
+        ),
+    ] = None,
     dest: Annotated[
         Path | None,
         typer.Option("--dest", "-d", help="Where label folders go. [default: the folder sorted]", show_default=False),
@@ -73,6 +95,18 @@ def sort(
         ),
     ] = None,
     explain: ExplainOpt = False,
+    review: ReviewOpt = None,
+    open_page: OpenOpt = False,
+    plan: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan",
+            help="Carry out this plan (saved from a --review page) exactly, and nothing else: it names its "
+            "photos, folders and settings. Checked whole before anything moves.",
+            metavar="PLAN.json",
+            show_default=False,
+        ),
+    ] = None,
     dry_run: DryRunOpt = False,
     common: RunSettings = RunSettings(),
 ) -> None:
@@ -94,8 +128,16 @@ def sort(
       clipsort sort ~/Inbox -l mine.labels.json -d ~/Sorted --leave-unsorted
 
       clipsort sort ~/Inbox -l labels.txt -d ~/Sorted --pattern "{label}/{year}/{month}"
+
+      clipsort sort ~/Inbox -l labels.txt -d ~/Sorted --dry-run --review plan.html --open
+
+      clipsort sort --plan plan.plan.json
     """
-    from clipsort.commands.sorting import SortOptions, check_sort_options, run_sort
+    if plan is not None:
+        return run_plan_command(plan, dry_run, common, given_with_plan(locals()))
+    if not paths or labels is None:
+        raise typer.BadParameter("PATH and --labels are needed (or --plan PLAN.json)")
+    from clipsort.commands.sorting import SortOptions, check_sort_options, run_sort, sort_reviewed
     from clipsort.writes.pattern import parse_pattern
 
     options = SortOptions(
@@ -109,13 +151,76 @@ def sort(
         dry_run=dry_run,
         pattern=parse_pattern(pattern) if pattern is not None else None,
     )
+    roots = list(paths)
+
+    def work(label_set, embedder, run, ui):  # noqa: ANN001, ANN202
+        events = ui.explaining(explain)
+        if review is None:
+            return run_sort(roots, required(label_set), embedder, options, run, events)
+        return sort_reviewed(roots, required(label_set), embedder, options, run, events, review)
+
     run_command(
         "sort",
         common,
-        paths,
+        roots,
         labels,
-        lambda label_set, embedder, run, ui: run_sort(
-            paths, required(label_set), embedder, options, run, ui.explaining(explain)
-        ),
-        check=lambda label_set: check_sort_options(paths, label_set, options),
+        work,
+        check=lambda label_set: check_sort_options(roots, label_set, options, review),
+        after=lambda report: open_review(report, open_page),
     )
+
+
+#: sort's own options, with the values that mean "not given": --plan brings its own.
+_SORT_DEFAULTS: dict[str, tuple[str, object]] = {
+    "paths": ("PATH", None),
+    "labels": ("--labels", None),
+    "dest": ("--dest", None),
+    "threshold": ("--threshold", None),
+    "margin": ("--margin", None),
+    "unsorted_name": ("--unsorted-name", "_unsorted"),
+    "leave_unsorted": ("--leave-unsorted", False),
+    "dedupe": ("--dedupe", False),
+    "pattern": ("--pattern", None),
+    "explain": ("--explain", False),
+    "review": ("--review", None),
+    "open_page": ("--open", False),
+}
+
+
+def given_with_plan(arguments: Mapping[str, Any]) -> list[str]:
+    """The options given beside --plan that it would ignore (it carries its own)."""
+    given = [flag for name, (flag, default) in _SORT_DEFAULTS.items() if arguments.get(name, default) != default]
+    mode = arguments.get("mode")
+    if mode is not None and getattr(mode, "value", mode) != "move":
+        given.append("--mode")
+    return given
+
+
+def run_plan_command(plan_file: Path, dry_run: bool, common: RunSettings, given: list[str]) -> None:
+    from clipsort.commands.apply_plan import apply_plan
+    from clipsort.console import Ui
+    from clipsort.writes.sort_plan import read_plan
+
+    if given:
+        raise UsageError(
+            f"--plan carries its own photos, folders and settings: drop {', '.join(given)} "
+            "(to change a plan, correct it on its review page, or sort again with --review)"
+        )
+    ui = Ui(quiet=common.quiet, json_lines=common.json_out)
+    with contextlib.ExitStack() as stack:
+        if common.log is not None:
+            stack.enter_context(ui.logging_to(common.log, ["clipsort", "sort", "--plan", str(plan_file)]))
+        plan = read_plan(plan_file)
+        roots = ", ".join(map(str, plan.roots))
+        ui.info(f"plan {plan_file}: {len(plan.photos)} photos from {roots} to {plan.dest}")
+        try:
+            report = apply_plan(plan, str(plan_file), dry_run, ui)
+        except KeyboardInterrupt:
+            ui.stop()
+            ui.error("interrupted; files already moved stay as they are ('clipsort undo' puts them back)")
+            raise typer.Exit(130) from None
+        finally:
+            ui.stop()
+        ui.summary(report)
+    if report.exit_code:
+        raise typer.Exit(int(report.exit_code))

@@ -13,12 +13,14 @@ from clipsort.cli.options import (
     DryRunOpt,
     ExplainOpt,
     LabelsOpt,
+    OpenOpt,
     PathsArg,
+    ReviewOpt,
     RunSettings,
     ThresholdOpt,
     run_options,
 )
-from clipsort.cli.runner import required, run_command
+from clipsort.cli.runner import check_review, open_review, required, run_command
 
 
 class SidecarFormat(str, Enum):
@@ -104,6 +106,8 @@ def tag(
         typer.Option("--only-untagged", help="Skip photos whose sidecar already holds clipsort keywords."),
     ] = False,
     explain: ExplainOpt = False,
+    review: ReviewOpt = None,
+    open_page: OpenOpt = False,
     dry_run: DryRunOpt = False,
     common: RunSettings = RunSettings(),
 ) -> None:
@@ -129,6 +133,8 @@ def tag(
       clipsort tag ~/Photos -l more-labels.txt --mode append --only-untagged
 
       clipsort tag ~/Photos -l labels.txt --into photo
+
+      clipsort tag ~/Photos -l labels.txt --dry-run --review tags.html --open
     """
     from clipsort.commands.tagging import TagOptions, run_tag, tag_root_of
     from clipsort.settings import resolve_into
@@ -145,13 +151,26 @@ def tag(
         into=resolve_into(into.value if into is not None else None),
         into_dng=into_dng,
     )
-    run_command(
-        "tag",
-        common,
-        paths,
-        labels,
-        lambda label_set, embedder, run, ui: run_tag(
-            paths, required(label_set), embedder, options, run, ui.explaining(explain)
-        ),
-        check=lambda label_set: tag_root_of(label_set, options),
-    )
+
+    def work(label_set, embedder, run, ui):  # noqa: ANN001, ANN202
+        events = ui.explaining(explain)
+        if review is None:
+            return run_tag(paths, required(label_set), embedder, options, run, events)
+        from clipsort.commands.review_run import ReviewRequest, reviewed_run, tag_with_review
+
+        run = reviewed_run(run)
+        return tag_with_review(
+            ReviewRequest(review),
+            required(label_set),
+            embedder,
+            events,
+            lambda collecting: run_tag(paths, required(label_set), embedder, options, run, collecting),
+            dry_run,
+            run.workers or 2,
+        )
+
+    def check(label_set) -> None:  # noqa: ANN001
+        tag_root_of(label_set, options)
+        check_review(review)
+
+    run_command("tag", common, paths, labels, work, check=check, after=lambda report: open_review(report, open_page))

@@ -2,5 +2,5 @@
 view that search and dupes read, and the runs over labelled folders (learn, eval). Each takes
 options and fills a report; the CLI renders it.
 
-May import: run, model, writes, store, labels, photos.
+May import: review, run, model, writes, store, labels, photos.
 """

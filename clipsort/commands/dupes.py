@@ -149,8 +149,15 @@ class _Pictures:
 
     KEPT = 8192
 
-    def __init__(self, photos: Photos, on_failure: Callable[[FileFailure], None]) -> None:
+    def __init__(
+        self,
+        photos: Photos,
+        on_failure: Callable[[FileFailure], None],
+        on_picture: Callable[[Path, Image.Image], None] | None = None,
+    ) -> None:
         self.photos = photos
+        #: Given each picture decoded here (a review page's thumbnails are made from it).
+        self._on_picture = on_picture
         #: Per photo: its grey (64x64) and RGB (32x32) pictures, each centred and of unit length,
         #: as float16, and its aspect ratio; None for a photo that could not be decoded.
         self._seen: OrderedDict[int, tuple[np.ndarray, np.ndarray, float] | None] = OrderedDict()
@@ -173,6 +180,8 @@ class _Pictures:
                 self._on_failure(failure)
                 self._seen[i] = None
                 return None
+            if self._on_picture is not None:
+                self._on_picture(self.photos.path(i), picture)
             if not self.photos.known[i]:
                 self.photos.phashes[i] = phash.perceptual_hash(picture)
                 self.photos.known[i] = True
@@ -205,10 +214,14 @@ def _unit(picture: Image.Image) -> np.ndarray:
 
 
 def find_groups(
-    photos: Photos, similar: float | None = None, on_failure: Callable[[FileFailure], None] | None = None
+    photos: Photos,
+    similar: float | None = None,
+    on_failure: Callable[[FileFailure], None] | None = None,
+    on_picture: Callable[[Path, Image.Image], None] | None = None,
 ) -> tuple[list[Group], dict[bytes, int]]:
-    """The groups of ``photos`` (largest first), and the perceptual hashes computed on the way."""
-    pictures = _Pictures(photos, on_failure or (lambda failure: None))
+    """The groups of ``photos`` (largest first), and the perceptual hashes computed on the way
+    (``on_picture``: given each picture decoded to compare)."""
+    pictures = _Pictures(photos, on_failure or (lambda failure: None), on_picture)
     copies = _Sets(len(photos))
     for i, j in _exact_pairs(photos):
         copies.union(i, j)
@@ -331,7 +344,11 @@ def _merged(chunks: Sequence[Photos]) -> Photos:
 
 
 def run_dupes(
-    roots: Sequence[Path], embedder: Embedder, options: DupesOptions = DupesOptions(), events: Events | None = None
+    roots: Sequence[Path],
+    embedder: Embedder,
+    options: DupesOptions = DupesOptions(),
+    events: Events | None = None,
+    on_picture: Callable[[Path, Image.Image], None] | None = None,
 ) -> tuple[Report, list[Group]]:
     """Index what the cache lacks under ``roots`` (unless ``options.index`` is off), then group."""
     events = events or SilentEvents()
@@ -348,7 +365,7 @@ def run_dupes(
         report.fail(failure)
         events.failed(failure)
 
-    groups, new_hashes = find_groups(photos, options.similar, failed)
+    groups, new_hashes = find_groups(photos, options.similar, failed, on_picture)
     if new_hashes:
         cache.set_phashes(model_id, new_hashes.items())
     report.actions["groups"] = len(groups)

@@ -13,7 +13,7 @@ import numpy as np
 
 from clipsort.errors import UsageError
 from clipsort.labels import decide, learn
-from clipsort.labels.evaluate import Evaluation, decide_all, evaluate
+from clipsort.labels.evaluate import NONE, Evaluation, decide_all, evaluate
 from clipsort.labels.label_set import DEFAULT_TEMPLATES, Label, LabelSet, ModelRecord, _fold, prompts_for
 from clipsort.model.embed import Embedder
 from clipsort.model.model_files import model_key
@@ -166,8 +166,10 @@ def run_eval(
     options: EvalOptions = EvalOptions(),
     run: RunOptions = RunOptions(),
     events: Events | None = None,
+    per_photo: list[tuple[Path, str, str, dict[str, float]]] | None = None,
 ) -> tuple[Report, Evaluation]:
-    """Decide every photo of ``root`` as ``sort`` would, and compare with its folder."""
+    """Decide every photo of ``root`` as ``sort`` would, and compare with its folder. ``per_photo``,
+    when given, gets each photo's (path, right label, decision, scores); "none of these" is NONE."""
     events = events or SilentEvents()
     report = Report("eval")
     found = find_labelled(root, report, events, need_photos=False, run=run)
@@ -189,6 +191,18 @@ def run_eval(
     scores = decide.sigmoid(logits)
     chosen = decide_all(scores, logits, decisions.thresholds, decisions.margin, decisions.exclude)
     report.actions["evaluated"] = len(rows)
+    if per_photo is not None:
+        names = labels.names
+        for k, i in enumerate(rows):
+            right, decided = truth[k], chosen[k]
+            per_photo.append(
+                (
+                    found.refs[i].path,
+                    NONE if right is None else names[right],
+                    NONE if decided is None else names[decided],
+                    dict(zip(names, scores[k].tolist(), strict=True)),
+                )
+            )
     report.finish()
     result = evaluate(labels.names, truth, chosen, scores, decisions.thresholds, options.target_precision)
     return report, result

@@ -17,7 +17,7 @@ from clipsort.run.events import Events, RunOptions, SilentEvents, fail, wants_de
 from clipsort.run.pipeline import explained_of, fail_unhandled_partners, photos_to_score, record, score_all, scores_of
 from clipsort.run.report import PhotoResult, Report
 from clipsort.store.journal import Journal
-from clipsort.writes.mover import Mover
+from clipsort.writes.mover import Mover, Plan
 from clipsort.writes.pattern import Pattern
 from clipsort.writes.recovery import recover
 
@@ -60,14 +60,69 @@ def check_unsorted_name(labels: LabelSet, name: str) -> None:
             raise UsageError(f"--unsorted-name {name!r} is also a label (line {label.line}); choose another name")
 
 
-def check_sort_options(roots: Sequence[Path], labels: LabelSet, options: SortOptions) -> Path:
+def check_sort_options(
+    roots: Sequence[Path], labels: LabelSet, options: SortOptions, review: Path | None = None
+) -> Path:
     """Validate what can be validated before any work; returns the destination folder."""
+    if review is not None:
+        from clipsort.review.page import check_page_path
+
+        check_page_path(review)
+        check_plan_names(labels, options.unsorted)
     require_local(roots, "sort cannot move photos in object storage yet (index and tag can, with --engine ray)")
     dest = sort_destination(roots, options.dest)
     check_unsorted_name(labels, options.unsorted)
     if dest.exists() and not dest.is_dir():
         raise UsageError(f"--dest {dest} is a file, not a folder")
     return dest
+
+
+def check_plan_names(labels: LabelSet, unsorted: str) -> None:
+    """A plan's decisions that are not labels must not be a label's name (docs/review.md)."""
+    from clipsort.writes.sort_plan import SPECIAL
+
+    for label in labels.labels:
+        if label.name in SPECIAL:
+            raise UsageError(
+                f"label {label.name!r} (line {label.line}) has the name of a review page's own decision; rename it"
+            )
+
+
+def sort_reviewed(
+    roots: Sequence[Path],
+    labels: LabelSet,
+    embedder: Embedder,
+    options: SortOptions,
+    run: RunOptions,
+    events: Events,
+    page: Path,
+) -> Report:
+    """:func:`run_sort`, then its review page with its plan (``--review PAGE.html``)."""
+    from clipsort.commands.review_run import ReviewRequest, reviewed_run, sort_with_review
+    from clipsort.review.sort_view import SortSettings
+
+    dest = check_sort_options(roots, labels, options, page)
+    settings = SortSettings(
+        roots=tuple(roots),
+        dest=dest,
+        mode=options.mode,
+        pattern=options.pattern.text if options.pattern else None,
+        unsorted=options.unsorted,
+        leave_unsorted=options.leave_unsorted,
+        dedupe=options.dedupe,
+        margin=options.margin,
+    )
+    run = reviewed_run(run)
+    return sort_with_review(
+        ReviewRequest(page),
+        labels,
+        embedder,
+        events,
+        settings,
+        options.dry_run,
+        lambda collecting: run_sort(roots, labels, embedder, options, run, collecting),
+        workers=run.workers or 2,
+    )
 
 
 def run_sort(
@@ -83,13 +138,15 @@ def run_sort(
     run = replace(run, include_managed=False)  # never writes or moves inside another application's library
     dest = check_sort_options(roots, labels, options)
     report = Report("sort", dry_run=options.dry_run)
+    report.written_to = f"{'would go ' if options.dry_run else ''}into {dest}" + (
+        f" by {options.pattern.text}" if options.pattern else ""
+    )
     journal = None
     if not options.dry_run:
         recover(events.warned)
         journal = Journal.create("sort", roots, dest, {"mode": options.mode})
         report.journal = journal.path
     mover = Mover(options.mode, journal, dedupe=options.dedupe, roots=roots, dest=dest)
-    past = {"move": "moved", "copy": "copied", "link": "linked", "dedupe": "deduplicated"}
     details = wants_details(events)  # scores and verdicts: only for --json, --explain
     try:
         decisions = prepare_decisions(embedder, labels, options.threshold, options.margin)
@@ -107,29 +164,18 @@ def run_sort(
             if label is None and options.leave_unsorted:
                 result = PhotoResult(ref.path, scores, names, "left", dry_run=options.dry_run, explained=explained)
                 handled.add(ref.path)
-                _record_pair(report, events, result, raws, {})
+                record_pair(report, events, result, raws, {})
                 continue
             label_path = label.folder_path if label else (options.unsorted,)
-            folder = (
-                dest / options.pattern.folder(label_path, ref.path) if options.pattern else dest.joinpath(*label_path)
-            )
+            folder = target_folder(dest, options.pattern, label_path, ref.path)
             try:
-                plan = mover.plan(ref.path, folder, raws)
-                if plan.action in ("in-place", "duplicate", "left"):
-                    action = plan.action
-                    if plan.note:
-                        report.left_out.append((ref.path, plan.note))
-                else:
-                    action = past[plan.action] if label or plan.action == "dedupe" else "unsorted"
-                    if not options.dry_run:
-                        for warning in mover.execute(plan):
-                            warn(report, events, warning)
+                placed = place_unit(mover, ref.path, folder, raws, label is not None, options.dry_run, report, events)
             except DestinationFullError as exc:
                 report.fatal = str(exc)
                 break
-            except FileFailure as failure:
-                fail(report, events, failure)
+            if placed is None:
                 continue
+            action, plan = placed
             result = PhotoResult(
                 ref.path,
                 scores,
@@ -141,7 +187,7 @@ def run_sort(
                 note=plan.note,
             )
             handled.add(ref.path)
-            _record_pair(report, events, result, raws, dict(plan.companions))
+            record_pair(report, events, result, raws, dict(plan.companions))
         else:  # not after a full disk: the photos not moved then are named as a whole
             fail_unhandled_partners(partners, handled, report, events)
     finally:
@@ -152,7 +198,44 @@ def run_sort(
     return report
 
 
-def _record_pair(
+def target_folder(dest: Path, pattern: Pattern | None, label_path: tuple[str, ...], photo: Path) -> Path:
+    """The folder ``photo`` goes to for the label folder ``label_path``: by ``--pattern``, else the label's."""
+    return dest / pattern.folder(label_path, photo) if pattern else dest.joinpath(*label_path)
+
+
+_PAST = {"move": "moved", "copy": "copied", "link": "linked", "dedupe": "deduplicated"}
+
+
+def place_unit(
+    mover: Mover,
+    photo: Path,
+    folder: Path,
+    raws: Sequence[Path],
+    labelled: bool,
+    dry_run: bool,
+    report: Report,
+    events: Events,
+) -> tuple[str, Plan] | None:
+    """Plan one photo's unit (its companions and RAW partners with it) into ``folder`` and, unless
+    ``dry_run``, carry it out: (the action as reported, the plan), or None when it failed (reported).
+    Raises :class:`DestinationFullError`: the run should stop."""
+    try:
+        plan = mover.plan(photo, folder, raws)
+        if plan.action in ("in-place", "duplicate", "left"):
+            if plan.note:
+                report.left_out.append((photo, plan.note))
+            return plan.action, plan
+        action = _PAST[plan.action] if labelled or plan.action == "dedupe" else "unsorted"
+        if not dry_run:
+            for warning in mover.execute(plan):
+                warn(report, events, warning)
+    except FileFailure as failure:
+        fail(report, events, failure)
+        return None
+    return action, plan
+
+
+def record_pair(
     report: Report, events: Events, result: PhotoResult, raws: Sequence[Path], targets: dict[Path, Path]
 ) -> None:
     """Record a photo's result and its RAW partners' (same decision; ``targets``: where each RAW went)."""
@@ -163,5 +246,5 @@ def _record_pair(
         if stays or raw in targets:  # not in targets: gone from the folder since it was found
             note = f"RAW+JPEG pair: goes with {result.path.name}"
             destination = None if result.destination is None else targets.get(raw, raw)
-            record(report, events, replace(result, path=raw, destination=destination, note=note))
+            record(report, events, replace(result, path=raw, destination=destination, note=note, pair_of=result.path))
         events.advanced(1)

@@ -83,6 +83,7 @@ def run_tag(
     events = events or SilentEvents()
     run = replace(run, include_managed=False)  # never writes or moves inside another application's library
     report = Report("tag", dry_run=options.dry_run)
+    report.written_to = _written_to(options)
     tag_root = tag_root_of(labels, options)
     if options.into != "sidecar":
         require_local(roots, f"--into {options.into} rewrites local photos only (use --into sidecar for URLs)")
@@ -304,3 +305,17 @@ class _Writer:
         written = path
         self.record.wrote(written, digest, lambda: bool(kept) or (append and holds_clipsort_keywords(written)))
         return path
+
+
+def _written_to(options: TagOptions) -> str:
+    """Where this run's keywords go, for its summary."""
+    name = "photo.xmp" if options.sidecar == "xmp" and options.xmp_name == "stem" else f"photo.jpg.{options.sidecar}"
+    if options.sidecar == "json":
+        name = "photo.jpg.clipsort.json"
+    beside = f"sidecars beside each photo ({name})"
+    verb = "would be written" if options.dry_run else "written"
+    if options.into == "photo":
+        return f"keywords {verb} inside the photos (a sidecar where a photo cannot hold them)"
+    if options.into == "both":
+        return f"keywords {verb} inside the photos and in {beside}"
+    return f"keywords {verb} in {beside}"

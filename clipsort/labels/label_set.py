@@ -155,7 +155,8 @@ def query_prompts(text: str, templates: tuple[str, ...] = DEFAULT_TEMPLATES) -> 
     return prompts_for(_ARTICLE.sub("", " ".join(text.split())), templates)
 
 
-def _parse_label_path(raw: str, source: Path, line_no: int | None) -> tuple[str, ...]:
+def parse_label_path(raw: str, source: Path | str, line_no: int | None = None) -> tuple[str, ...]:
+    """A label's path (``animals/dog``) as its parts, each checked as a folder name (LabelFileError)."""
     if not raw:
         raise LabelFileError(source, "empty label name before ':'", line_no)
     segments = tuple(segment.strip() for segment in raw.split("/"))
@@ -201,7 +202,7 @@ def parse_labels(text: str, source: Path | str = "<labels>") -> LabelSet:
             raw_name, prompts, custom = line, (), False
         if "|" in raw_name:
             raise LabelFileError(source, f"{line!r}: '|' separates prompts and needs a 'label:' before them", line_no)
-        path = _parse_label_path(_SPACES.sub(" ", raw_name.strip()), source, line_no)
+        path = parse_label_path(_SPACES.sub(" ", raw_name.strip()), source, line_no)
         if not custom:
             prompts = prompts_for(path[-1])
         labels.append(Label(path=path, prompts=prompts, custom_prompts=custom, line=line_no))

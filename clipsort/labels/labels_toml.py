@@ -34,8 +34,8 @@ from clipsort.labels.label_set import (
     DEFAULT_TEMPLATES,
     Label,
     LabelSet,
-    _parse_label_path,
     checked,
+    parse_label_path,
     prompts_for,
     refuse_too_many,
 )
@@ -174,7 +174,7 @@ def parse_toml_labels(text: str, source: Path | str = "<labels.toml>") -> LabelS
         line = lines.label(raw_name)
         if body is None or not isinstance(body, dict):
             raise LabelFileError(source, f"label {raw_name!r} must be a table: [labels.{raw_name}]", line)
-        path = _parse_label_path(_SPACES.sub(" ", raw_name.strip()), source, line)
+        path = parse_label_path(_SPACES.sub(" ", raw_name.strip()), source, line)
         extra = sorted(set(body) - _LABEL_KEYS)
         if extra:
             raise LabelFileError(
@@ -205,7 +205,7 @@ def parse_toml_labels(text: str, source: Path | str = "<labels.toml>") -> LabelS
                 raise LabelFileError(
                     source, f"label {raw_name!r}: folder must be a string", lines.key("folder", raw_name)
                 )
-            folder = _parse_label_path(_SPACES.sub(" ", body["folder"].strip()), source, lines.key("folder", raw_name))
+            folder = parse_label_path(_SPACES.sub(" ", body["folder"].strip()), source, lines.key("folder", raw_name))
         exclude = body.get("exclude", False)
         if not isinstance(exclude, bool):
             raise LabelFileError(

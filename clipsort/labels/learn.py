@@ -25,7 +25,7 @@ import numpy as np
 
 from clipsort.errors import LabelFileError
 from clipsort.labels import decide
-from clipsort.labels.label_set import Label, LabelSet, ModelRecord, _parse_label_path, prompts_for
+from clipsort.labels.label_set import Label, LabelSet, ModelRecord, parse_label_path, prompts_for
 from clipsort.labels.score import normalise
 from clipsort.safe_files import MAX_LABELS
 
@@ -285,7 +285,7 @@ def parse_learned(text: str, source: Path | str) -> LabelSet:
             f"{where} ({record['name']!r}): a, b or threshold is not a finite number of a sane size",
         )
         _need(0.0 <= float(record["threshold"]) <= 1.0, source, f"{where} ({record['name']!r}): threshold outside 0-1")
-        path = _parse_label_path(record["name"], source, None)
+        path = parse_label_path(record["name"], source, None)
         prompts = tuple(p for p in record.get("prompts") or () if isinstance(p, str)) or prompts_for(path[-1])
         held = record.get("held_out") or {}
         estimate = (

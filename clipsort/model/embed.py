@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -91,6 +92,9 @@ class Embedder:
         self._size_hint_known = False
         self._unrelated: float | None = None
         self._pictures_known = False
+        #: Given each photo decoded on the CPU, upright, as it was decoded (path, picture): a
+        #: review page's thumbnails are made from it. Called in the decode threads.
+        self.on_picture: Callable[[Path, Any], None] | None = None
 
     @property
     def name(self) -> str:
@@ -306,6 +310,7 @@ class Embedder:
                 self._start_loading()
                 picture = load_image(ref.path, min_side=hint)
                 resolved.phash = perceptual_hash(picture)
+                self._seen(ref, picture)
                 model = self._model
                 if model is None:
                     resolved.picture, resolved.decoded_for = picture, hint
@@ -317,7 +322,13 @@ class Embedder:
         picture = load_image(ref.path, min_side=model.min_side)
         resolved.prepared = model.prepare(picture)
         resolved.phash = perceptual_hash(picture)
+        self._seen(ref, picture)
         return resolved
+
+    def _seen(self, ref: ImageRef, picture: Any) -> None:
+        """Hand a decoded picture to :attr:`on_picture` (a review page's thumbnails), in the decode thread."""
+        if self.on_picture is not None:
+            self.on_picture(ref.path, picture)
 
     def jpeg_decoder(self) -> Any:
         """The loaded model's batch JPEG decoder on its device, or a string saying why it has none."""

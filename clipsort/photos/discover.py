@@ -44,7 +44,8 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _hidden(name: str) -> bool:
+def hidden_name(name: str) -> bool:
+    """Whether the walk skips a file or folder of this name (hidden, or a NAS's or OS's junk folder)."""
     return name.startswith(".") or name in JUNK_DIRS
 
 
@@ -184,7 +185,7 @@ def _walk(
         subfolders: list[tuple[Path, os.stat_result]] = []
         for entry in listing:
             name = entry.name
-            if _hidden(name):
+            if hidden_name(name):
                 continue
             try:
                 # is_dir(): the entry's type, no stat. No image name ends like a sidecar's.

@@ -10,6 +10,13 @@ from pathlib import Path
 from clipsort.errors import ExitCode, FileFailure
 from clipsort.labels.decide import Judgement
 
+#: What a summary calls the photos given no label.
+NONE_OF_THESE = "none of these"
+#: Actions of photos that were judged (not the unreadable ones).
+_JUDGED = frozenset(
+    {"tagged", "untagged", "moved", "copied", "linked", "in-place", "duplicate", "unsorted", "left", "deduplicated"}
+)
+
 
 @dataclass(slots=True)  # one per photo: plain slots are made several times faster than a frozen dataclass
 class PhotoResult:
@@ -30,6 +37,8 @@ class PhotoResult:
     explained: dict[str, Judgement] = field(default_factory=dict)
     #: Why a photo was not read (``unreadable``: the package its format needs).
     note: str | None = None
+    #: A RAW partner's JPEG: the photo it was judged (and moved) through.
+    pair_of: Path | None = None
 
     def to_json(self) -> dict[str, object]:
         record: dict[str, object] = {
@@ -44,6 +53,8 @@ class PhotoResult:
             record["sidecar"] = str(self.sidecar)
         if self.note:
             record["note"] = self.note
+        if self.pair_of is not None:
+            record["pair_of"] = str(self.pair_of)
         if self.dry_run:
             record["dry_run"] = True
         if self.explained:
@@ -78,11 +89,22 @@ class Report:
     unchanged_in_photos: int = 0
     #: Facts about the run a person should know (printed after the summary).
     notes: list[str] = field(default_factory=list)
+    #: sort and tag: photos per label ("none of these" for those given none), RAW partners aside.
+    per_label: Counter[str] = field(default_factory=Counter)
+    #: Where the run put what it wrote (sort's destination, tag's sidecars), for its summary.
+    written_to: str | None = None
+    #: The review page written (``--review``).
+    review: Path | None = None
     #: Paths the walk did not enter on purpose, and why (links not followed, managed folders).
     left_out: list[tuple[Path, str]] = field(default_factory=list)
 
     def record(self, result: PhotoResult) -> None:
         self.actions[result.action] += 1
+        if self.command in ("sort", "tag") and result.pair_of is None and result.action in _JUDGED:
+            for name in result.labels:
+                self.per_label[name] += 1
+            if not result.labels:
+                self.per_label[NONE_OF_THESE] += 1
 
     def fail(self, failure: FileFailure) -> None:
         self.failures.append(failure)

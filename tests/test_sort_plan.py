@@ -1,0 +1,251 @@
+"""``sort --plan``: a plan is checked whole before anything moves, a photo that changed or moved since
+the plan was made is refused and named, and a plan file from elsewhere is checked where it enters
+(issue 27). Real files in tmp_path, the real mover and journal, ``undo`` through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from PIL import Image
+
+from clipsort.commands.apply_plan import apply_plan
+from clipsort.review.sort_view import plan_file
+from clipsort.writes import sort_plan
+from clipsort.writes.sort_plan import PlanError, parse_plan, read_plan
+
+
+def photo(path: Path, colour: str = "red") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 48), colour).save(path, "JPEG")
+    return path
+
+
+def make_plan(root: Path, dest: Path, decisions: dict[Path, str], **settings: object) -> dict:
+    """A plan as ``sort --review`` writes it, for ``decisions`` (photo -> decision)."""
+    record = {
+        "version": 1,
+        "kind": "clipsort sort plan",
+        "roots": [str(root)],
+        "dest": str(dest),
+        "mode": "move",
+        "pattern": None,
+        "unsorted": "_unsorted",
+        "leave_unsorted": False,
+        "labels": {
+            "file": "labels.txt",
+            "sha256": "",
+            "names": [
+                {"name": "red", "folder": ["red"]},
+                {"name": "blue", "folder": ["blue"]},
+            ],
+        },
+        "photos": [],
+    }
+    record.update(settings)
+    for path, decision in decisions.items():
+        entry = plan_file(path).to_json()
+        entry["decision"] = decision
+        record["photos"].append(entry)
+    return record
+
+
+def save(plan: dict, path: Path) -> Path:
+    path.write_text(json.dumps(plan), encoding="utf-8")
+    return path
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> tuple[Path, Path, list[Path]]:
+    root = tmp_path / "inbox"
+    photos = [photo(root / "a.jpg"), photo(root / "sub" / "b.jpg", "blue"), photo(root / "c.jpg")]
+    return root, tmp_path / "sorted", photos
+
+
+def test_a_plan_is_carried_out_exactly_and_undone(library, tmp_path, capsys):
+    root, dest, (a, b, c) = library
+    (root / "a.jpg.xmp").write_text("<x/>")  # a sidecar moves with its photo
+    plan = save(make_plan(root, dest, {a: "blue", b: "blue", c: "_leave"}), tmp_path / "plan.json")
+    before = tree(tmp_path)
+    code, out, err = run_cli(capsys, "sort", "--plan", str(plan))
+    assert code == 0, err
+    assert (dest / "blue" / "a.jpg").is_file() and (dest / "blue" / "a.jpg.xmp").is_file()
+    assert (dest / "blue" / "b.jpg").is_file()
+    assert c.is_file() and not (dest / "red").exists()  # left where it is
+    assert "labels: blue 2" in err and f"into {dest}" in err
+    code, out, err = run_cli(capsys, "undo")
+    assert code == 0, err
+    assert tree(tmp_path) == before
+
+
+def test_a_changed_photo_refuses_the_whole_plan_and_names_it(library, tmp_path, capsys):
+    root, dest, (a, b, c) = library
+    plan = save(make_plan(root, dest, {a: "red", b: "blue", c: "red"}), tmp_path / "plan.json")
+    # Same size and modification time, other content: only the fingerprint tells.
+    st = os.stat(b)
+    data = bytearray(b.read_bytes())
+    data[-3] ^= 0xFF
+    b.write_bytes(bytes(data))
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns))
+    before = tree(tmp_path)
+    code, out, err = run_cli(capsys, "sort", "--plan", str(plan))
+    assert code == 2
+    assert f"{b}: changed since the plan was made (its content)" in err
+    assert "nothing was moved" in err
+    assert tree(tmp_path) == before and not dest.exists()
+
+
+def test_a_photo_moved_since_is_named_and_nothing_moves(library, tmp_path, capsys):
+    root, dest, (a, b, c) = library
+    plan = save(make_plan(root, dest, {a: "red", b: "blue", c: "red"}), tmp_path / "plan.json")
+    a.rename(root / "renamed.jpg")
+    os.utime(c, ns=(0, time.time_ns() + 5_000_000_000))  # touched: changed
+    before = tree(tmp_path)
+    code, out, err = run_cli(capsys, "sort", "--plan", str(plan))
+    assert code == 2
+    assert f"{a}: moved or deleted since the plan was made" in err
+    assert f"{c}: changed since the plan was made (size or modification time)" in err
+    assert "(2 problems)" in err
+    assert tree(tmp_path) == before
+
+
+def test_a_plan_carried_out_twice_moves_nothing_the_second_time(library, tmp_path, capsys):
+    root, dest, (a, b, c) = library
+    plan = save(make_plan(root, dest, {a: "red", b: "blue", c: "red"}), tmp_path / "plan.json")
+    assert run_cli(capsys, "sort", "--plan", str(plan))[0] == 0
+    after = tree(tmp_path)
+    code, _, err = run_cli(capsys, "sort", "--plan", str(plan))
+    assert code == 2 and "moved or deleted since the plan was made" in err
+    assert tree(tmp_path) == after
+
+
+def test_files_outside_the_plans_folders_are_refused(library, tmp_path, capsys):
+    root, dest, (a, b, c) = library
+    secret = photo(tmp_path / "elsewhere" / "private.jpg")
+    hidden = photo(root / ".hidden" / "h.jpg")
+    (root / "linked").symlink_to(tmp_path / "elsewhere")
+    through_link = root / "linked" / "private.jpg"
+    note = tmp_path / "inbox" / "notes.txt"
+    note.write_text("not a photo")
+    link = root / "link.jpg"
+    link.symlink_to(a)
+    plan = make_plan(root, dest, {a: "red", secret: "red", hidden: "red", through_link: "red"})
+    for path in (note, link):
+        plan["photos"].append({"photo": str(path), "size": 1, "mtime_ns": "1", "fingerprint": "00", "decision": "red"})
+    save(plan, tmp_path / "plan.json")
+    before = tree(tmp_path)
+    code, _, err = run_cli(capsys, "sort", "--plan", str(tmp_path / "plan.json"))
+    assert code == 2, err
+    assert f"{secret}: not below any folder of the plan" in err
+    assert f"{hidden}: hidden" in err
+    assert f"{through_link}: it really is in {tmp_path / 'elsewhere'}" in err
+    assert f"{note}: not a photo's name" in err
+    assert f"{link}: not a regular file any more" in err
+    assert tree(tmp_path) == before and a.is_file()
+
+
+def test_a_photo_inside_another_applications_library_is_refused(tmp_path, capsys):
+    root = tmp_path / "inbox"
+    inside = photo(root / "Pictures.photoslibrary" / "originals" / "x.jpg")
+    plan = save(make_plan(root, tmp_path / "sorted", {inside: "red"}), tmp_path / "plan.json")
+    code, _, err = run_cli(capsys, "sort", "--plan", str(plan))
+    assert code == 2 and "a library" in err and "manages" in err
+    assert inside.is_file()
+
+
+def test_a_record_of_a_run_that_moved_is_not_carried_out(library, tmp_path, capsys):
+    root, dest, (a, b, c) = library
+    plan = save(make_plan(root, dest, {a: "red"}, applied=True), tmp_path / "plan.json")
+    code, _, err = run_cli(capsys, "sort", "--plan", str(plan))
+    assert code == 2 and "carried out already" in err and a.is_file()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: p.update(version=2), "version 2"),
+        (lambda p: p.update(kind="something else"), "not a clipsort sort plan"),
+        (lambda p: p.update(dest="relative/dest"), "must be an absolute path"),
+        (lambda p: p.update(dest="/tmp/../etc"), "must be an absolute path"),
+        (lambda p: p.update(mode="delete"), "mode must be one of"),
+        (lambda p: p.update(pattern="/abs/{label}"), "must be relative"),
+        (lambda p: p.update(pattern="{label}/../.."), "'..'"),
+        (lambda p: p.update(unsorted="../up"), "plain folder name"),
+        (lambda p: p["labels"]["names"].append({"name": "evil", "folder": ["..", "x"]}), "'..'"),
+        (lambda p: p["labels"]["names"].append({"name": "evil", "folder": ["a/b"]}), "plain folder names"),
+        (lambda p: p["labels"]["names"].append({"name": "red", "folder": ["red2"]}), "named twice"),
+        (lambda p: p["labels"]["names"].append({"name": "_leave", "folder": ["x"]}), "not a label"),
+        (lambda p: p["photos"][0].update(decision="green"), "neither a label of the plan"),
+        (lambda p: p["photos"][0].update(photo="photo.jpg"), "must be an absolute path"),
+        (lambda p: p["photos"][0].update(size="12"), "whole number"),
+        (lambda p: p["photos"][0].update(fingerprint="zz"), "hexadecimal"),
+        (lambda p: p["photos"][0].update(mtime_ns=1733456789123456789), "string of digits"),
+        (lambda p: p["photos"].append(dict(p["photos"][0])), "in the plan twice"),
+        (lambda p: p.update(leave_unsorted="yes"), "true or false"),
+    ],
+)
+def test_a_foreign_plan_is_checked_where_it_enters(library, change, message):
+    root, dest, (a, b, c) = library
+    plan = make_plan(root, dest, {a: "red"})
+    change(plan)
+    with pytest.raises(PlanError, match=None) as info:
+        parse_plan(json.loads(json.dumps(plan)), "plan.json")
+    assert message in str(info.value)
+
+
+def test_a_plan_file_that_is_not_one_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "p.json").write_text("{not json")
+    with pytest.raises(PlanError, match="not JSON"):
+        read_plan(tmp_path / "p.json")
+    os.mkfifo(tmp_path / "fifo.json")
+    with pytest.raises(PlanError, match="FIFO|not a regular"):
+        read_plan(tmp_path / "fifo.json")
+    (tmp_path / "big.json").write_text(" " * 2048)
+    monkeypatch.setattr(sort_plan, "PLAN_LIMIT", 1024)
+    with pytest.raises(PlanError, match="more than"):
+        read_plan(tmp_path / "big.json")
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "deep.json").write_text(deep)
+    monkeypatch.setattr(sort_plan, "PLAN_LIMIT", 1 << 20)
+    with pytest.raises(PlanError):
+        read_plan(tmp_path / "deep.json")
+
+
+def test_a_plan_allows_no_other_sort_option(library, tmp_path, capsys):
+    root, dest, (a, b, c) = library
+    plan = save(make_plan(root, dest, {a: "red"}), tmp_path / "plan.json")
+    code, _, err = run_cli(capsys, "sort", "--plan", str(plan), "--dest", str(tmp_path / "x"), "--mode", "copy")
+    assert code == 2 and "drop --dest, --mode" in err
+    code, _, err = run_cli(capsys, "sort", str(root))
+    assert code == 2 and "--labels are needed" in err
+    assert a.is_file()
+
+
+def test_leave_unsorted_and_the_pattern_come_from_the_plan(library, tmp_path, capsys):
+    root, dest, (a, b, c) = library
+    plan = make_plan(root, dest, {a: "_unsorted", b: "blue"}, leave_unsorted=True, pattern="{ext}/{label}")
+    report = apply_plan(parse_plan(plan), "plan.json")
+    assert report.exit_code == 0
+    assert a.is_file()  # none of these, left where it is
+    assert (dest / "jpg" / "blue" / "b.jpg").is_file()
+    plan = make_plan(root, dest, {a: "_unsorted"}, unsorted="misc")
+    apply_plan(parse_plan(plan), "plan.json")
+    assert (dest / "misc" / "a.jpg").is_file()
+
+
+def test_a_dry_run_of_a_plan_changes_nothing(library, tmp_path, capsys):
+    root, dest, (a, b, c) = library
+    plan = save(make_plan(root, dest, {a: "red", b: "blue"}), tmp_path / "plan.json")
+    before = tree(tmp_path)
+    code, out, err = run_cli(capsys, "sort", "--plan", str(plan), "--dry-run")
+    assert code == 0, err
+    assert f"would move: {a} -> {dest / 'red' / 'a.jpg'}" in out
+    assert tree(tmp_path) == before
