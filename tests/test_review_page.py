@@ -258,3 +258,82 @@ def test_tag_search_dupes_and_eval_pages_show_what_their_runs_found(tmp_path, ca
         assert tab.locator(href).is_visible()
     assert not errors and not [u for u in requests if not u.startswith("file:")]
     tab.close()
+
+
+def test_thumbnails_come_from_the_runs_own_decode_when_it_is_large_enough(tmp_path, colour_embedder):
+    """The embedder hands each picture it decodes to the page; a picture large enough becomes the
+    thumbnail, so that photo is not decoded again; one too small (a model with a tiny input) is."""
+    from clipsort.photos.discover import ImageRef
+    from clipsort.review.thumbs import Thumbnails
+
+    photo = save_photo(Image.new("RGB", (1200, 900), "red"), tmp_path / "big.jpg")
+    thumbs = Thumbnails(tmp_path / "page.html")
+    thumbs.prepare()
+    handed: list[tuple[Path, tuple[int, int]]] = []
+
+    def hand(path: Path, picture: Image.Image) -> None:
+        handed.append((path, picture.size))
+        thumbs.offer(path, picture)
+
+    colour_embedder.on_picture = hand
+    st = photo.stat()
+    colour_embedder.resolve(ImageRef(photo, st.st_size, st.st_mtime_ns))
+    assert [p for p, _ in handed] == [photo]  # the run's own decode, handed over once
+    small = min(handed[0][1]) < 128  # the tiny test model decodes at its small input size
+    thumbs.offer(tmp_path / "other.jpg", Image.new("RGB", (400, 300), "blue"))  # as a ViT's decode would be
+    assert thumbs.src(tmp_path / "other.jpg") is not None
+    thumbs.ensure([photo, tmp_path / "other.jpg"])
+    assert thumbs.decoded == (1 if small else 0)  # other.jpg (no such file) was never decoded again
+    assert max(thumbs.size(photo)) == 256 and thumbs.size(photo)[0] > thumbs.size(photo)[1]
+
+
+def test_a_real_sorts_page_is_a_record_that_is_not_carried_out_again(tmp_path, capsys):
+    inbox, dest = tmp_path / "inbox", tmp_path / "sorted"
+    make_colour_photos(inbox, ["red", "blue"], 6, seed=3, min_px=200, max_px=400)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("red\nblue\n", encoding="utf-8")
+    page = tmp_path / "done.html"
+    code, out, err = run_cli(
+        capsys, "sort", str(inbox), "-l", str(labels), "-d", str(dest), "--review", str(page), *MODEL
+    )
+    assert code == 0, err
+    text = page.read_text("utf-8")
+    assert 'data-editable="0"' in text and 'id="save"' not in text
+    plan = embedded_plan(page)
+    assert plan["applied"] is True and len(plan["photos"]) == 6
+    thumbs = re.findall(r'<img src="([^"]+)"', text)
+    assert len(thumbs) == 6 and all((tmp_path / src).is_file() for src in thumbs)  # read where they went
+    saved = tmp_path / "again.json"
+    saved.write_text(json.dumps(plan), encoding="utf-8")
+    code, out, err = run_cli(capsys, "sort", "--plan", str(saved))
+    assert code == 2 and "carried out already" in err
+
+
+def test_hostile_names_stay_text_and_open_opens_the_page(tmp_path, capsys, browser, monkeypatch):
+    """A photo or label named like HTML is shown as text (no script runs, nothing is fetched);
+    ``--open`` hands the page to the default browser ($BROWSER here)."""
+    import webbrowser
+
+    inbox = tmp_path / "inbox"
+    hostile = "<img src=x onerror=alert(1)>.jpg"
+    save_photo(Image.new("RGB", (300, 200), "red"), inbox / hostile)
+    # a folder named "<" puts "</script><script>" in the photo's path, inside the page's plan
+    save_photo(Image.new("RGB", (300, 200), "blue"), inbox / "<" / "script><script>alert(2)<!--.jpg")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("red\nblue: <b onmouseover=alert(3)>blue</b>\n", encoding="utf-8")
+    opened = tmp_path / "opened.txt"
+    monkeypatch.setenv("BROWSER", f"sh -c 'echo \"$1\" > {opened}' browser %s")
+    monkeypatch.setattr(webbrowser, "_tryorder", None)
+    page = tmp_path / "page.html"
+    args = ["sort", str(inbox), "-l", str(labels), "-d", str(tmp_path / "s"), "-n", "--review", str(page), "--open"]
+    code, out, err = run_cli(capsys, *args, *MODEL)
+    assert code == 0, err
+    assert opened.read_text().strip() == page.resolve().as_uri()
+    tab, requests, errors = open_page(browser, page)
+    dialogs: list[str] = []
+    tab.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    tab.mouse.move(10, 10)
+    names = tab.evaluate("() => Array.from(document.querySelectorAll('.card .name')).map(n => n.textContent)")
+    assert sorted(names) == sorted([hostile, "script><script>alert(2)<!--.jpg"])
+    assert not dialogs and not errors and not [u for u in requests if not u.startswith("file:")]
+    assert len(embedded_plan(page)["photos"]) == 2  # the plan's script was not cut short

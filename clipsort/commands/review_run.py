@@ -42,11 +42,17 @@ class Review:
         self.thumbs.prepare()
         self.events = Collecting(events)
         if embedder is not None:
-            embedder.on_picture = self.thumbs.add
+            embedder.on_picture = self.thumbs.offer
 
     def write(self, report: Report, document: str) -> Path:
         pages.write(self.page, document)
         report.review = self.page
+        made, decoded = len(self.thumbs.made), self.thumbs.decoded
+        if made:
+            report.notes.append(
+                f"review page: {made} thumbnails, {made - decoded} from the run's own decoding, "
+                f"{decoded} decoded for the page"
+            )
         return self.page
 
 
@@ -188,7 +194,7 @@ def dupes_with_review(
     from clipsort.review.views import dupes_sections
 
     review = Review(request, events, embedder)
-    report, groups = work(review.events, review.thumbs.add)
+    report, groups = work(review.events, review.thumbs.offer)
     shown = [member.path for group in groups for member in group.members]
     review.thumbs.ensure(shown, workers)
     review.thumbs.keep_only(shown)

@@ -27,6 +27,8 @@ from clipsort.safe_files import write_atomically
 #: The long side of a thumbnail, in pixels (cards show them at half that or less: sharp on HiDPI screens).
 SIDE = 256
 QUALITY = 72
+#: The shortest side of a picture decoded by the run that makes a thumbnail sharp enough (cards are 160 px high).
+USABLE = 128
 #: The file that marks a thumbnail folder as clipsort's (only such a folder is emptied or written).
 MARKER = ".clipsort-review"
 _OURS = re.compile(r"^[0-9a-f]{24}\.jpg$")
@@ -66,6 +68,13 @@ class Thumbnails:
         else:
             folder.mkdir(parents=True)
             (folder / MARKER).write_text("thumbnails of a clipsort review page; clipsort empties this folder\n")
+
+    def offer(self, photo: Path, picture: Any) -> None:
+        """A picture the run decoded anyway: kept as the thumbnail when it is large enough (a model
+        whose input is under :data:`USABLE` pixels, a test model, decodes too small: such photos
+        are decoded again, small, by :meth:`ensure`). Called in the run's decode threads."""
+        if min(picture.size) >= USABLE or max(picture.size) >= SIDE:
+            self.add(photo, picture)
 
     def add(self, photo: Path, picture: Any) -> None:
         """Keep a thumbnail of ``picture`` (upright RGB, the decode's output) for ``photo``."""
