@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests")]
 MODEL = ROOT / "tests" / "models" / "tiny-colours"
 COLOURS = {
     "red": (200, 30, 30),
@@ -81,18 +82,9 @@ def model_224(folder: Path) -> Path:
     small for a thumbnail, so its photos are decoded again for the page)."""
     if (folder / "open_clip_config.json").exists():
         return folder
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
+    from conftest import write_random_model
 
-    config = json.loads((MODEL / "open_clip_config.json").read_text())
-    config["model_cfg"]["vision_cfg"].update(image_size=224, patch_size=32)
-    torch.manual_seed(0)
-    model = open_clip.CLIP(**config["model_cfg"])
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
-    (folder / "open_clip_config.json").write_text(json.dumps(config))
-    return folder
+    return write_random_model(folder, image_size=224, patch_size=32)
 
 
 def folder_size(folder: Path) -> int:

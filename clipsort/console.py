@@ -353,16 +353,6 @@ def summary_line(report: Report) -> str:
     )
 
 
-def human_size(size: int) -> str:
-    """``2.1 MiB``: a number of bytes for people."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
-
-
 def percent(value: float | None) -> str:
     """A share as a percentage with one decimal; ``-`` when there is none."""
     return "-" if value is None else f"{value:.1%}"

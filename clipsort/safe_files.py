@@ -80,6 +80,16 @@ def not_regular_reason(mode: int) -> str:
     return f"is {kind_of(mode)}, not a regular file"
 
 
+def human_size(size: int) -> str:
+    """``2.1 MiB``: a number of bytes for people."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
 def human_limit(limit: int) -> str:
     return f"{limit // MiB} MiB" if limit >= MiB and limit % MiB == 0 else f"{limit} bytes"
 

@@ -198,13 +198,15 @@ def make_colour_photos(
     return photos
 
 
-def write_random_model(folder: Path) -> Path:
-    """A randomly initialised tiny CLIP in the local-dir layout (same architecture as the colour model)."""
+def write_random_model(folder: Path, **vision: int) -> Path:
+    """A randomly initialised tiny CLIP in the local-dir layout (same architecture as the colour model;
+    ``vision`` changes its image tower's settings, as ``image_size=224, patch_size=32``)."""
     import open_clip
     import torch
     from safetensors.torch import save_file
 
     config = json.loads((COLOUR_MODEL / "open_clip_config.json").read_text())
+    config["model_cfg"]["vision_cfg"].update(vision)
     torch.manual_seed(0)
     model = open_clip.CLIP(**config["model_cfg"])
     folder.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ def cache_info(cache: CacheOpt = None) -> None:
       clipsort cache info
     """
     from clipsort import settings
-    from clipsort.console import human_size
+    from clipsort.safe_files import human_size
     from clipsort.store.cache import EmbeddingCache
 
     path = settings.cache_file(cache)

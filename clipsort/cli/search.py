@@ -255,7 +255,8 @@ def dupes(
 
 
 def _group_text(group) -> str:  # noqa: ANN001
-    from clipsort.console import human_size, printable
+    from clipsort.console import printable
+    from clipsort.safe_files import human_size
 
     what = "copies of one picture" if group.kind == "copies" else "photos of one scene"
     lines = [printable(f"{what}: {len(group.members)} photos; keep {group.keeper.path}")]

@@ -20,7 +20,7 @@ from clipsort.photos.discover import hidden_name, is_image_name
 from clipsort.photos.location import file_fingerprint
 from clipsort.photos.managed import managed_ancestor
 from clipsort.run.events import Events, SilentEvents, fail
-from clipsort.run.report import PhotoResult, Report
+from clipsort.run.report import LEFT_BY_PLAN, PhotoResult, Report
 from clipsort.safe_files import inside
 from clipsort.store.journal import Journal
 from clipsort.writes.mover import Mover
@@ -102,7 +102,7 @@ def refuse(problems: list[tuple[Path, str]], source: str) -> PlanError:
 
 def apply_plan(plan: SortPlan, source: str, dry_run: bool = False, events: Events | None = None) -> Report:
     """Carry out ``plan`` (from the file ``source``): every photo to the folder of its decision."""
-    from clipsort.commands.sorting import place_unit, record_pair, target_folder
+    from clipsort.commands.sorting import end_run, place_unit, record_pair, target_folder
 
     events = events or SilentEvents()
     problems = plan_problems(plan)
@@ -125,7 +125,7 @@ def apply_plan(plan: SortPlan, source: str, dry_run: bool = False, events: Event
         for photo, label_path, names in _decided(plan):
             path, raws = photo.file.path, [p.path for p in photo.partners]
             if label_path is None:
-                note = "left where it is by the plan" if photo.decision == LEAVE else None
+                note = LEFT_BY_PLAN if photo.decision == LEAVE else None
                 result = PhotoResult(path, {}, names, "left", dry_run=dry_run, note=note)
                 record_pair(report, events, result, raws, {})
                 continue
@@ -143,10 +143,7 @@ def apply_plan(plan: SortPlan, source: str, dry_run: bool = False, events: Event
             result = PhotoResult(path, {}, names, action, destination=unit.target, dry_run=dry_run, note=unit.note)
             record_pair(report, events, result, raws, dict(unit.companions))
     finally:
-        report.finish()
-        if journal is not None:
-            journal.end({"actions": dict(report.actions), "failed": len(report.failures), "fatal": report.fatal})
-            journal.close()
+        end_run(report, journal)
     return report
 
 

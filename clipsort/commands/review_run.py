@@ -8,7 +8,7 @@ so that every picture passes the CPU once); the others are decoded once, small, 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,7 @@ def sort_with_review(
         review.thumbs,
         plan_json=plan.dumps(),
         plan_name=plan_name,
-        after=_failures(review.events.failures),
+        after=pages.failures_html(review.events.failures),
         editable=not plan.applied,  # a real run's page is a record: its plan is there for scripts
     )
     review.write(report, document)
@@ -123,16 +123,6 @@ def _sort_summary(plan: SortPlan, report: Report, dry_run: bool, plan_file: Path
     return lines
 
 
-def _failures(failures: Sequence[object]) -> str:
-    if not failures:
-        return ""
-    items = "".join(
-        f"<li>{pages.text(getattr(f, 'path', ''))}: {pages.text(getattr(f, 'reason', f))}</li>" for f in failures
-    )
-    heading = f"<h2>Not read ({len(failures)})</h2>"
-    return f'<section class="other" id="s-failed">{heading}<ul class="failed">{items}</ul></section>'
-
-
 def tag_with_review(
     request: ReviewRequest,
     labels: LabelSet,
@@ -156,7 +146,8 @@ def tag_with_review(
         "Per label, the photos that get it, best score first; each card also names the best labels not kept.",
     ]
     title = f"clipsort tag{' --dry-run' if dry_run else ''}: {judged} photos"
-    review.write(report, pages.render(title, summary, sections, review.thumbs, after=_failures(review.events.failures)))
+    failures = pages.failures_html(review.events.failures)
+    review.write(report, pages.render(title, summary, sections, review.thumbs, after=failures))
     return report
 
 

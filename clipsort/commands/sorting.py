@@ -191,11 +191,16 @@ def run_sort(
         else:  # not after a full disk: the photos not moved then are named as a whole
             fail_unhandled_partners(partners, handled, report, events)
     finally:
-        report.finish()
-        if journal is not None:
-            journal.end({"actions": dict(report.actions), "failed": len(report.failures), "fatal": report.fatal})
-            journal.close()
+        end_run(report, journal)
     return report
+
+
+def end_run(report: Report, journal: Journal | None) -> None:
+    """Finish a sort's report and close its journal with what the run did."""
+    report.finish()
+    if journal is not None:
+        journal.end({"actions": dict(report.actions), "failed": len(report.failures), "fatal": report.fatal})
+        journal.close()
 
 
 def target_folder(dest: Path, pattern: Pattern | None, label_path: tuple[str, ...], photo: Path) -> Path:

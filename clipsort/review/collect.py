@@ -3,8 +3,6 @@ from the run's events on their way to the terminal."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from clipsort.errors import FileFailure
 from clipsort.run.events import Events
 from clipsort.run.report import PhotoResult
@@ -41,6 +39,3 @@ class Collecting:
 
     def warned(self, message: str) -> None:
         self.inner.warned(message)
-
-    def paths(self) -> list[Path]:
-        return [result.path for result in self.results]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from clipsort.errors import UsageError
+from clipsort.errors import FileFailure, UsageError
 from clipsort.review.thumbs import Thumbnails
 from clipsort.safe_files import write_atomically
 
@@ -170,6 +170,15 @@ def render(
         f'<header class="top"><h1>{text(title)}</h1>{lines}<nav class="sections">{nav}</nav>{toolbar}</header>'
         f"<main>{before}{body}{after}</main>{plan}<script>{script}</script></body></html>\n"
     )
+
+
+def failures_html(failures: Sequence[FileFailure]) -> str:
+    """The photos a run could not read, named with why, at the end of its page."""
+    if not failures:
+        return ""
+    items = "".join(f"<li>{text(failure.path)}: {text(failure.reason)}</li>" for failure in failures)
+    heading = f"<h2>Not read ({len(failures)})</h2>"
+    return f'<section class="other" id="s-failed">{heading}<ul class="failed">{items}</ul></section>'
 
 
 def write(page: Path, document: str) -> None:

@@ -63,21 +63,14 @@ def sort_plan(results: Sequence[PhotoResult], labels: LabelSet, settings: SortSe
     for result in results:
         if result.pair_of is not None or result.action in ("unreadable", "failed"):
             continue
-
-        def now(path: Path, destination: Path | None) -> Path:
-            if dry_run or destination is None or not os.path.exists(destination):
-                return path
-            return destination
-
-        try:
-            file = plan_file(now(result.path, result.destination))
-            raws = tuple(
-                plan_file(raw) for raw in partners.get(Path(os.path.abspath(result.path)), []) if os.path.exists(raw)
-            )
+        path = Path(os.path.abspath(result.path))
+        moved = result.destination if not dry_run and result.destination is not None else None
+        try:  # a real run's plan describes each photo where it is now
+            file = plan_file(moved if moved is not None and os.path.exists(moved) else path)
+            raws = tuple(plan_file(raw) for raw in partners.get(path, []) if os.path.exists(raw))
         except OSError:
             continue  # gone since it was judged: not in the plan (the page names it with the failures)
-        if not dry_run:  # a record: the photo as it was judged, described where it is now
-            file = PlanFile(Path(os.path.abspath(result.path)), file.size, file.mtime_ns, file.fingerprint)
+        file = PlanFile(path, file.size, file.mtime_ns, file.fingerprint)
         photos.append(
             PlanPhoto(
                 file,

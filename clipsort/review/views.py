@@ -13,6 +13,7 @@ from typing import Any
 from clipsort.review.charts import histogram
 from clipsort.review.page import Card, Section, text
 from clipsort.run.report import PhotoResult
+from clipsort.safe_files import human_size
 
 TOP = 3
 UNTAGGED = "_untagged"
@@ -84,7 +85,7 @@ def dupes_sections(groups: Sequence[Any]) -> list[Section]:
         for member in group.members:
             size = f"{member.width}x{member.height}" if member.width else "size unknown"
             taken = member.taken.strftime("%Y-%m-%d %H:%M") if member.taken else "no date taken"
-            lines = [f"{member.relation}: {size}, {_bytes(member.bytes)}", taken]
+            lines = [f"{member.relation}: {size}, {human_size(member.bytes)}", taken]
             if member.relation not in ("keep", "exact"):
                 lines.append(f"similarity {min(member.similarity, 1.0):.3f}")
             lines.append(os.path.dirname(os.fsdecode(member.path)))
@@ -158,12 +159,3 @@ def eval_tables(evaluation: Any, photos: Sequence[EvalPhoto], charts: dict[str, 
 
 def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
-
-
-def _bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"

@@ -10,8 +10,11 @@ from pathlib import Path
 from clipsort.errors import ExitCode, FileFailure
 from clipsort.labels.decide import Judgement
 
-#: What a summary calls the photos given no label.
+#: What a summary calls the photos given no label, and those a sort plan leaves where they are.
 NONE_OF_THESE = "none of these"
+LEFT_AS_PLANNED = "left where it is"
+#: The note of a photo that a sort plan leaves where it is (``_leave`` on the review page).
+LEFT_BY_PLAN = "left where it is by the plan"
 #: Actions of photos that were judged (not the unreadable ones).
 _JUDGED = frozenset(
     {"tagged", "untagged", "moved", "copied", "linked", "in-place", "duplicate", "unsorted", "left", "deduplicated"}
@@ -104,7 +107,7 @@ class Report:
             for name in result.labels:
                 self.per_label[name] += 1
             if not result.labels:
-                self.per_label[NONE_OF_THESE] += 1
+                self.per_label[LEFT_AS_PLANNED if result.note == LEFT_BY_PLAN else NONE_OF_THESE] += 1
 
     def fail(self, failure: FileFailure) -> None:
         self.failures.append(failure)
