@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from PIL import Image
 
 from clipsort.commands.apply_plan import apply_plan
 from clipsort.review.sort_view import plan_file
+from clipsort.safe_files import MAX_LABELS
 from clipsort.writes import sort_plan
 from clipsort.writes.sort_plan import PlanError, parse_plan, read_plan
 
@@ -157,7 +159,8 @@ def test_a_photo_inside_another_applications_library_is_refused(tmp_path, capsys
     inside = photo(root / "Pictures.photoslibrary" / "originals" / "x.jpg")
     plan = save(make_plan(root, tmp_path / "sorted", {inside: "red"}), tmp_path / "plan.json")
     code, _, err = run_cli(capsys, "sort", "--plan", str(plan))
-    assert code == 2 and "a library" in err and "manages" in err
+    library = root / "Pictures.photoslibrary"
+    assert code == 2 and f"{inside}: inside {library}: an Apple Photos library, managed by its application" in err
     assert inside.is_file()
 
 
@@ -190,6 +193,33 @@ def test_a_record_of_a_run_that_moved_is_not_carried_out(library, tmp_path, caps
         (lambda p: p["photos"][0].update(mtime_ns=1733456789123456789), "string of digits"),
         (lambda p: p["photos"].append(dict(p["photos"][0])), "in the plan twice"),
         (lambda p: p.update(leave_unsorted="yes"), "true or false"),
+        (lambda p: p.update(version=0), "version 0"),
+        (lambda p: p.update(kind="another plan"), "not a clipsort sort plan"),
+        (lambda p: p["labels"].update(names=[]), "names must be a list of 1"),
+        (lambda p: p.update(unsorted="Red"), "has the name of a decision that is not a label"),
+        (lambda p: p.update(roots=[]), "roots must be a list of 1"),
+        (lambda p: p.update(dest="/tmp/./x"), "must be an absolute path"),
+        (lambda p: p.update(dest="/tmp/x/"), "must be an absolute path"),
+        (lambda p: p.update(dest="//tmp/x"), "must be an absolute path"),
+        (lambda p: p.update(dest="/tmp/\x00x"), "must be an absolute path"),
+        (lambda p: p.update(unsorted=" misc"), "plain folder name"),
+        (lambda p: p.update(unsorted="misc "), "plain folder name"),
+        (lambda p: p.update(unsorted="m" * 256), "plain folder name"),
+        (lambda p: p["labels"]["names"].append({"name": "x", "folder": [" x"]}), "plain folder names"),
+        (lambda p: p["labels"]["names"].append({"name": "x", "folder": ["x "]}), "plain folder names"),
+        (lambda p: p["labels"]["names"].append({"name": "x", "folder": "abc"}), "list of folder names"),
+        (lambda p: p["labels"]["names"].append({"name": "x", "folder": [1]}), "list of folder names"),
+        (lambda p: p["labels"]["names"].append({"name": "x", "folder": []}), "list of folder names"),
+        (lambda p: p["labels"]["names"].append({"name": "", "folder": ["x"]}), "non-empty string"),
+        (lambda p: p["photos"][0].update(fingerprint=""), "non-empty string"),
+        (lambda p: p["photos"][0].update(size=-1), "whole number"),
+        (lambda p: p["photos"][0].update(size=True), "whole number"),
+        (lambda p: p["photos"][0].update(mtime_ns="1" * 25), "string of digits"),
+        (lambda p: p["photos"][0].update(partners="x"), "partners must be a list"),
+        (
+            lambda p: p["photos"][0].update(partners=[dict(p["photos"][0], photo=f"/r/{n}.nef") for n in range(17)]),
+            "partners must be a list of at most 16",
+        ),
     ],
 )
 def test_a_foreign_plan_is_checked_where_it_enters(library, change, message):
@@ -201,7 +231,69 @@ def test_a_foreign_plan_is_checked_where_it_enters(library, change, message):
     assert message in str(info.value)
 
 
+def test_what_a_plan_may_hold_at_the_edges_is_read(library):
+    """The edges of what is allowed are allowed: no photo at all, a photo of 0 bytes, 16 RAW
+    partners, an unsorted folder name of 255 bytes."""
+    root, dest, (a, b, c) = library
+    plan = make_plan(root, dest, {a: "red"}, unsorted="m" * 255)
+    plan["photos"][0]["size"] = 0
+    plan["photos"][0]["partners"] = [dict(plan["photos"][0], photo=f"/r/{n}.nef") for n in range(16)]
+    parsed = parse_plan(plan)
+    assert len(parsed.photos[0].partners) == 16 and parsed.photos[0].file.size == 0
+    assert parse_plan(make_plan(root, dest, {})).photos == ()
+    one = make_plan(root, dest, {a: "red"})
+    one["labels"]["names"] = one["labels"]["names"][:1]
+    assert [label.name for label in parse_plan(one).labels] == ["red"]
+    many = make_plan(root, dest, {a: "red"})
+    many["labels"]["names"] = [{"name": f"l{n}", "folder": [f"l{n}"]} for n in range(MAX_LABELS - 1)] + [
+        {"name": "red", "folder": ["red"]}
+    ]
+    assert len(parse_plan(many).labels) == MAX_LABELS  # as many labels as a label file may hold, no more
+    many["labels"]["names"].append({"name": "one more", "folder": ["one more"]})
+    with pytest.raises(PlanError, match="names must be a list of 1 to"):
+        parse_plan(many)
+
+
+def test_a_plan_round_trips_and_travels_as_ascii(tmp_path, library):
+    """What the page embeds: every field a script reads, the exact name of a photo whose name is
+    not UTF-8 (escaped, so that the page itself is valid UTF-8)."""
+    root, dest, (a, b, c) = library
+    odd = photo(Path(os.fsdecode(bytes(root) + b"/caf\xe9.jpg")))
+    raw = photo(root / "caf.nef")
+    record = make_plan(root, dest, {odd: "blue", a: "red"})
+    record["photos"][0]["partners"] = [plan_file(raw).to_json()]
+    plan = parse_plan(record)
+    entry = replace(plan.photos[0], destination=dest / "blue" / odd.name, action="moved", scores={"blue": 0.9})
+    text = replace(plan, photos=(entry, *plan.photos[1:])).dumps()
+    assert text.isascii()
+    again = json.loads(text)
+    assert os.fsencode(again["photos"][0]["photo"]) == bytes(root) + b"/caf\xe9.jpg"
+    assert again["photos"][0]["destination"] == os.fsdecode(dest / "blue" / odd.name)
+    assert again["photos"][0]["action"] == "moved" and again["photos"][0]["scores"] == {"blue": 0.9}
+    assert again["photos"][0]["partners"][0]["photo"] == str(raw)
+    assert "destination" not in again["photos"][1] and "action" not in again["photos"][1]
+    assert parse_plan(again) == plan
+
+
+def test_each_photo_goes_to_the_folder_of_its_own_label(library, tmp_path):
+    root, dest, (a, b, c) = library
+    plan = make_plan(root, dest, {a: "red", b: "blue", c: "zebra"})
+    plan["labels"]["names"] = [
+        {"name": "blue", "folder": ["cold", "blue"]},
+        {"name": "red", "folder": ["warm"]},
+        {"name": "zebra", "folder": ["stripes"]},
+    ]
+    report = apply_plan(parse_plan(plan), "plan.json")
+    assert report.exit_code == 0
+    assert (dest / "warm" / "a.jpg").is_file()
+    assert (dest / "cold" / "blue" / "b.jpg").is_file()
+    assert (dest / "stripes" / "c.jpg").is_file()
+
+
 def test_a_plan_file_that_is_not_one_is_refused(tmp_path, monkeypatch):
+    with pytest.raises(PlanError) as info:
+        read_plan(tmp_path / "absent.json")
+    assert str(info.value) == f"cannot read the plan {tmp_path / 'absent.json'}: No such file or directory"
     (tmp_path / "p.json").write_text("{not json")
     with pytest.raises(PlanError, match="not JSON"):
         read_plan(tmp_path / "p.json")
@@ -233,7 +325,7 @@ def test_leave_unsorted_and_the_pattern_come_from_the_plan(library, tmp_path, ca
     root, dest, (a, b, c) = library
     plan = make_plan(root, dest, {a: "_unsorted", b: "blue"}, leave_unsorted=True, pattern="{ext}/{label}")
     report = apply_plan(parse_plan(plan), "plan.json")
-    assert report.exit_code == 0
+    assert report.exit_code == 0 and report.written_to == f"into {dest} by {{ext}}/{{label}}"
     assert a.is_file()  # none of these, left where it is
     assert (dest / "jpg" / "blue" / "b.jpg").is_file()
     plan = make_plan(root, dest, {a: "_unsorted"}, unsorted="misc")
@@ -248,6 +340,7 @@ def test_a_dry_run_of_a_plan_changes_nothing(library, tmp_path, capsys):
     code, out, err = run_cli(capsys, "sort", "--plan", str(plan), "--dry-run")
     assert code == 0, err
     assert f"would move: {a} -> {dest / 'red' / 'a.jpg'}" in out
+    assert f"would go into {dest}\n" in err
     assert tree(tmp_path) == before
 
 
@@ -297,3 +390,150 @@ def test_a_plan_killed_at_any_moment_leaves_every_photo_in_one_place_and_undo_re
         assert tree(root) == before
         assert not [p for p in dest.rglob("*") if p.is_file()] if dest.exists() else True
     assert interrupted, "no run was killed while it moved photos: lengthen the library or the waits"
+
+
+def test_every_way_a_photo_can_have_changed_is_named(tmp_path, capsys):
+    """Grown, shrunk, touched back in time, replaced by a FIFO, behind a folder link loop, content
+    changed either way (its fingerprint now lower, or higher, than the plan's): each named as such."""
+    root, dest = tmp_path / "inbox", tmp_path / "sorted"
+    files = {name: photo(root / f"{name}.jpg") for name in ("grown", "shrunk", "older", "fifo", "lower", "higher")}
+    loop = root / "loop"
+    loop.symlink_to(loop)
+    plan = make_plan(root, dest, dict.fromkeys(files.values(), "red"))
+    plan["photos"].append({**plan["photos"][0], "photo": str(loop / "x.jpg")})
+    planned = {Path(p["photo"]).stem: p["fingerprint"] for p in plan["photos"]}
+
+    def keep_time(path: Path, data: bytes) -> None:
+        st = os.stat(path)
+        path.write_bytes(data)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    keep_time(files["grown"], files["grown"].read_bytes() + b"\0")
+    keep_time(files["shrunk"], files["shrunk"].read_bytes()[:-1])
+    st = os.stat(files["older"])
+    os.utime(files["older"], ns=(st.st_atime_ns, st.st_mtime_ns - 1_000_000_000))
+    files["fifo"].unlink()
+    os.mkfifo(files["fifo"])
+    for name, lower in (("lower", True), ("higher", False)):
+        data = files[name].read_bytes()
+        for n in range(len(data) - 3, 0, -1):  # a changed byte that moves the fingerprint the way wanted
+            changed = bytearray(data)
+            changed[n] ^= 0x01
+            digest = file_fingerprint_of(bytes(changed))
+            if (digest < planned[name]) == lower:
+                keep_time(files[name], bytes(changed))
+                break
+    save(plan, tmp_path / "plan.json")
+    code, _, err = run_cli(capsys, "sort", "--plan", str(tmp_path / "plan.json"))
+    assert code == 2
+    assert f"{files['grown']}: changed since the plan was made (size or modification time)" in err
+    assert f"{files['shrunk']}: changed since the plan was made (size or modification time)" in err
+    assert f"{files['older']}: changed since the plan was made (size or modification time)" in err
+    assert f"{files['fifo']}: not a regular file any more" in err
+    assert f"{files['lower']}: changed since the plan was made (its content)" in err
+    assert f"{files['higher']}: changed since the plan was made (its content)" in err
+    assert f"{loop / 'x.jpg'}: cannot be read: Too many levels of symbolic links\n" in err
+    assert "(7 problems)" in err and not dest.exists()
+
+
+def file_fingerprint_of(data: bytes) -> str:
+    from clipsort.photos.location import file_fingerprint
+
+    scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"clipsort-fp-{os.getpid()}"
+    scratch.write_bytes(data)
+    try:
+        return file_fingerprint(scratch).hex()
+    finally:
+        scratch.unlink()
+
+
+def test_problems_are_counted_and_the_first_twenty_named(tmp_path, capsys):
+    root, dest = tmp_path / "inbox", tmp_path / "sorted"
+    photos = [photo(root / f"p{n:02d}.jpg") for n in range(25)]
+    plan = make_plan(root, dest, dict.fromkeys(photos, "red"))
+    for count, shown, more in ((1, 1, None), (20, 20, None), (21, 20, 1), (25, 20, 5)):
+        for path in photos[:count]:
+            path.rename(path.with_suffix(".moved"))
+        code, _, err = run_cli(capsys, "sort", "--plan", str(save(plan, tmp_path / "plan.json")))
+        assert code == 2
+        assert f"({count} problem{'s' if count > 1 else ''})" in err
+        assert err.count("moved or deleted since the plan was made") == shown
+        assert (f"... and {more} more" in err) if more else ("more" not in err)
+        for path in photos[:count]:
+            path.with_suffix(".moved").rename(path)
+
+
+def test_labels_are_told_apart_from_the_decisions_that_are_not_labels(tmp_path, capsys):
+    """Labels whose names sort before and after "_leave" and "_unsorted" (capitals, lower case),
+    decisions read from a file as JSON: each photo where its decision says."""
+    root, dest = tmp_path / "inbox", tmp_path / "sorted"
+    names = {"Beach": photo(root / "a.jpg"), "zoo": photo(root / "b.jpg"), "_unsorted": photo(root / "c.jpg")}
+    names["_leave"] = photo(root / "d.jpg")
+    plan = make_plan(root, dest, {path: name for name, path in names.items()})
+    plan["labels"]["names"] = [{"name": "Beach", "folder": ["Beach"]}, {"name": "zoo", "folder": ["zoo"]}]
+    code, out, err = run_cli(capsys, "sort", "--plan", str(save(plan, tmp_path / "plan.json")))
+    assert code == 0, err
+    assert (dest / "Beach" / "a.jpg").is_file() and (dest / "zoo" / "b.jpg").is_file()
+    assert (dest / "_unsorted" / "c.jpg").is_file() and names["_leave"].is_file()
+    assert "labels: Beach 1, zoo 1, none of these 1, left where it is 1" in err
+    plan = make_plan(root, dest, {names["_leave"]: "_unsorted"}, leave_unsorted=True)
+    report = apply_plan(parse_plan(json.loads(json.dumps(plan))), "plan.json")
+    assert dict(report.per_label) == {"none of these": 1} and names["_leave"].is_file()
+
+
+def test_a_photo_that_cannot_be_placed_fails_alone_with_its_raw_and_the_rest_go_on(tmp_path, capsys):
+    root, dest = tmp_path / "inbox", tmp_path / "sorted"
+    jpeg, raw, other = photo(root / "a.jpg"), photo(root / "a.nef"), photo(root / "b.jpg")
+    plan = make_plan(root, dest, {jpeg: "red", other: "blue"})
+    plan["photos"][0]["partners"] = [plan_file(raw).to_json()]
+    dest.mkdir()
+    (dest / "red").write_text("a file where the red folder would be")
+    code, _, err = run_cli(capsys, "sort", "--plan", str(save(plan, tmp_path / "plan.json")))
+    assert code == 3, err
+    assert f"{jpeg}:" in err and f"{raw}: not moved: it goes with a.jpg, which failed" in err
+    assert jpeg.is_file() and raw.is_file() and (dest / "blue" / "b.jpg").is_file()
+
+
+def test_a_full_disk_stops_the_plan_with_every_photo_in_one_place(tmp_path, capsys, monkeypatch):
+    """No space left while placing the second photo (injected): the run stops, says why, the first
+    photo is placed, the others are where they were, and undo restores all."""
+    import errno
+
+    from clipsort.writes import mover
+
+    root, dest = tmp_path / "inbox", tmp_path / "sorted"
+    photos = [photo(root / f"p{n}.jpg") for n in range(4)]
+    plan = save(make_plan(root, dest, dict.fromkeys(photos, "red"), mode="copy"), tmp_path / "plan.json")
+    before = tree(root)
+    calls = []
+    real_place = mover.place
+
+    def place(source, target, action):  # noqa: ANN001, ANN202
+        calls.append(source)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_place(source, target, action)
+
+    monkeypatch.setattr(mover, "place", place)
+    code, _, err = run_cli(capsys, "sort", "--plan", str(plan))
+    assert code == 1, err
+    assert "no space left; stopped moving" in err
+    assert len(calls) == 2  # stopped: the photos after it were not tried
+    assert sorted(p.name for p in (dest / "red").iterdir()) == ["p0.jpg"]
+    assert tree(root) == before
+    monkeypatch.setattr(mover, "place", real_place)
+    assert run_cli(capsys, "undo")[0] == 0
+    assert not (dest / "red").exists() or not list((dest / "red").iterdir())  # undo removes the folders it made
+
+
+@pytest.mark.permissions
+def test_a_photo_that_cannot_be_read_is_named(library, tmp_path, capsys):
+    if os.geteuid() == 0:
+        pytest.skip("root reads every file (.ci/run runs this again as nobody)")
+    root, dest, (a, b, c) = library
+    plan = save(make_plan(root, dest, {a: "red", b: "blue"}), tmp_path / "plan.json")
+    a.chmod(0)
+    code, _, err = run_cli(capsys, "sort", "--plan", str(plan))
+    a.chmod(0o644)
+    assert code == 2 and f"{a}: cannot be read: Permission denied\n" in err
+    assert b.is_file() and not dest.exists()

@@ -18,7 +18,7 @@ from pathlib import Path
 from clipsort.errors import DestinationFullError, FileFailure, UsageError
 from clipsort.photos.discover import hidden_name, is_image_name
 from clipsort.photos.location import file_fingerprint
-from clipsort.photos.managed import managed_ancestor
+from clipsort.photos.managed import left_out_reason, managed_ancestor
 from clipsort.run.events import Events, SilentEvents, fail
 from clipsort.run.report import LEFT_BY_PLAN, PhotoResult, Report
 from clipsort.safe_files import inside
@@ -80,7 +80,7 @@ def _file_problem(
         managed[folder] = managed_ancestor(folder)
     owner = managed[folder]
     if owner is not None:
-        return f"inside {owner[0]}, a library {owner[1]} manages: sort never moves files there"
+        return f"inside {owner[0]}: {left_out_reason(owner[1])}"
     if st.st_size != file.size or st.st_mtime_ns != file.mtime_ns:
         return "changed since the plan was made (size or modification time)"
     try:

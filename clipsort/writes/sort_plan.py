@@ -18,7 +18,7 @@ from typing import Any
 from clipsort.errors import LabelFileError, UsageError
 from clipsort.labels.label_set import parse_label_path
 from clipsort.labels.names import UNSAFE_IN_NAMES, control_problem
-from clipsort.safe_files import UnsafeFile, read_regular
+from clipsort.safe_files import MAX_LABELS, UnsafeFile, read_regular
 from clipsort.writes.pattern import parse_pattern
 
 VERSION = 1
@@ -30,8 +30,9 @@ LEAVE = "_leave"
 SPECIAL = (UNSORTED, LEAVE)
 #: The largest plan file read (about 100,000 photos with their scores fit in a tenth of it).
 PLAN_LIMIT = 512 << 20
-#: The most photos one plan may hold.
+#: The most photos one plan may hold, and folders it may name (a label file's labels: MAX_LABELS).
 MAX_PHOTOS = 5_000_000
+MAX_ROOTS = 10_000
 MODES = ("move", "copy", "link")
 
 
@@ -166,7 +167,7 @@ def parse_plan(raw: Any, source: str = "<plan>") -> SortPlan:
     version = raw.get("version")
     if version != VERSION:
         raise PlanError(f"{source} is a plan of version {version!r}; this clipsort reads version {VERSION}")
-    roots = tuple(where.path(r, "roots[]") for r in where.list_of(raw, "roots", min_items=1))
+    roots = tuple(where.path(r, "roots[]") for r in where.list_of(raw, "roots", min_items=1, limit=MAX_ROOTS))
     dest = where.path(raw.get("dest"), "dest")
     mode = where.choice(raw.get("mode", "move"), MODES, "mode")
     pattern = raw.get("pattern")
@@ -182,7 +183,7 @@ def parse_plan(raw: Any, source: str = "<plan>") -> SortPlan:
     label_info = raw.get("labels")
     if not isinstance(label_info, dict):
         raise PlanError(f'{source}: "labels" must be an object with the label names')
-    labels = tuple(where.label(item) for item in where.list_of(label_info, "names", min_items=1))
+    labels = tuple(where.label(item) for item in where.list_of(label_info, "names", min_items=1, limit=MAX_LABELS))
     names = [label.name for label in labels]
     if len(set(names)) != len(names):
         raise PlanError(f"{source}: a label is named twice")
@@ -259,7 +260,7 @@ class _Where:
             raise self.fail(f"{what} must be a whole number, not {str(value)[:40]!r}")
         return value
 
-    def list_of(self, raw: dict[str, Any], name: str, min_items: int, limit: int = 10_000) -> list[Any]:
+    def list_of(self, raw: dict[str, Any], name: str, min_items: int, limit: int) -> list[Any]:
         value = raw.get(name)
         if not isinstance(value, list) or len(value) < min_items or len(value) > limit:
             raise self.fail(f"{name} must be a list of {min_items} to {limit:,} items")
