@@ -209,9 +209,10 @@ class Ui:
     def advanced(self, count: int) -> None:
         if self._progress is not None and self._task is not None:
             self._progress.advance(self._task, count)
-            speed = self._progress.tasks[0].speed
-            if speed:
-                self._progress.update(self._task, rate=f"{speed:.1f} img/s")
+            task = self._progress.tasks[0]
+            elapsed = task.elapsed or 0.0
+            if elapsed >= 1.0:  # the run's own rate so far, as its summary will say it (not a burst's)
+                self._progress.update(self._task, rate=f"{task.completed / elapsed:.1f} img/s")
 
     def photo(self, result: PhotoResult) -> None:
         if self.json_lines:
@@ -241,6 +242,11 @@ class Ui:
             buffer.flush()
 
     def _out(self, text: str) -> None:
+        if self._progress is not None and self._shares_terminal():
+            # stdout and the progress bar are one terminal: the line goes above the bar, never onto it
+            lines = text.rstrip("\n").split("\n")  # each already printable (names are escaped)
+            self._progress.console.out("\n".join(printable(line) for line in lines), highlight=False)
+            return
         try:
             self.stdout.write(text)
         except UnicodeEncodeError:
@@ -251,6 +257,13 @@ class Ui:
             self.stdout.flush()
             buffer.write(text.encode("utf-8", "surrogateescape"))
         self.stdout.flush()
+
+    def _shares_terminal(self) -> bool:
+        """Whether stdout is the terminal the progress bar is drawn on."""
+        try:
+            return os.isatty(self.stdout.fileno()) and self.err.is_terminal
+        except (AttributeError, OSError, ValueError):  # a StringIO, a closed stream
+            return False
 
     def failed(self, failure: FileFailure) -> None:
         self.error(f"{failure.path}: {failure.reason}")

@@ -6,7 +6,9 @@ Runs the real pipeline on photos made in tmp_path, with the trained tiny colour 
 from __future__ import annotations
 
 import json
+import os
 import random
+import stat
 from pathlib import Path
 
 import pytest
@@ -111,6 +113,9 @@ def test_learn_from_five_examples_beats_zero_shot_on_arbitrary_names(tmp_path: P
     assert "zorbl" in out and "held-out accuracy" in out
     document = json.loads(learned.read_text(encoding="utf-8"))
     assert {r["name"]: r["examples"] for r in document["labels"]} == dict.fromkeys(WORDS.values(), 5)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(learned.stat().st_mode) == 0o666 & ~umask  # a file to share, as any the person writes
     zero_shot = tmp_path / "words.txt"
     zero_shot.write_text("\n".join(WORDS.values()) + "\n", encoding="utf-8")
     accuracy = {}

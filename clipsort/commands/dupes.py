@@ -307,7 +307,8 @@ def _group(members: list[int], photos: Photos, copies: _Sets) -> Group:
             if photos.known[i] and photos.known[keeper]
             else None
         )
-        similarity = float(photos.vectors[i].astype(np.float32) @ keeper_vector)
+        # a cosine: at most 1 (vectors kept as float16 can give 1.0002 for a photo and itself)
+        similarity = min(1.0, float(photos.vectors[i].astype(np.float32) @ keeper_vector))
         result.append(
             Member(photos.path(i), relation, width, height, int(photos.sizes[i]), taken, similarity, distance)
         )

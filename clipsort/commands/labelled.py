@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from clipsort.run.classifier import prepare_decisions
 from clipsort.run.events import Events, RunOptions, SilentEvents, warn
 from clipsort.run.pipeline import embedded_photos, find_photos
 from clipsort.run.report import Report
-from clipsort.safe_files import LABEL_FILE_LIMIT, read_regular
+from clipsort.safe_files import LABEL_FILE_LIMIT, read_regular, write_atomically
 
 
 @dataclass(frozen=True)
@@ -132,21 +131,12 @@ def _is_learned_file(path: Path) -> bool:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write ``path`` through a temporary file in the same folder, fsynced, then renamed into place."""
-    folder = path.parent if str(path.parent) else Path(".")
+    """Write ``path`` whole (:func:`clipsort.safe_files.write_atomically`: a new file gets the
+    permissions the umask gives, like any file a person writes; a link is never replaced)."""
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        write_atomically(path, text.encode("utf-8"))
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------- eval
