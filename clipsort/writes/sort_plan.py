@@ -19,6 +19,7 @@ from clipsort.errors import LabelFileError, UsageError
 from clipsort.labels.label_set import parse_label_path
 from clipsort.labels.names import UNSAFE_IN_NAMES, control_problem
 from clipsort.safe_files import MAX_LABELS, UnsafeFile, read_regular
+from clipsort.writes.mover import MODES
 from clipsort.writes.pattern import parse_pattern
 
 VERSION = 1
@@ -33,7 +34,6 @@ PLAN_LIMIT = 512 << 20
 #: The most photos one plan may hold, and folders it may name (a label file's labels: MAX_LABELS).
 MAX_PHOTOS = 5_000_000
 MAX_ROOTS = 10_000
-MODES = ("move", "copy", "link")
 
 
 class PlanError(UsageError):
