@@ -166,9 +166,11 @@ def test_paths_and_models(capsys, isolated_env: Path):
     code, out, _ = run_cli(capsys, "paths")
     assert code == 0 and str(isolated_env / "cache") in out and str(isolated_env / "config" / "config.toml") in out
     code, out, _ = run_cli(capsys, "models")
-    assert code == 0 and re.search(r"^ViT-B-32\s+.*laion2b_s34b_b79k", out, re.M)
-    code, out, _ = run_cli(capsys, "models", "--cached")
+    assert code == 0 and re.search(r"^ViT-B-32\s+.*laion2b_s34b_b79k \(default\)", out, re.M)
+    assert out.count("(default)") == 1
+    code, out, err = run_cli(capsys, "models", "--cached")
     assert code == 0 and "ViT-B-32 " not in out
+    assert f"no model is cached in {isolated_env / 'cache'} yet" in err  # an empty list says so
 
 
 def test_config_file_sets_defaults_and_flags_win(capsys, tmp_path: Path, labels_file: Path, isolated_env: Path):

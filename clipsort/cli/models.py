@@ -24,20 +24,40 @@ def models(
       clipsort models --cached
     """
     from clipsort.model.model_files import cached_folders, list_models
+    from clipsort.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED, cache_dir
 
     setup_quiet_libraries()
     rows = list_models()
     width = max(len(r.architecture) for r in rows)
+    shown = 0
     for row in rows:
         if cached and not row.cached_tags:
             continue
-        tags = [t + ("*" if t in row.cached_tags else "") for t in row.tags if not cached or t in row.cached_tags]
+        tags = [
+            t + ("*" if t in row.cached_tags else "") + (" (default)" if default(row.architecture, t) else "")
+            for t in row.tags
+            if not cached or t in row.cached_tags
+        ]
         typer.echo(f"{row.architecture.ljust(width)}  {', '.join(tags) if tags else '(no pretrained tags)'}")
+        shown += 1
     folders = cached_folders()
     if folders:
         typer.echo("\ncached model folders:")
         for folder in folders:
             typer.echo(f"  {folder}")
+    elif cached and not shown:
+        typer.echo(
+            f"no model is cached in {cache_dir()} yet: a model's first run downloads it "
+            f"(the default: {DEFAULT_MODEL} {DEFAULT_PRETRAINED})",
+            err=True,
+        )
+
+
+def default(architecture: str, tag: str) -> bool:
+    """Whether this is the model clipsort uses when none is asked for."""
+    from clipsort.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED
+
+    return architecture == DEFAULT_MODEL and tag == DEFAULT_PRETRAINED
 
 
 @app.command(cls=ClipsortCommand)
