@@ -11,8 +11,9 @@ import json
 import math
 import os
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -111,6 +112,10 @@ class Ui:
         self._task: TaskID | None = None
         self._log: TextIO | None = None
         self.explain = False
+        #: Per-photo messages held back until the model line is out (:meth:`hold`); None: not holding.
+        self._held: list[tuple[Callable[[str], None], str]] | None = None
+        self._held_lock = threading.Lock()
+        self._model_line_out = False
 
     @property
     def wants_details(self) -> bool:
@@ -168,7 +173,7 @@ class Ui:
 
     def status(self, message: str):  # noqa: ANN201 - a rich Status or a context manager
         if self.quiet or not self.err.is_terminal:
-            return _Null()
+            return contextlib.nullcontext()
         if self._progress is not None:
             # rich shows one live display at a time: the progress bar says it instead
             return self._progress_says(message)
@@ -265,13 +270,35 @@ class Ui:
         except (AttributeError, OSError, ValueError):  # a StringIO, a closed stream
             return False
 
+    # -- a fixed order: the model line, then per-photo messages, then the summary ----------------
+    def hold(self) -> None:
+        """Hold per-photo messages until :meth:`release` (the model loads in its own thread while
+        photos are read: its line fell among theirs, in another place each run)."""
+        with self._held_lock:
+            self._held = None if self._model_line_out else []
+
+    def release(self, first: str | None = None) -> None:
+        """Print ``first`` (the model line), then the messages held back, and stop holding."""
+        with self._held_lock:
+            held, self._held = self._held or [], None
+            self._model_line_out |= first is not None
+            for say, message in ([(self.info, first)] if first is not None else []) + held:
+                say(message)
+
+    def _say(self, say: Callable[[str], None], message: str) -> None:
+        with self._held_lock:
+            if self._held is not None:
+                return self._held.append((say, message))
+        say(message)
+
     def failed(self, failure: FileFailure) -> None:
-        self.error(f"{failure.path}: {failure.reason}")
+        self._say(self.error, f"{failure.path}: {failure.reason}")
 
     def warned(self, message: str) -> None:
-        self.warn(message)
+        self._say(self.warn, message)
 
     def stop(self) -> None:
+        self.release()
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -369,11 +396,3 @@ def summary_line(report: Report) -> str:
 def percent(value: float | None) -> str:
     """A share as a percentage with one decimal; ``-`` when there is none."""
     return "-" if value is None else f"{value:.1%}"
-
-
-class _Null:
-    def __enter__(self) -> _Null:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import COLOUR_MODEL, make_colour_photos, make_picture, write_random_model
 from PIL import Image
+from terminal import run_in_terminal
 
 import clipsort.model.embed
 from clipsort.commands.tagging import TagOptions, run_tag
@@ -250,6 +251,42 @@ def test_cache_commands(tmp_path, labels_file):
     assert clear.returncode == 0 and "1 model" in clear.stderr
     with EmbeddingCache(cache_path) as cache:
         assert cache.image_count() == 0 and cache.models() == []
+
+
+def test_prune_drops_the_models_left_with_no_photo_and_clear_asks_at_a_terminal(tmp_path):
+    photos = make_colour_photos(tmp_path / "p", ["red"], 3, **SMALL)
+    cache_path = tmp_path / "c.sqlite3"
+    index = [*CLI, "index", str(tmp_path / "p"), "--model", str(COLOUR_MODEL), "--cache", str(cache_path), "-q"]
+    subprocess.run(index, check=True)
+    with EmbeddingCache(cache_path) as cache:  # a model tried once, that holds prompts but no photo
+        empty = cache.model_id("junk-identity", "junk-model")
+        cache.put_texts(empty, ["a photo of red"], np.ones((1, 4), dtype=np.float32))
+    prune = subprocess.run([*CLI, "cache", "prune", "--cache", str(cache_path)], capture_output=True, text=True)
+    assert prune.returncode == 0 and "dropped 1 model(s) with no photo's vector: junk-model" in prune.stderr
+    with EmbeddingCache(cache_path) as cache:
+        identities = [m.identity for m in cache.models()]
+        assert identities != [] and "junk-identity" not in identities
+        assert cache.image_count() == 3
+
+    # at a terminal, clear asks; no (the default) keeps everything, yes drops it
+    args = ["cache", "clear", "--cache", str(cache_path)]
+    kept = run_in_terminal(args, typed=b"\n")
+    assert "drop the vectors of 3 photos of 1 model(s)" in kept and "nothing dropped" in kept, kept
+    with EmbeddingCache(cache_path) as cache:
+        assert cache.image_count() == 3
+    dropped = run_in_terminal(args, typed=b"y\n")
+    assert "dropped the vectors of 1 model(s)" in dropped, dropped
+    with EmbeddingCache(cache_path) as cache:
+        assert cache.image_count() == 0
+
+    # the run's photos all gone: prune drops the model too
+    subprocess.run(index, check=True)
+    for photo in photos:
+        photo.unlink()
+    prune = subprocess.run([*CLI, "cache", "prune", "--cache", str(cache_path)], capture_output=True, text=True)
+    assert "dropped 3 entries" in prune.stderr and "dropped 1 model(s)" in prune.stderr
+    with EmbeddingCache(cache_path) as cache:
+        assert cache.models() == []
 
 
 def test_environment_names_the_cache_and_log_appends(tmp_path, labels_file, monkeypatch):

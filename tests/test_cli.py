@@ -247,3 +247,93 @@ def test_the_progress_bar_says_when_the_model_is_loading():
         assert [task.description for task in ui._progress.tasks] == ["photos"]
     finally:
         ui.stop()
+
+
+def test_excluded_files_are_not_walked_counted_or_an_error_in_a_cron_run(tmp_path, labels_file, capsys):
+    """A file that can never be read makes every run exit 3 until it is excluded (issue 28)."""
+    make_colour_photos(tmp_path / "inbox", ["red", "blue"], 4, **SMALL)
+    (tmp_path / "inbox" / "stuck").mkdir()
+    (tmp_path / "inbox" / "stuck" / "broken.jpg").write_bytes(b"\xff\xd8 cut short")
+    (tmp_path / "inbox" / "part.tmp.jpg").write_bytes(b"")
+    args = ["tag", str(tmp_path / "inbox"), "-l", str(labels_file), *MODEL, "--json"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 3 and "broken.jpg" in err and "part.tmp.jpg" in err
+    code, out, err = run_cli(capsys, *args, "--exclude", "stuck/", "-x", "*.tmp.jpg")
+    assert code == 0 and "broken.jpg" not in err + out and "tmp.jpg" not in err + out, err
+    assert "4 photos" in err and len([line for line in out.splitlines() if '"path"' in line]) == 4
+
+    # the same through a .clipsortignore in the folder, for every later run; sort leaves them where they are
+    (tmp_path / "inbox" / ".clipsortignore").write_text("stuck/\n*.tmp.jpg\n", encoding="utf-8")
+    sort = ["sort", str(tmp_path / "inbox"), "-l", str(labels_file), *MODEL, "-d", str(tmp_path / "sorted")]
+    code, out, err = run_cli(capsys, *sort)
+    assert code == 0, err
+    assert (tmp_path / "inbox" / "stuck" / "broken.jpg").exists() and (tmp_path / "inbox" / "part.tmp.jpg").exists()
+    moved = [p for p in (tmp_path / "sorted").rglob("*") if p.is_file() and p.suffix != ".xmp"]
+    assert len(moved) == 4 and not (tmp_path / "sorted" / "stuck").exists()
+
+    code, _, err = run_cli(capsys, *args, "--exclude", "!")
+    assert code == 2 and "not a gitignore pattern" in err
+
+
+def test_help_fits_a_screen_names_no_types_and_help_all_explains_every_option():
+    """Issue 28: help a newcomer reads. Each command's --help-all explains every option, with no
+    type's name (<float range>, <str>, [x>=1]) and defaults said one way; --help explains the
+    essential options and names the rest in panels; the overview shows each command's first line
+    whole; tag --help fits 45 lines of an 80-column terminal."""
+    env = dict(os.environ, COLUMNS="80", TERM="dumb")
+    env.pop("NO_COLOR", None)
+
+    def shown(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "clipsort", *args], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    overview = shown("--help")
+    listed = overview[overview.index("Commands:") :].splitlines()[1:]
+    assert listed and not [line for line in listed if line.rstrip().endswith("...")], listed
+    import typer
+
+    group = typer.main.get_command(app)
+    for command in commands():
+        full = shown(*command, "--help-all")
+        short = shown(*command, "--help")
+        type_tag = r"<(?:float|int|integer|str|text|path|file|choice|bool|boolean)\b[^>]*>|\[x[<>]=|\[[0-9.]+<=x"
+        assert not re.search(type_tag, full + short), (command, full)
+        rest = re.sub(r"\[default:\s[^\]]*\]", "", full)  # defaults said one way: [default: ...]
+        assert "[default: None]" not in full and not re.search(r"\[default|\(default|default:", rest), command
+        target = group
+        for part in command:
+            target = target.commands[part]  # type: ignore[attr-defined]
+        for param in target.params:
+            if param.param_type_name != "option" or param.name == "help":
+                continue
+            assert (param.help or "").strip(), f"{command}: {param.opts} has no help"
+            longest = max(param.opts, key=len)
+            assert re.search(rf"{re.escape(longest)}\b", full), (command, longest)
+            assert longest in short, (command, longest)  # named in --help too, if not explained
+            text = "".join(param.help.split()[:4])  # its help shown (wrapped anyhow: spaces aside)
+            assert text in "".join(full.split()), (command, longest, text)
+        if "--precision" in full:  # the commands that run a model: their shared options in panels
+            for section in ("Model and device", "Output") + (("Engine and cluster",) if "--engine" in full else ()):
+                assert section + ":" in short, (command, section)
+    assert len(shown("tag", "--help").splitlines()) <= 45
+    assert "--engine" not in shown("show", "--help-all") and "--gpu-decode" not in shown("show", "--help-all")
+    assert "One JSON object per photo" not in shown("eval", "--help-all")
+
+
+def test_the_readme_installs_the_tool_alone_and_the_test_tools_apart():
+    """Issue 28: a user is told `pip install .` first; the test tools are their own command further
+    down (the block .ci/run reads), and the user's extras hold nothing only tests need."""
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    quick = readme[readme.index("## Quick start") : readme.index("## Development")]
+    first = re.search(r"```sh\n(.*?)\n```", quick, re.S).group(1).strip()
+    assert first == "pip install ." and "[test]" not in quick.split("### A smaller install")[0]
+    ci = readme[readme.index("<!-- ci:install -->") :]
+    assert re.search(r"```sh\n(.*?)\n```", ci, re.S).group(1).strip() == 'pip install -e ".[test]"'
+    assert readme.index("<!-- ci:install -->") > readme.index("## Development")
+    import tomllib
+
+    project = tomllib.loads((DOCS.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    runtime = " ".join(project["dependencies"]).lower()
+    for tool in ("pytest", "hypothesis", "ruff", "mypy", "moto", "playwright", "ray", "imagehash"):
+        assert tool not in runtime, tool

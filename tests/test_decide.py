@@ -61,7 +61,7 @@ def _single(scores, thresholds=T, margin=1.0, exclude=NO):
 
 def test_sort_takes_the_best_label_when_it_passes_and_leads_by_the_margin():
     best, judgements = _single([0.9, 0.3, 0.1])
-    assert best == 0 and judgements[0].kept and judgements[0].why.startswith("chosen (leads by ")
+    assert best == 0 and judgements[0].kept and judgements[0].why.startswith("chosen (")
 
 
 def test_a_lead_equal_to_the_margin_is_enough_and_a_smaller_one_is_none_of_these():
@@ -70,7 +70,8 @@ def test_a_lead_equal_to_the_margin_is_enough_and_a_smaller_one_is_none_of_these
     best, _ = decide.single_label(scores, logits, T, 1.0, NO)
     assert best == 0
     best, judgements = decide.single_label(scores, logits, T, np.nextafter(1.0, 2.0), NO)
-    assert best is None and "< margin" in judgements[0].why and "none of these" in judgements[0].why
+    assert best is None and "(0.88), but just short of the 0.88 the margin asks" in judgements[0].why
+    assert judgements[0].why.endswith("none of these")
 
 
 def test_a_best_label_below_its_threshold_is_none_of_these_even_far_ahead():
@@ -129,13 +130,33 @@ def test_an_excluded_label_exactly_at_its_threshold_is_judged_excluded():
     assert judgements[0].why == "excluded label: never written"
 
 
-def test_with_two_labels_the_margin_still_applies_and_the_lead_is_said():
-    logits = np.array([1.2, 0.8])
+def test_with_two_labels_the_margin_still_applies_and_the_lead_is_said_on_the_scores_scale():
+    logits = np.array([1.2, 0.8])  # scores 0.77 and 0.69; a lead of 1 logit over 0.69 asks 0.86
     best, judgements = decide.single_label(decide.sigmoid(logits), logits, (0.5, 0.5), 1.0, (False, False))
-    assert best is None and "leads the runner-up by 0.40 < margin 1" in judgements[0].why
+    assert best is None
+    assert judgements[0].why == (
+        "best label (0.77), but short of the 0.86 the margin asks over the runner-up's 0.69: none of these"
+    )
     logits = np.array([3.0, -1.0])
     best, judgements = decide.single_label(decide.sigmoid(logits), logits, (0.5, 0.5), 1.0, (False, False))
-    assert best == 0 and judgements[0].why == "chosen (leads by 4.00)"
+    assert best == 0 and judgements[0].why == "chosen (0.95; the margin asks 0.50 over the runner-up's 0.27)"
+    # near 1, where two decimals would read 1.00 for all three, four are told
+    logits = np.array([9.0, 8.5])
+    best, judgements = decide.single_label(decide.sigmoid(logits), logits, (0.5, 0.5), 1.0, (False, False))
+    assert best is None and "(0.9999), but just short of the 0.9999 the margin asks over the runner-up's 0.9998" in (
+        judgements[0].why
+    )
+
+
+def test_the_margin_on_the_scores_scale_is_the_score_that_leads_by_the_margin_in_logits():
+    for runner_up, margin in ((0.0, 1.0), (-2.0, 0.5), (3.0, 2.0)):
+        needed = decide.needed_score(runner_up, margin)
+        assert needed == pytest.approx(float(decide.sigmoid(np.float64(runner_up + margin))))
+        # a best label just above the score asked is chosen, one just below is not
+        for delta, chosen in ((1e-6, 0), (-1e-6, None)):
+            logits = np.array([runner_up + margin + delta, runner_up])
+            best, _ = decide.single_label(decide.sigmoid(logits), logits, (0.0, 0.0), margin, (False, False))
+            assert best == chosen and (decide.sigmoid(logits)[0] >= needed) == (chosen == 0)
 
 
 def test_a_best_label_exactly_at_its_threshold_is_chosen():
@@ -147,7 +168,7 @@ def test_a_best_label_exactly_at_its_threshold_is_chosen():
 def test_only_the_best_label_carries_the_decision_whatever_its_place_in_the_file():
     logits = np.array([0.0, 4.0, -3.0])  # the best is the second label; the first scores exactly 0.5
     best, judgements = decide.single_label(decide.sigmoid(logits), logits, T, 1.0, NO)
-    assert best == 1 and judgements[1].why == "chosen (leads by 4.00)"
+    assert best == 1 and judgements[1].why == "chosen (0.98; the margin asks 0.73 over the runner-up's 0.50)"
     assert judgements[0].why == "passes, but not the best" and judgements[2].why == "below threshold"
     assert [j.kept for j in judgements] == [False, True, False]
 
@@ -164,5 +185,5 @@ def test_decisions_hold_for_label_files_of_hundreds_of_labels():
     logits = np.full(n, -5.0)
     logits[270], logits[260] = 4.0, 1.0
     best, judgements = decide.single_label(decide.sigmoid(logits), logits, thresholds, 1.0, (False,) * n)
-    assert best == 270 and judgements[270].kept and judgements[270].why == "chosen (leads by 3.00)"
+    assert best == 270 and judgements[270].kept and judgements[270].why.startswith("chosen (0.98; the margin asks 0.88")
     assert judgements[260].why == "passes, but not the best" and not judgements[260].kept

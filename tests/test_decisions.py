@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import stat
 from pathlib import Path
 
@@ -149,6 +150,21 @@ def test_eval_accuracy_is_a_hand_count_of_sort(tmp_path: Path, capsys):
     where = {p.name: p.parent.name for p in (tmp_path / "out").rglob("*.jpg")}
     right = sum(where[p.name] == (c if c != "purple" else "_unsorted") for p, c in photos.items())
     assert accuracy == right / len(photos)
+
+    # the table has "none of these" as a row (the purple photos: no label's) and a column (sort's unsorted)
+    code, out, err = run_cli(capsys, "eval", str(tmp_path / "checked"), "-l", str(labels), *MODEL)
+    matrix = out[out.index("confusion") :].splitlines()
+    header = next(line for line in matrix if "none of these" in line)
+    columns = [cell.strip() for cell in re.split(r"[│┃|]", header) if cell.strip()]
+    assert columns == ["red", "green", "blue", "none of these"], header
+    rows = {}
+    for line in matrix:
+        cells = [cell.strip() for cell in re.split(r"[│┃|]", line) if cell.strip()]
+        if len(cells) == 5 and cells[0] in ("red", "green", "blue", "none of these"):
+            rows[cells[0]] = [0 if c == "." else int(c) for c in cells[1:]]
+    assert sum(rows["none of these"]) == sum(c == "purple" for c in photos.values())
+    unsorted = sum(row[3] for row in rows.values())
+    assert unsorted == sum(folder == "_unsorted" for folder in where.values()) and unsorted > 0
 
 
 def test_learned_file_is_refused_under_another_model_and_bad_examples_are_named(tmp_path: Path, capsys):

@@ -125,3 +125,82 @@ def test_the_walk_records_the_size_and_mtime_of_sidecars_it_passes(tmp_path: Pat
     st = sidecar.stat()
     assert side_files.stats == {str(sidecar): (st.st_size, st.st_mtime_ns)}
     assert errors == []  # a broken link that is no photo is none of the photo walk's business
+
+
+def excluded_walk(roots, exclude=(), errors=None):
+    on_error = (lambda p, r: errors.append((p, r))) if errors is not None else (lambda p, r: None)
+    options = WalkOptions(exclude=tuple(exclude))
+    return [ref.path for ref in discover(roots, on_error=on_error, options=options)]
+
+
+def test_exclude_patterns_follow_gitignore_rules_relative_to_each_root(tmp_path: Path):
+    for name in [
+        "top.jpg",
+        "a.tmp.jpg",
+        "keep.jpg",
+        "drafts/d.jpg",
+        "sub/top.jpg",
+        "sub/drafts/e.jpg",
+        "2019/x/old.png",
+        "2019/x/old.jpg",
+        "sub/a.tmp.jpg",
+    ]:
+        touch(tmp_path / name)
+    rel = lambda paths: sorted(str(p.relative_to(tmp_path)) for p in paths)  # noqa: E731
+    assert len(excluded_walk([tmp_path])) == 9
+    # unanchored names match at every depth; a trailing slash names folders only; a leading one, the top
+    got = excluded_walk([tmp_path], ["*.tmp.jpg", "drafts/", "/top.jpg", "/2019/**/*.png"])
+    assert rel(got) == ["2019/x/old.jpg", "keep.jpg", "sub/top.jpg"]
+    # a negation takes a file back; relative to each root: the same pattern under another root
+    got = excluded_walk([tmp_path / "sub"], ["*.jpg", "!top.jpg"])
+    assert rel(got) == ["sub/top.jpg"]
+    # a file named on the command line (a shell's glob) and excluded too: excluded
+    assert excluded_walk([tmp_path / "a.tmp.jpg", tmp_path / "keep.jpg"], ["*.tmp.jpg"]) == [tmp_path / "keep.jpg"]
+
+
+def test_a_clipsortignore_file_applies_below_its_folder_the_deeper_one_last(tmp_path: Path):
+    for name in [
+        "a.jpg",
+        "b.jpg",
+        "inbox/a.jpg",
+        "inbox/b.jpg",
+        "inbox/c.png",
+        "inbox/deep/b.jpg",
+        "inbox/deep/c.png",
+        "inbox/private/p.jpg",
+    ]:
+        touch(tmp_path / name)
+    (tmp_path / "inbox/.clipsortignore").write_text("# my rules\nb.jpg\n*.png\nprivate/\n", encoding="utf-8")
+    (tmp_path / "inbox/deep/.clipsortignore").write_text("!*.png\n", encoding="utf-8")
+    rel = sorted(str(p.relative_to(tmp_path)) for p in excluded_walk([tmp_path]))
+    assert rel == ["a.jpg", "b.jpg", "inbox/a.jpg", "inbox/deep/c.png"]
+
+
+def test_an_excluded_folder_is_not_entered_and_a_broken_ignore_file_keeps_its_folder_out(tmp_path: Path):
+    touch(tmp_path / "ok.jpg")
+    (tmp_path / "cache").mkdir()
+    os.mkfifo(tmp_path / "cache" / "pipe.jpg")  # walked, it would be named: a FIFO is not a photo
+    touch(tmp_path / "cache/thumb.jpg")
+    errors: list = []
+    assert excluded_walk([tmp_path], ["cache/"], errors) == [tmp_path / "ok.jpg"] and errors == []
+    # an ignore file that cannot be used: the folder it guards is named and left out, not walked
+    touch(tmp_path / "mine/secret.jpg")
+    os.symlink("/etc/hostname", tmp_path / "mine/.clipsortignore")
+    touch(tmp_path / "bad/x.jpg")
+    (tmp_path / "bad/.clipsortignore").write_bytes(b"\xff\xfe not text")
+    errors = []
+    paths = excluded_walk([tmp_path], ["cache/"], errors)
+    assert paths == [tmp_path / "ok.jpg"]
+    assert sorted(p.name for p, _ in errors) == ["bad", "mine"]
+    assert all(".clipsortignore" in reason and "not walked" in reason for _, reason in errors)
+
+
+def test_an_exclude_pattern_git_would_not_take_is_a_usage_error():
+    from clipsort.errors import UsageError
+    from clipsort.photos.ignore import check_excludes
+
+    check_excludes(["*.jpg", "!keep.jpg", "a/**/b"])
+    with pytest.raises(UsageError, match="--exclude"):
+        check_excludes(["a\nb"])
+    with pytest.raises(UsageError, match="not a gitignore pattern"):
+        check_excludes(["*.jpg", "!"])

@@ -34,7 +34,8 @@ def upright(path: Path) -> Image.Image:
 def library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[set[str]]]:
     """Every corpus JPEG, and for ten of its camera photos: a resized copy, a re-encoded one, one
     stored rotated with an EXIF orientation, one with the rotation applied, one brightened, an
-    exact copy. Returns the folder and the groups expected (file names)."""
+    exact copy, and copies whose pixels an editor turned by 90, 180 and 270 degrees (the last one
+    smaller too). Returns the folder and the groups expected (file names)."""
     folder = tmp_path_factory.mktemp("dupes")
     expected: list[set[str]] = []
     for path in corpus_jpegs():
@@ -57,9 +58,16 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[set[st
         )
         ImageEnhance.Brightness(picture).enhance(1.1).save(copies / f"{stem}-brighter.jpg", quality=90)
         shutil.copyfile(path, copies / f"{stem}-exact.jpg")
+        picture.transpose(Image.Transpose.ROTATE_90).save(copies / f"{stem}-turned-90.jpg", quality=85)
+        picture.transpose(Image.Transpose.ROTATE_180).save(copies / f"{stem}-turned-180.jpg", quality=85)
+        turned = picture.transpose(Image.Transpose.ROTATE_270)
+        turned.resize((turned.width // 2, turned.height // 2), Image.Resampling.LANCZOS).save(
+            copies / f"{stem}-turned-270-small.jpg", quality=80
+        )
         names = {f"{path.parent.name}-{path.name}"}
         names |= {f"{stem}-{k}" for k in ("small.jpg", "q40.jpg", "stored-rotated.jpg", "brighter.jpg", "exact.jpg")}
-        expected.append(names | {f"{stem}-rotation-applied.png"})
+        turned_names = {f"{stem}-turned-90.jpg", f"{stem}-turned-180.jpg", f"{stem}-turned-270-small.jpg"}
+        expected.append(names | {f"{stem}-rotation-applied.png"} | turned_names)
     return folder, expected
 
 
@@ -154,6 +162,23 @@ def test_the_perceptual_hash_is_imagehashs():
     agree = [a == b for a, b in zip(ours, theirs, strict=True)]
     close = [bin(a ^ b).count("1") <= 2 for a, b in zip(ours, theirs, strict=True)]  # a median tie may flip a bit
     assert sum(agree) >= 0.95 * len(pictures) and all(close)
+
+
+def test_the_hash_of_a_turned_picture_is_derived_from_the_hash_alone():
+    from clipsort.photos import phash
+
+    near, far = [], []
+    for path in corpus_jpegs()[:40]:
+        picture = upright(path)
+        own = np.array([phash.perceptual_hash(picture)], dtype=np.int64)
+        assert phash.turned(own, 4)[0] == own[0] and phash.turned(phash.turned(own, 1), 3)[0] == own[0]
+        for turns in (1, 2, 3):
+            real = phash.perceptual_hash(picture.rotate(90 * turns, expand=True))
+            near.append(phash.distance(int(phash.turned(own, turns)[0]), real))
+            far.append(phash.distance(int(own[0]), real))
+            found, bits = phash.nearest_turns(np.array([real]), own)
+            assert int(found[0]) == turns and int(bits[0]) == near[-1]
+    assert np.median(near) <= 6 and max(near) <= 16 < min(far), (sorted(near), sorted(far))
 
 
 def test_candidates_match_the_pairs_a_full_comparison_finds():

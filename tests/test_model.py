@@ -376,3 +376,85 @@ def test_when_torch_cannot_use_the_gpu_it_seemed_to_have_auto_runs_on_the_cpu_an
         explicit = Embedder(spec, "cuda", cache)  # --device cuda: refused, as without the guess
         with pytest.raises(DeviceError, match="CUDA is not available"):
             run_index([tmp_path / "new"], explicit)
+
+
+def test_the_catalog_read_without_open_clip_is_open_clips_own():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from clipsort.model.model_spec import catalog\n"
+        "known = catalog()\n"
+        "print(known is not None, 'torch' in sys.modules, 'open_clip' in sys.modules)\n"
+        "import json\n"
+        "print(json.dumps([list(known.architectures), {a: list(known.tags(a)) for a in known.architectures}]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == "True False False"  # read without importing torch or open_clip
+    import json
+
+    architectures, tags = json.loads(out[1])
+    asked = (  # open_clip's own answers, in a process of their own (tests here register tiny models)
+        "import json, open_clip\n"
+        "names = open_clip.list_models()\n"
+        "print(json.dumps([names, {a: open_clip.list_pretrained_tags_by_model(a) for a in names}]))\n"
+    )
+    own = subprocess.run([sys.executable, "-c", asked], capture_output=True, text=True, check=True).stdout
+    assert [architectures, tags] == json.loads(own.splitlines()[-1])
+    # clipsort models lists them all, the default marked, without importing torch or open_clip
+    script = "import sys\nfrom clipsort.cli import main\ntry:\n    main(['models'])\nexcept SystemExit:\n    pass\n"
+    script += "print('torch' in sys.modules, 'open_clip' in sys.modules)\n"
+    listed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    lines = listed.splitlines()
+    assert lines[-1] == "False False" and len(lines) - 1 >= len(architectures)
+    assert "laion2b_s34b_b79k (default)" in next(line for line in lines if line.startswith("ViT-B-32 "))
+
+
+@pytest.mark.parametrize(
+    ("model", "pretrained", "words"),
+    [
+        ("ViT-B-33", None, "unknown model 'ViT-B-33'; nearest: ViT-B-32"),
+        ("{tmp}/no/such/model", None, "no model folder '{tmp}/no/such/model' and no model of that name"),
+        ("local-dir:{tmp}/nomodel", None, "model folder {tmp}/nomodel does not exist"),
+        (
+            "ViT-B-32",
+            "laion2b_s34b_b78k",
+            "unknown pretrained tag 'laion2b_s34b_b78k' for ViT-B-32; nearest: laion2b_s34b_b79k",
+        ),
+    ],
+)
+def test_a_model_that_does_not_exist_is_refused_at_once_and_nothing_is_cached_for_it(
+    tmp_path, model, pretrained, words
+):
+    """Refused before torch or open_clip is imported (what made it take 5 s), with the name as given
+    and the nearest known names; the cache holds no model row for it afterwards."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from clipsort.store.cache import EmbeddingCache
+
+    (tmp_path / "p").mkdir()
+    Image.new("RGB", (64, 64), "red").save(tmp_path / "p" / "a.jpg")
+    (tmp_path / "labels.txt").write_text("red\nblue\n", encoding="utf-8")
+    cache = tmp_path / "c.sqlite3"
+    with EmbeddingCache(cache):
+        pass
+    args = ["tag", str(tmp_path / "p"), "-l", str(tmp_path / "labels.txt"), "--cache", str(cache)]
+    args += ["--model", model.format(tmp=tmp_path)] + (["--pretrained", pretrained] if pretrained else [])
+    script = (
+        "import sys\n"
+        "from clipsort.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit as exc:\n"
+        "    print('exit', exc.code)\n"
+        "print('torch' in sys.modules, 'open_clip' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout.split() == ["exit", "1", "False", "False"], (done.stdout, done.stderr)
+    assert words.format(tmp=tmp_path) in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    with EmbeddingCache(cache) as db:
+        assert db.models() == []

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 from datetime import datetime
@@ -122,6 +123,41 @@ def test_pattern_folders_from_label_date_camera_and_extension(tmp_path, capsys, 
     )
     assert code == 0, err
     assert {json.loads(line)["action"] for line in out.splitlines()} == {"in-place"}
+
+
+def test_photos_with_no_date_taken_go_to_unknown_or_by_their_file_time_marked_as_a_guess(tmp_path, capsys, labels_file):
+    inbox = tmp_path / "inbox"
+    jpeg_with_exif(inbox / "dated.jpg", "red", DateTimeOriginal="2019:07:04 10:00:00")
+    bare = jpeg_with_exif(inbox / "bare.jpg", "red", seed=3)  # copied in 2020: its mtime is no date taken
+    os.utime(bare, (1_600_000_000, 1_600_000_000))
+    copied = datetime.fromtimestamp(1_600_000_000)
+    dest = tmp_path / "sorted"
+    args = ["sort", str(inbox), "-l", str(labels_file), *MODEL, "-d", str(dest), "--pattern", "{label}/{year}/{month}"]
+    code, out, err = run_cli(capsys, *args, "--dry-run", "--json")
+    records = {Path(r["path"]).name: r for r in map(json.loads, out.splitlines())}
+    assert code == 0 and Path(records["bare.jpg"]["destination"]).parent == dest / "red" / "unknown" / "unknown"
+    assert records["bare.jpg"]["undated"] == "unknown" and "undated" not in records["dated.jpg"]
+    assert Path(records["dated.jpg"]["destination"]).parent == dest / "red" / "2019" / "07"
+
+    # --undated mtime: the file's month, marked as a guess in the results and in the plan
+    page = tmp_path / "review.html"
+    code, out, err = run_cli(capsys, *args, "--undated", "mtime", "--dry-run", "--json", "--review", str(page))
+    records = {Path(r["path"]).name: r for r in map(json.loads, out.splitlines())}
+    by_file_time = dest / "red" / f"{copied.year:04d}" / f"{copied.month:02d}"
+    assert code == 0 and Path(records["bare.jpg"]["destination"]).parent == by_file_time
+    assert records["bare.jpg"]["undated"] == "mtime"
+    html = page.read_text(encoding="utf-8")
+    assert "no date taken: filed by the file" in html  # on its card
+    found = re.search(r'<script type="application/json" id="plan">(.*?)</script>', html, re.S)
+    plan = json.loads(found.group(1))
+    assert plan["undated"] == "mtime"
+    assert {Path(p["photo"]).name: p.get("undated") for p in plan["photos"]} == {"bare.jpg": "mtime", "dated.jpg": None}
+    # the plan carried out puts each where the run said
+    saved = tmp_path / "saved.plan.json"
+    saved.write_text(json.dumps(plan), encoding="utf-8")
+    code, out, err = run_cli(capsys, "sort", "--plan", str(saved))
+    assert code == 0, err
+    assert (by_file_time / "bare.jpg").is_file() and (dest / "red" / "2019" / "07" / "dated.jpg").is_file()
 
 
 def test_corpus_gps_photos_go_under_the_year_and_month_exiftool_reads(tmp_path, capsys, labels_file):

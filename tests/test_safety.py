@@ -95,7 +95,8 @@ def test_undo_and_history_commands(tmp_path, labels_file):
     result = subprocess.run([*CLI, "undo"], capture_output=True, text=True)
     assert result.returncode == 0 and "undid 4 photos" in result.stderr
     assert tree(tmp_path / "in") == before and not (tmp_path / "out").exists()
-    assert "[undone]" in subprocess.run([*CLI, "history"], capture_output=True, text=True).stdout
+    after = subprocess.run([*CLI, "history"], capture_output=True, text=True).stdout
+    assert "[undone]" in after and "move 4 photos" in after  # what the run did, not what is left of it
     assert len(photos) == 4
 
 

@@ -179,6 +179,7 @@ def test_a_record_of_a_run_that_moved_is_not_carried_out(library, tmp_path, caps
         (lambda p: p.update(dest="relative/dest"), "must be an absolute path"),
         (lambda p: p.update(dest="/tmp/../etc"), "must be an absolute path"),
         (lambda p: p.update(mode="delete"), "mode must be one of"),
+        (lambda p: p.update(undated="guess"), "undated must be one of unknown, mtime"),
         (lambda p: p.update(pattern="/abs/{label}"), "must be relative"),
         (lambda p: p.update(pattern="{label}/../.."), "'..'"),
         (lambda p: p.update(unsorted="../up"), "plain folder name"),

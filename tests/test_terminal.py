@@ -3,59 +3,11 @@ never share a line, under a real pseudo terminal."""
 
 from __future__ import annotations
 
-import os
-import pty
 import re
-import select
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from conftest import COLOUR_MODEL, make_colour_photos
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
-
-
-def run_in_terminal(args: list[str], columns: int = 120) -> str:
-    """Run ``clipsort ARGS`` with stdout and stderr on one pseudo terminal; everything it drew."""
-    leader, follower = pty.openpty()
-    import fcntl
-    import struct
-    import termios
-
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(columns))
-    env.pop("NO_COLOR", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "clipsort", *args], stdin=follower, stdout=follower, stderr=follower, env=env
-    )
-    os.close(follower)
-    chunks = []
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.2)
-        if ready:
-            try:
-                data = os.read(leader, 65536)
-            except OSError:  # the terminal is gone with the process
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif process.poll() is not None:
-            break
-    process.wait(timeout=30)
-    os.close(leader)
-    return b"".join(chunks).decode("utf-8", "replace")
-
-
-def screen_lines(output: str) -> list[str]:
-    """Each line as it ends up, escape sequences removed; a carriage return starts it again."""
-    lines = []
-    for line in ANSI.sub("", output).split("\n"):
-        lines.append(line.rstrip("\r").split("\r")[-1])  # the terminal ends each line with \r\n
-    return lines
+from terminal import ANSI, run_in_terminal, screen_lines
 
 
 def test_the_progress_bar_and_plan_lines_never_share_a_line(tmp_path):
@@ -77,3 +29,37 @@ def test_the_progress_bar_and_plan_lines_never_share_a_line(tmp_path):
     shown = [float(r) for r in re.findall(r"([0-9.]+) img/s", drawn)]
     assert all(r < rate * 3 + 5 for r in shown), (shown, rate)  # the bar's rate is the run's, not a burst's
     assert not any(Path(tmp_path / "s").rglob("*"))
+
+
+def test_stderr_says_the_model_then_each_photo_in_order_then_the_summary_every_run(tmp_path):
+    """The model loads in a thread of its own while photos are read (when the labels' prompts are
+    cached, nothing else needs it first): its line came before, between or after the photos'
+    errors, another place each run (issue 28). Now: a fixed order."""
+    labels = tmp_path / "labels.txt"
+    labels.write_text("red\ngreen\n", encoding="utf-8")
+    model = ["--model", f"local-dir:{COLOUR_MODEL}", "--cache", str(tmp_path / "cache.sqlite3")]
+    broken = [f"0-broken-{n:02d}.jpg" for n in range(40)] + ["m-middle.png", "z-last.jpg"]
+    seen = set()
+    for run in range(4):
+        inbox = tmp_path / f"inbox{run}"  # new photos each run: the model is needed, the prompts cached
+        make_colour_photos(inbox, ["red", "green"], 12, seed=run, min_px=600, max_px=1600)
+        for name in broken:  # forty first: read (and refused) while the model is still loading
+            (inbox / name).write_bytes(b"\xff\xd8\xff\xe0 not a picture")
+        output = run_in_terminal(["tag", str(inbox), "-l", str(labels), *model, "--dry-run", "--workers", "2"])
+        if run == 0:
+            continue  # the prompts' vectors are cached by this run
+        lines = [line for line in screen_lines(output) if line.strip() and not line.startswith("would tag: ")]
+        said = [
+            "model"
+            if line.startswith("model ")
+            else f"error {next(n for n in broken if n in line)}"
+            if line.startswith("error:")
+            else "summary"
+            if " photos in " in line
+            else None
+            for line in lines
+        ]
+        said = [s for s in said if s is not None]
+        assert said == ["model", *(f"error {name}" for name in broken), "summary"], lines
+        seen.add(tuple(said))
+    assert len(seen) == 1

@@ -10,7 +10,7 @@ from clipsort.cli.runner import run_command
 @app.command(cls=ClipsortCommand)
 @run_options(omit=("no_cache",))
 def index(paths: PathsArg, common: RunSettings = RunSettings()) -> None:
-    """Fill the embedding cache for the photos under PATH, without tagging or moving anything.
+    """Fill the embedding cache, without tagging or moving anything.
 
     Later tag and sort runs (with any label file) then decode nothing.
 

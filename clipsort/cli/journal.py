@@ -21,7 +21,9 @@ def undo(
         ),
     ] = None,
 ) -> None:
-    """Put back every photo (and its sidecars) that a sort run moved, copied or linked, or the
+    """Undo a sort run, or the keywords a tag --into photo run wrote.
+
+    Puts back every photo (and its sidecars) that a sort run moved, copied or linked, or the
     keywords a tag --into photo run wrote inside photos.
 
     Refuses, photo by photo, where a file has changed or its old name is taken
@@ -52,7 +54,9 @@ def undo(
 
 @app.command(cls=ClipsortCommand)
 def history() -> None:
-    """List past sort runs and tag --into photo runs, newest last, with their journals (for 'clipsort undo').
+    """List past sort and tag --into photo runs, for 'clipsort undo'.
+
+    Newest last, each with its journal's name, what it did and whether it was undone.
 
     Example:
 
@@ -75,7 +79,10 @@ def history() -> None:
             state = "interrupted, recovered"
         if view.legacy:
             state += "; older clipsort: undo by hand"
-        moved = counts.get("done", 0)
+        moved = view.placed()  # what the run did, also after an undo put it back
+        put_back = counts.get("undone", 0)
+        if put_back and not view.undone:
+            state += f"; {put_back} put back"
         if view.run.get("command") == "tag":
             roots = ", ".join(str(r) for r in view.run.get("roots", []))
             line = f"{when}  {view.path.name}  tag {moved} photos (keywords inside) in {roots}  [{state}]"

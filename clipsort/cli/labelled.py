@@ -36,7 +36,9 @@ def learn(
     ],
     common: RunSettings = RunSettings(),
 ) -> None:
-    """Learn labels from example photos you already sorted, one subfolder per label.
+    """Learn labels from example photos sorted into folders.
+
+    One subfolder per label, named as the label.
 
     Combines each folder name's zero-shot prompts with its photos (works from one
     example per label; more is better), and sets each label's threshold from
@@ -88,7 +90,9 @@ def show_learned(ui: Ui, outcome: LearnOutcome) -> None:
 
 
 @app.command("eval", cls=ClipsortCommand)
-@run_options(omit=("no_pairs",))
+@run_options(
+    omit=("no_pairs",), helps={"json_out": "One JSON object on stdout: every figure and the confusion matrix."}
+)
 def evaluate(
     labelled: Annotated[
         Path,
@@ -113,7 +117,9 @@ def evaluate(
     open_page: OpenOpt = False,
     common: RunSettings = RunSettings(),
 ) -> None:
-    """Measure sort's decisions on photos whose right label is their folder's name.
+    """Measure sort's decisions on photos sorted by hand.
+
+    A photo's right label is its folder's name.
 
     Prints the accuracy (a photo counts as right when sort would put it in its
     own folder; photos in folders that are no label are right when sort leaves
@@ -203,11 +209,13 @@ def show_evaluation(ui: Ui, evaluation: Evaluation) -> None:
         suggested = f"{f.suggested:.3f}" if f.suggested is not None else "-"
         table.add_row(f.name, str(f.photos), percent(f.precision), percent(f.recall), f"{f.threshold:.3f}", suggested)
     ui.table(table)
-    names = [n for n in evaluation.confusion if any(evaluation.confusion[n].values()) or n != NONE]
+    # "none of these" always has its row (photos of no label's folder) and column (photos sort leaves unsorted)
+    names = [n for n in evaluation.confusion if n != NONE] + [NONE]
+    shown = {name: "none of these" if name == NONE else name for name in names}
     matrix = Table(title="confusion: rows are the right label, columns sort's decision", title_justify="left")
     matrix.add_column("")
     for name in names:
-        matrix.add_column(name, justify="right")
+        matrix.add_column(shown[name], justify="right")
     for name in names:
-        matrix.add_row(name, *(str(evaluation.confusion[name][other] or ".") for other in names))
+        matrix.add_row(shown[name], *(str(evaluation.confusion[name].get(other, 0) or ".") for other in names))
     ui.table(matrix)

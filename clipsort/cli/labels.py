@@ -19,8 +19,9 @@ def labels_check(
         typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Show thresholds as a run with this --threshold."),
     ] = None,
 ) -> None:
-    """Validate a label file and explain what each label became: its prompts, folder,
-    keywords, threshold and where the threshold comes from.
+    """Check a label file and explain what each label became.
+
+    Its prompts, folder, keywords, threshold and where the threshold comes from.
 
     Examples:
 

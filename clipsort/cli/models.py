@@ -15,7 +15,7 @@ from clipsort.cli.runner import setup_quiet_libraries
 def models(
     cached: Annotated[bool, typer.Option("--cached", help="Only models whose weights are cached here.")] = False,
 ) -> None:
-    """List open_clip architectures with their pretrained tags; cached ones are marked '*'.
+    """List open_clip models and their tags; cached ones marked '*'.
 
     Examples:
 
@@ -62,7 +62,7 @@ def default(architecture: str, tag: str) -> bool:
 
 @app.command(cls=ClipsortCommand)
 def paths() -> None:
-    """Print where clipsort keeps its cache, model folders and config file."""
+    """Print where clipsort keeps its cache, models and config."""
     from clipsort import settings
 
     config = settings.config_file()
@@ -80,8 +80,9 @@ def paths() -> None:
 def formats(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per format.")] = False,
 ) -> None:
-    """List the image formats clipsort knows, which this installation reads and tags inside the file
-    (tag --into photo), and what the rest need.
+    """List the image formats and which this installation reads.
+
+    And which it tags inside the file (tag --into photo), and what the rest need.
 
     Files of a format marked 'no' are found, counted and named in every run's summary,
     never skipped silently.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import Enum
@@ -17,30 +16,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand
 
+from clipsort.cli.app import ClipsortCommand
 
-class ClipsortCommand(TyperCommand):
-    """Usage lines as people write them: ``PATH...``, ``[JOURNAL]`` (Typer's own shows ``{PATH}...``),
-    and numbers that are numbers: ``nan`` and ``inf`` parse as floats but mean nothing as a threshold,
-    a margin or a size, and would pass every comparison's range check."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        rest = super().parse_args(ctx, args)
-        for param in self.get_params(ctx):
-            value = ctx.params.get(param.name or "")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise typer.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
-        return rest
-
-    def collect_usage_pieces(self, ctx: Any) -> list[str]:
-        pieces = [self.options_metavar] if self.options_metavar else []
-        for param in self.get_params(ctx):
-            if param.param_type_name == "argument":
-                name = (param.metavar or param.name or "ARG").upper()
-                name = name if param.required else f"[{name}]"
-                pieces.append(name + ("..." if param.nargs != 1 else ""))
-        return pieces
+__all__ = ["ClipsortCommand"]  # declared with the app (how commands parse and show their help)
 
 
 class Device(str, Enum):
@@ -74,7 +53,7 @@ def location_argument(argument: str) -> Any:
 PathsArg = Annotated[
     list[Any],
     typer.Argument(
-        help="Photos and folders (walked recursively); with --engine ray also URLs (s3://bucket/photos).",
+        help="Photos and folders, walked recursively (URLs with --engine ray).",
         show_default=False,
         metavar="PATH",
         parser=location_argument,
@@ -95,8 +74,7 @@ ThresholdOpt = Annotated[
         "-t",
         min=0.0,
         max=1.0,
-        help="Keep a label only if its score is at least this; labels with their own threshold in the label "
-        "file keep it. [default: the label file's, else 0.5]",
+        help="Keep labels scoring at least this; a label's own wins. [default: the label file's, else 0.5]",
         show_default=False,
     ),
 ]
@@ -108,8 +86,7 @@ ReviewOpt = Annotated[
     Path | None,
     typer.Option(
         "--review",
-        help="Also write PAGE.html: every decision as a page of thumbnails that opens from disk "
-        "(thumbnails in PAGE_files/ beside it). docs/review.md",
+        help="Also write every decision as a page of thumbnails that opens from disk (docs/review.md).",
         metavar="PAGE.html",
         show_default=False,
     ),
@@ -122,7 +99,7 @@ CacheOpt = Annotated[
     Path | None,
     typer.Option(
         "--cache",
-        help="Embedding cache file. [env CLIPSORT_CACHE; default: embeddings.sqlite3 in the cache dir]",
+        help="Embedding cache file. [default: embeddings.sqlite3 in the cache dir; env CLIPSORT_CACHE]",
         show_default=False,
     ),
 ]
@@ -149,6 +126,7 @@ class RunSettings:
     no_pairs: bool = False
     follow_links: bool = False
     include_managed: bool = False
+    exclude: list[str] | None = None
     cache: Path | None = None
     no_cache: bool = False
     no_wait: bool = False
@@ -166,7 +144,7 @@ _SHARED: dict[str, tuple[Any, Any]] = {
                 "--model",
                 "-m",
                 help="open_clip architecture (ViT-B-32), hf-hub:ORG/REPO, local-dir:FOLDER or a model folder. "
-                "[env CLIPSORT_MODEL; default ViT-B-32]",
+                "[default: ViT-B-32; env CLIPSORT_MODEL]",
                 show_default=False,
             ),
         ],
@@ -178,7 +156,7 @@ _SHARED: dict[str, tuple[Any, Any]] = {
             typer.Option(
                 "--pretrained",
                 help="Pretrained tag or checkpoint file for an architecture; 'none' for random weights. "
-                "[env CLIPSORT_PRETRAINED; default laion2b_s34b_b79k for ViT-B-32]",
+                "[default: laion2b_s34b_b79k for ViT-B-32; env CLIPSORT_PRETRAINED]",
                 show_default=False,
             ),
         ],
@@ -189,7 +167,7 @@ _SHARED: dict[str, tuple[Any, Any]] = {
             Device | None,
             typer.Option(
                 "--device",
-                help="Compute device; auto prefers cuda, then mps, then cpu. [default auto]",
+                help="Compute device; auto prefers cuda, then mps, then cpu. [default: auto]",
                 show_default=False,
             ),
         ],
@@ -203,7 +181,7 @@ _SHARED: dict[str, tuple[Any, Any]] = {
                 help="auto: fp16 on GPUs; int8 on CPUs (image tower quantized, on ONNX Runtime), or fp32 "
                 "where the cache already holds float vectors. fp32 on CPUs: open_clip's numbers on ONNX Runtime. "
                 "bf16: open_clip on torch (CPUs with AVX-512 BF16 or AMX). "
-                "[env CLIPSORT_PRECISION; default auto]",
+                "[default: auto; env CLIPSORT_PRECISION]",
                 show_default=False,
             ),
         ],
@@ -275,7 +253,8 @@ _SHARED: dict[str, tuple[Any, Any]] = {
             typer.Option(
                 "--threads",
                 min=1,
-                help="torch CPU threads for the model. [env CLIPSORT_THREADS; default: the CPU count]",
+                help="CPU threads the model runs on (ONNX Runtime or torch). "
+                "[default: the CPU count; env CLIPSORT_THREADS]",
                 show_default=False,
             ),
         ],
@@ -298,8 +277,8 @@ _SHARED: dict[str, tuple[Any, Any]] = {
             bool,
             typer.Option(
                 "--no-pairs",
-                help="Treat the RAW and JPEG of a RAW+JPEG pair as two photos (default: judged once, through "
-                "the JPEG; the RAW shares its labels and moves with it).",
+                help="Treat the RAW and JPEG of a RAW+JPEG pair as two photos. Without it a pair is judged once, "
+                "through the JPEG; the RAW shares its labels and moves with it.",
             ),
         ],
         False,
@@ -309,8 +288,8 @@ _SHARED: dict[str, tuple[Any, Any]] = {
             bool,
             typer.Option(
                 "--follow-links",
-                help="Walk into symbolic links to folders (default: not followed, as find and fd do; "
-                "PATHs named on the command line always are).",
+                help="Walk into symbolic links to folders. Without it they are not followed, as find and fd do "
+                "(PATHs named on the command line always are).",
             ),
         ],
         False,
@@ -325,6 +304,21 @@ _SHARED: dict[str, tuple[Any, Any]] = {
             ),
         ],
         False,
+    ),
+    "exclude": (
+        Annotated[
+            list[str] | None,
+            typer.Option(
+                "--exclude",
+                "-x",
+                metavar="PATTERN",
+                help="Leave out files and folders that match this gitignore-style pattern (repeatable; "
+                "'*.tmp.jpg', 'drafts/', '/2019/**/*.png'); a .clipsortignore file in any folder does the same "
+                "below it (docs/cron.md).",
+                show_default=False,
+            ),
+        ],
+        None,
     ),
     "cache": (CacheOpt, None),
     "no_cache": (
@@ -342,17 +336,38 @@ _SHARED: dict[str, tuple[Any, Any]] = {
 assert set(_SHARED) == {f.name for f in fields(RunSettings)}
 
 
-def run_options(*, omit: tuple[str, ...] = ()) -> Callable[[Callable[..., None]], Callable[..., None]]:
+def _told(annotation: Any, help_text: str | None) -> Any:
+    """``annotation`` (an ``Annotated`` option) with another help text."""
+    if help_text is None:
+        return annotation
+    import copy
+    from typing import get_args
+
+    kind, info = get_args(annotation)[:2]
+    info = copy.copy(info)
+    info.help = help_text
+    return Annotated[kind, info]
+
+
+def run_options(
+    *, omit: tuple[str, ...] = (), helps: dict[str, str] | None = None
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Add the shared run options to a command whose last parameter is ``common: RunSettings``.
 
-    ``omit`` leaves options out of the command (``index`` has no ``--no-cache``).
+    ``omit`` leaves options out of the command (``index`` has no ``--no-cache``); ``helps`` gives
+    options a text of the command's own (what ``--json`` prints differs by command).
     """
 
     def decorate(command: Callable[..., None]) -> Callable[..., None]:
         signature = inspect.signature(command, eval_str=True)
         own = [p for p in signature.parameters.values() if p.name != "common"]
         shared = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=default,
+                annotation=_told(annotation, (helps or {}).get(name)),
+            )
             for name, (annotation, default) in _SHARED.items()
             if name not in omit
         ]

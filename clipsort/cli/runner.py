@@ -58,7 +58,7 @@ def run_command(
     from clipsort.labels.label_file import load_labels
     from clipsort.model.embed import Embedder
     from clipsort.model.loading import load_model
-    from clipsort.model.model_files import check_learned_labels
+    from clipsort.model.model_files import check_known, check_learned_labels
     from clipsort.model.model_spec import RANDOM, parse_spec
     from clipsort.run.events import RunOptions
     from clipsort.run.pipeline import check_roots, check_run_options
@@ -83,6 +83,7 @@ def run_command(
         if check is not None and label_set is not None:
             check(label_set)
         spec = parse_spec(choice.model, choice.pretrained)
+        check_known(spec, given=choice.model)  # a model that does not exist: refused now, nothing cached
         if label_set is not None:
             check_learned_labels(label_set, spec)
         cache = None
@@ -97,7 +98,7 @@ def run_command(
                 return load_model(spec, device, precision, choice.threads, on_step=ui.info)
 
         def loaded(model) -> None:  # noqa: ANN001
-            ui.info(f"model {model.name} on {model.describe()}")
+            ui.release(f"model {model.name} on {model.describe()}")  # then the photos' messages held meanwhile
 
         device, precision = choice.device, choice.precision
         if common.engine.value == "ray":
@@ -119,8 +120,10 @@ def run_command(
             ray_device=choice.device,
             follow_links=common.follow_links,
             include_managed=common.include_managed,
+            exclude=tuple(common.exclude or ()),
         )
         check_run_options(run_options, embedder.device)
+        ui.hold()
         try:
             report = work(label_set, embedder, run_options, ui)
         except KeyboardInterrupt:

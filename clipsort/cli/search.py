@@ -62,7 +62,7 @@ def _emit_paths(ui, paths, null: bool, report) -> None:  # noqa: ANN001
 
 
 @app.command(cls=ClipsortCommand)
-@run_options(omit=("no_cache",))
+@run_options(omit=("no_cache",), helps={"json_out": "One JSON object per hit on stdout, best first."})
 def search(
     query: Annotated[
         str | None,
@@ -105,7 +105,7 @@ def search(
     open_page: OpenOpt = False,
     common: RunSettings = RunSettings(),
 ) -> None:
-    """Rank the photos under PATH by how well they match a description, example photos, or both.
+    """Rank photos by a description, example photos, or both.
 
     Prints "score  path" lines, best first. Photos the cache lacks are indexed first (with
     progress). The score is the cosine between a photo's vector and the query's: see
@@ -171,7 +171,7 @@ def search(
 
 
 @app.command(cls=ClipsortCommand)
-@run_options(omit=("no_cache",))
+@run_options(omit=("no_cache",), helps={"json_out": "One JSON object per group on stdout."})
 def dupes(
     paths: LibraryArg = None,
     similar: Annotated[
@@ -184,7 +184,7 @@ def dupes(
             "--min-similarity",
             min=0.0,
             max=1.0,
-            help="With --similar: the CLIP cosine that makes two photos the same scene. [default 0.92]",
+            help="With --similar: the CLIP cosine that makes two photos the same scene. [default: 0.92]",
             show_default=False,
         ),
     ] = None,
@@ -202,7 +202,9 @@ def dupes(
     open_page: OpenOpt = False,
     common: RunSettings = RunSettings(),
 ) -> None:
-    """Group copies of the same picture under PATH, and suggest which one to keep. Deletes nothing.
+    """Group copies of the same picture; suggest which to keep.
+
+    Deletes nothing.
 
     Exact copies, and resized, re-encoded, re-oriented or retouched copies, are found by
     CLIP and confirmed by the pictures themselves (docs/search.md); --similar widens the

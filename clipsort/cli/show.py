@@ -13,7 +13,13 @@ from clipsort.cli.runner import run_command
 
 
 @app.command(cls=ClipsortCommand)
-@run_options(omit=("no_pairs", "quiet", "follow_links", "include_managed"))
+#: One photo at a time: no walk, no batches, no cluster (the options that do nothing here are not offered).
+@run_options(
+    omit=(
+        "no_pairs", "quiet", "follow_links", "include_managed", "exclude", "engine", "address", "gpu_decode",
+        "batch_size", "workers",
+    )
+)  # fmt: skip
 def show(
     photos: Annotated[list[Path], typer.Argument(help="Photos to describe.", show_default=False)],
     labels: Annotated[
@@ -24,9 +30,11 @@ def show(
     ] = None,
     common: RunSettings = RunSettings(),
 ) -> None:
-    """Print what clipsort knows of each photo: sidecar keywords (clipsort's and others'),
-    date taken and where it came from, camera, GPS, the models whose vectors are cached,
-    and with --labels every label's score and the decisions of tag and sort.
+    """Print what clipsort knows of each photo.
+
+    Sidecar keywords (clipsort's and others'), date taken and where it came from, camera, GPS,
+    the models whose vectors are cached, and with --labels every label's score and the
+    decisions of tag and sort.
 
     Examples:
 

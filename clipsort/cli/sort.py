@@ -33,13 +33,18 @@ class Mode(str, Enum):
     link = "link"
 
 
+class Undated(str, Enum):
+    unknown = "unknown"
+    mtime = "mtime"
+
+
 MarginOpt = Annotated[
     float | None,
     typer.Option(
         "--margin",
         min=0.0,
-        help="The best label must lead the runner-up by this many logits (1.0: 2.7 times as likely) "
-        "to be sorted to. [default: the label file's margin, else 1.0]",
+        help="How far the best label must lead the runner-up, in logits: 1.0 asks 0.73 of it over a runner-up "
+        "at 0.50, 0.50 over 0.27 (docs/scoring.md). [default: the label file's margin, else 1.0]",
         show_default=False,
     ),
 ]
@@ -94,6 +99,14 @@ def sort(
             show_default=False,
         ),
     ] = None,
+    undated: Annotated[
+        Undated,
+        typer.Option(
+            "--undated",
+            help="Photos with no date taken, in a --pattern with a date: 'unknown' folders, or 'mtime': the "
+            "file's time (when it was copied, often), marked as a guess in --json and the plan.",
+        ),
+    ] = Undated.unknown,
     explain: ExplainOpt = False,
     review: ReviewOpt = None,
     open_page: OpenOpt = False,
@@ -110,7 +123,9 @@ def sort(
     dry_run: DryRunOpt = False,
     common: RunSettings = RunSettings(),
 ) -> None:
-    """Move each photo into DEST/<its best label>/, sidecars and RAW+JPEG partners with it.
+    """Move photos into a folder per label; undo puts them back.
+
+    Each photo goes to DEST/<its best label>/, sidecars and RAW+JPEG partners with it.
 
     The best label is used only if it passes its own threshold and leads the
     runner-up by --margin; otherwise the photo fits "none of these" and goes to
@@ -149,7 +164,7 @@ def sort(
         leave_unsorted=leave_unsorted,
         dedupe=dedupe,
         dry_run=dry_run,
-        pattern=parse_pattern(pattern) if pattern is not None else None,
+        pattern=parse_pattern(pattern, undated.value) if pattern is not None else None,
     )
     roots = list(paths)
 
@@ -181,6 +196,7 @@ _SORT_DEFAULTS: dict[str, tuple[str, object]] = {
     "leave_unsorted": ("--leave-unsorted", False),
     "dedupe": ("--dedupe", False),
     "pattern": ("--pattern", None),
+    "undated": ("--undated", "unknown"),
     "explain": ("--explain", False),
     "review": ("--review", None),
     "open_page": ("--open", False),
@@ -189,7 +205,11 @@ _SORT_DEFAULTS: dict[str, tuple[str, object]] = {
 
 def given_with_plan(arguments: Mapping[str, Any]) -> list[str]:
     """The options given beside --plan that it would ignore (it carries its own)."""
-    given = [flag for name, (flag, default) in _SORT_DEFAULTS.items() if arguments.get(name, default) != default]
+    given = [
+        flag
+        for name, (flag, default) in _SORT_DEFAULTS.items()
+        if getattr(arguments.get(name, default), "value", arguments.get(name, default)) != default
+    ]
     mode = arguments.get("mode")
     if mode is not None and getattr(mode, "value", mode) != "move":
         given.append("--mode")

@@ -91,8 +91,7 @@ def tag(
         Into | None,
         typer.Option(
             "--into",
-            help="sidecar: keywords in sidecars; photo: inside the photo file (JPEG, PNG, TIFF, HEIC, AVIF, "
-            "JPEG XL, WebP; needs exiftool), RAW and what cannot be written get sidecars; both. "
+            help="Keywords in sidecars, inside the photos (needs exiftool; RAW files get sidecars) or both. "
             "[default: the config file's into, else sidecar]",
             show_default=False,
         ),
@@ -111,7 +110,9 @@ def tag(
     dry_run: DryRunOpt = False,
     common: RunSettings = RunSettings(),
 ) -> None:
-    """Write the labels that fit each photo to its XMP (or JSON) sidecar, or into the photo itself.
+    """Write each photo's labels as keywords, beside or in it.
+
+    Keywords go to an XMP (or JSON) sidecar, or with --into photo into the photo itself.
 
     Each label is judged on its own (multi-label): a photo of a red circle gets
     both "red" and "circle", and adding a label to the file never changes

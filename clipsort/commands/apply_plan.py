@@ -108,7 +108,7 @@ def apply_plan(plan: SortPlan, source: str, dry_run: bool = False, events: Event
     problems = plan_problems(plan)
     if problems:
         raise refuse(problems, source)
-    pattern = parse_pattern(plan.pattern) if plan.pattern else None
+    pattern = parse_pattern(plan.pattern, plan.undated) if plan.pattern else None
     report = Report("sort", dry_run=dry_run)
     report.found = len(plan.photos)
     report.written_to = f"{'would go ' if dry_run else ''}into {plan.dest}" + (
@@ -129,7 +129,7 @@ def apply_plan(plan: SortPlan, source: str, dry_run: bool = False, events: Event
                 result = PhotoResult(path, {}, names, "left", dry_run=dry_run, note=note)
                 record_pair(report, events, result, raws, {})
                 continue
-            folder = target_folder(plan.dest, pattern, label_path, path)
+            folder, undated = target_folder(plan.dest, pattern, label_path, path)
             try:
                 placed = place_unit(mover, path, folder, raws, bool(names), dry_run, report, events)
             except DestinationFullError as exc:
@@ -140,7 +140,9 @@ def apply_plan(plan: SortPlan, source: str, dry_run: bool = False, events: Event
                     fail(report, events, FileFailure(raw, f"not moved: it goes with {path.name}, which failed"))
                 continue
             action, unit = placed
-            result = PhotoResult(path, {}, names, action, destination=unit.target, dry_run=dry_run, note=unit.note)
+            result = PhotoResult(
+                path, {}, names, action, destination=unit.target, dry_run=dry_run, note=unit.note, undated=undated
+            )
             record_pair(report, events, result, raws, dict(unit.companions))
     finally:
         end_run(report, journal)

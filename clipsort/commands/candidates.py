@@ -76,6 +76,19 @@ def hash_pairs(hashes: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.nd
     return unique_pairs(np.concatenate(firsts), np.concatenate(seconds))
 
 
+def turned_hash_pairs(hashes: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`hash_pairs`, with each photo's hash also as it would be turned by 90, 180 and 270 degrees
+    (:func:`clipsort.photos.phash.turned`): copies whose pixels were turned in an editor too."""
+    from clipsort.photos.phash import turned
+
+    count = len(hashes)
+    every = np.concatenate([hashes, *(turned(hashes, turns) for turns in (1, 2, 3))])
+    first, second = hash_pairs(every, np.tile(known, 4))
+    first, second = first % count, second % count
+    apart = first != second
+    return unique_pairs(np.minimum(first, second)[apart], np.maximum(first, second)[apart])
+
+
 def unique_pairs(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct (first, second) pairs, in order (first, then second)."""
     if len(first) == 0:

@@ -10,7 +10,9 @@ How a copy is told (docs/search.md, "dupes"):
    photos whose perceptual hashes share a 16-bit quarter (found however many neighbours a
    photo has), if their cosine reaches :data:`HASH_COSINE`.
 3. **Confirmed** by the pictures themselves, never by CLIP alone: perceptual hashes at most
-   :data:`COPY_BITS` bits apart, the same aspect ratio (within 2%), and the two upright
+   :data:`COPY_BITS` bits apart (turned by 90, 180 or 270 degrees where that brings them nearer:
+   a copy rotated in an editor; :data:`TURN_SLACK` more bits then), the same aspect ratio (within
+   2%, the turned one's), and the two upright
    pictures correlating at :data:`COPY_CORRELATION` or more in grey at 64x64 (the picture's
    structure) and :data:`COLOUR_CORRELATION` or more in RGB at 32x32 (its colours). On the
    corpus's camera photos, resized and re-encoded copies reach 0.996 in grey, re-oriented
@@ -38,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from clipsort.commands.candidates import cosines, hash_pairs, neighbour_pairs, unique_pairs
+from clipsort.commands.candidates import cosines, neighbour_pairs, turned_hash_pairs, unique_pairs
 from clipsort.commands.library import Photos, cached_photos, index_missing, open_library
 from clipsort.errors import ClipsortError, DecodeError, FileFailure
 from clipsort.model.embed import Embedder
@@ -53,6 +55,8 @@ NEIGHBOURS = 8
 #: reach 0.95 and more with any model tried, random weights included).
 HASH_COSINE = 0.5
 COPY_BITS = 16
+#: More bits allowed to a copy turned by a quarter: its hash is derived, a few bits off (phash.turned).
+TURN_SLACK = 8
 COPY_CORRELATION = 0.988
 COLOUR_CORRELATION = 0.98
 #: ``--similar`` without a value (ViT-B-32 with real weights: bursts 0.92-0.98, see docs/search.md).
@@ -194,17 +198,22 @@ class _Pictures:
                 self._seen.popitem(last=False)
         return self._seen[i]
 
-    def alike(self, i: int, j: int) -> bool:
-        """The copy check of step 3 (the hashes are checked first, by the caller)."""
+    def alike(self, i: int, j: int, turns: int = 0) -> bool:
+        """The copy check of step 3, photo ``j``'s picture turned ``turns`` quarters counter-clockwise
+        (the hashes are checked first, by the caller)."""
         a, b = self._picture(i), self._picture(j)
         if a is None or b is None:
             return False
-        if abs(a[2] / b[2] - 1) > 0.02:
+        grey_b, colour_b, aspect_b = b
+        if turns % 4:
+            grey_b = np.rot90(grey_b.reshape(_SIDE, _SIDE), turns).ravel()
+            colour_b = np.rot90(colour_b.reshape(_SIDE // 2, _SIDE // 2, 3), turns, axes=(0, 1)).ravel()
+            aspect_b = aspect_b if turns % 2 == 0 else 1 / aspect_b
+        if abs(a[2] / aspect_b - 1) > 0.02:
             return False
-        grey = float(a[0].astype(np.float32) @ b[0].astype(np.float32))
-        return (
-            grey >= COPY_CORRELATION and float(a[1].astype(np.float32) @ b[1].astype(np.float32)) >= COLOUR_CORRELATION
-        )
+        grey = float(a[0].astype(np.float32) @ grey_b.astype(np.float32))
+        colour = float(a[1].astype(np.float32) @ colour_b.astype(np.float32))
+        return grey >= COPY_CORRELATION and colour >= COLOUR_CORRELATION
 
 
 def _unit(picture: Image.Image) -> np.ndarray:
@@ -228,17 +237,18 @@ def find_groups(
     floor = min(CANDIDATE_COSINE, similar) if similar is not None else CANDIDATE_COSINE
     first, second, cosine = neighbour_pairs(photos.vectors, floor, NEIGHBOURS)
     near = cosine >= CANDIDATE_COSINE
-    by_hash = hash_pairs(photos.phashes, photos.known)
+    by_hash = turned_hash_pairs(photos.phashes, photos.known)
     pair_i, pair_j = unique_pairs(np.r_[first[near], by_hash[0]], np.r_[second[near], by_hash[1]])
     # Hashes first (photos indexed before the cache kept them are decoded now), then the cheap
     # tests on every pair at once; only the pairs that pass them decode pictures.
     for k in np.unique(np.r_[pair_i, pair_j][~photos.known[np.r_[pair_i, pair_j]]]).tolist():
         pictures.hash(k)
     close = photos.known[pair_i] & photos.known[pair_j]
-    close &= phash.distances(photos.phashes[pair_i], photos.phashes[pair_j]) <= COPY_BITS
+    turns, bits = phash.nearest_turns(photos.phashes[pair_i], photos.phashes[pair_j])
+    close &= bits <= COPY_BITS + np.where(turns > 0, TURN_SLACK, 0)
     close &= cosines(photos.vectors, pair_i, pair_j) >= HASH_COSINE
-    for i, j in zip(pair_i[close].tolist(), pair_j[close].tolist(), strict=True):
-        if copies.find(i) != copies.find(j) and pictures.alike(i, j):
+    for i, j, turn in zip(pair_i[close].tolist(), pair_j[close].tolist(), turns[close].tolist(), strict=True):
+        if copies.find(i) != copies.find(j) and pictures.alike(i, j, turn):
             copies.union(i, j)
     scenes = _Sets(len(photos))
     scenes.parent = [copies.find(i) for i in range(len(photos))]
@@ -302,8 +312,8 @@ def _group(members: list[int], photos: Photos, copies: _Sets) -> Group:
                 if keeper_content is not None and _content_hash(photos.path(i)) == keeper_content:
                     relation = "exact"
         width, height, taken, _ = facts[i]
-        distance = (
-            phash.distance(int(photos.phashes[i]), int(photos.phashes[keeper]))
+        distance = (  # turned where that brings the hashes nearer (a copy rotated in an editor)
+            int(phash.nearest_turns(photos.phashes[[keeper]], photos.phashes[[i]])[1][0])
             if photos.known[i] and photos.known[keeper]
             else None
         )

@@ -107,6 +107,7 @@ def sort_reviewed(
         dest=dest,
         mode=options.mode,
         pattern=options.pattern.text if options.pattern else None,
+        undated=options.pattern.undated if options.pattern else "unknown",
         unsorted=options.unsorted,
         leave_unsorted=options.leave_unsorted,
         dedupe=options.dedupe,
@@ -167,7 +168,7 @@ def run_sort(
                 record_pair(report, events, result, raws, {})
                 continue
             label_path = label.folder_path if label else (options.unsorted,)
-            folder = target_folder(dest, options.pattern, label_path, ref.path)
+            folder, undated = target_folder(dest, options.pattern, label_path, ref.path)
             try:
                 placed = place_unit(mover, ref.path, folder, raws, label is not None, options.dry_run, report, events)
             except DestinationFullError as exc:
@@ -185,6 +186,7 @@ def run_sort(
                 dry_run=options.dry_run,
                 explained=explained,
                 note=plan.note,
+                undated=undated,
             )
             handled.add(ref.path)
             record_pair(report, events, result, raws, dict(plan.companions))
@@ -203,9 +205,13 @@ def end_run(report: Report, journal: Journal | None) -> None:
         journal.close()
 
 
-def target_folder(dest: Path, pattern: Pattern | None, label_path: tuple[str, ...], photo: Path) -> Path:
-    """The folder ``photo`` goes to for the label folder ``label_path``: by ``--pattern``, else the label's."""
-    return dest / pattern.folder(label_path, photo) if pattern else dest.joinpath(*label_path)
+def target_folder(dest: Path, pattern: Pattern | None, label_path: tuple[str, ...], photo: Path) -> tuple[Path, str]:
+    """The folder ``photo`` goes to for the label folder ``label_path``: by ``--pattern``, else the label's;
+    and, for a photo with no date taken in a dated pattern, how it was dated (``unknown``, ``mtime``; else "")."""
+    if pattern is None:
+        return dest.joinpath(*label_path), ""
+    folder, undated = pattern.place(label_path, photo)
+    return dest / folder, undated
 
 
 _PAST = {"move": "moved", "copy": "copied", "link": "linked", "dedupe": "deduplicated"}

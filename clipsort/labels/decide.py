@@ -140,27 +140,48 @@ def multi_label(
     return kept, judgements
 
 
+def needed_score(runner_up_logit: float, margin: float) -> float:
+    """The score the best label needs to lead a runner-up of this logit by ``margin`` logits: the
+    margin on the 0-to-1 scale of the scores, for one photo (docs/scoring.md, "the margin")."""
+    return float(sigmoid(np.float64(runner_up_logit + margin)))
+
+
+def _told(score: float) -> str:
+    """A score as a reason tells it: two decimals, four near 0 and 1 (where two would read 0.00 or 1.00)."""
+    return f"{score:.2f}" if 0.01 <= score <= 0.99 else f"{score:.4f}"
+
+
 def single_label(
     scores: np.ndarray, logits: np.ndarray, thresholds: Sequence[float], margin: float, exclude: Sequence[bool]
 ) -> tuple[int | None, list[Judgement]]:
     """``sort``'s rule for one photo: the best label, if it passes and leads the runner-up.
 
     The lead is measured in logits (``a * cos + b``): ``margin`` 1.0 means the best
-    label is e (2.7) times as likely as the runner-up. Returns None for "none of
-    these", which is also the answer when the best label is an excluded one.
+    label is e (2.7) times as likely as the runner-up. It is told on the scale of the scores
+    beside it: the runner-up's score and the score the margin asks of the best label
+    (:func:`needed_score`). Returns None for "none of these", which is also the answer when
+    the best label is an excluded one.
     """
     order = np.argsort(-logits, kind="stable")
     best = int(order[0])
-    lead = float(logits[best] - logits[order[1]]) if len(order) > 1 else float("inf")
+    second = int(order[1]) if len(order) > 1 else None
+    lead = float(logits[best] - logits[second]) if second is not None else float("inf")
+    told = _told(float(scores[best]))
     chosen: int | None = best
     if scores[best] < thresholds[best]:
         chosen, reason = None, "best label, but below its threshold: none of these"
-    elif lead < margin:
-        chosen, reason = None, f"best label, but leads the runner-up by {lead:.2f} < margin {margin:g}: none of these"
+    elif second is not None and lead < margin:
+        needed, runner_up = _told(needed_score(float(logits[second]), margin)), _told(float(scores[second]))
+        short = "just short of" if needed == told else "short of"
+        reason = f"best label ({told}), but {short} the {needed} the margin asks over the runner-up's {runner_up}"
+        chosen, reason = None, reason + ": none of these"
     elif exclude[best]:
         chosen, reason = None, "best label, excluded: the photo is left unsorted"
+    elif second is not None:
+        needed, runner_up = _told(needed_score(float(logits[second]), margin)), _told(float(scores[second]))
+        reason = f"chosen ({told}; the margin asks {needed} over the runner-up's {runner_up})"
     else:
-        reason = "chosen" + (f" (leads by {lead:.2f})" if len(order) > 1 else "")
+        reason = "chosen"
     judgements = []
     for i, value in enumerate(scores):
         why = reason if i == best else ("passes, but not the best" if value >= thresholds[i] else "below threshold")

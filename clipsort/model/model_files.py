@@ -22,7 +22,16 @@ from clipsort import settings
 from clipsort.errors import LabelFileError, ModelError, ModelUnavailableError, UsageError
 from clipsort.labels.label_set import LabelSet, check_dimension
 from clipsort.model.devices import resolve_precision
-from clipsort.model.model_spec import CONFIG_NAME, HF_HOST, HF_PREFIX, LOCAL_PREFIX, RANDOM, ModelSpec
+from clipsort.model.model_spec import (
+    CONFIG_NAME,
+    HF_HOST,
+    HF_PREFIX,
+    LOCAL_PREFIX,
+    RANDOM,
+    ModelSpec,
+    known_models,
+    nearest,
+)
 from clipsort.safe_files import MODEL_CONFIG_LIMIT, read_json, read_regular
 
 if TYPE_CHECKING:
@@ -125,26 +134,16 @@ def source_for(spec: ModelSpec) -> _Source:
             raise _unavailable(spec, url, [hf_dir, offline_folder])
         return _Source(HF_PREFIX + spec.name, None, origin=f"download from {url}")
 
-    # built-in architecture
-    if spec.name not in open_clip.list_models():
-        raise ModelError(
-            f"unknown model {spec.name!r}: run 'clipsort models' for the architectures and tags open_clip knows, "
-            "or pass hf-hub:ORG/REPO or local-dir:FOLDER"
-        )
-    if spec.pretrained is None:
-        raise UsageError(
-            f"model {spec.name} needs --pretrained: a tag ({_tags(spec.name)}), a checkpoint file, "
-            "or 'none' for random weights"
-        )
+    check_known(spec)  # built-in architecture
+    if spec.pretrained is None:  # check_known refused it; kept for the type checker
+        raise UsageError(f"model {spec.name} needs --pretrained")
     if spec.pretrained == RANDOM:
         return _Source(spec.name, None, origin="random weights")
     if os.path.isfile(spec.pretrained):
         return _Source(spec.name, spec.pretrained, origin=spec.pretrained)
     tag_cfg = open_clip.get_pretrained_cfg(spec.name, spec.pretrained)
-    if not tag_cfg:
-        if os.sep in spec.pretrained or Path(spec.pretrained).suffix:
-            raise ModelError(f"checkpoint file {spec.pretrained} does not exist")
-        raise ModelError(f"unknown pretrained tag {spec.pretrained!r} for {spec.name} (known: {_tags(spec.name)})")
+    if not tag_cfg:  # check_known read another catalog than open_clip's own
+        raise ModelError(f"unknown pretrained tag {spec.pretrained!r} for {spec.name} ('clipsort models' lists them)")
     if (offline_folder / CONFIG_NAME).is_file():
         _check_local_dir(offline_folder)
         return _Source(LOCAL_PREFIX + str(offline_folder), None, origin=str(offline_folder))
@@ -157,22 +156,50 @@ def source_for(spec: ModelSpec) -> _Source:
     return _Source(spec.name, spec.pretrained, origin=f"download from {url}")
 
 
-def _tags(arch: str) -> str:
-    import open_clip
-
-    tags = open_clip.list_pretrained_tags_by_model(arch)
-    return ", ".join(tags) if tags else "none published"
+def check_known(spec: ModelSpec, given: str | None = None) -> None:
+    """Refuse, in a moment and before anything is cached for it, a model that does not exist: an
+    architecture open_clip does not know (``given``: the name as the person wrote it; the nearest
+    known names are told), a tag it has not for that architecture, a folder or checkpoint file that
+    is not there. Reads open_clip's catalog without importing it (:func:`clipsort.model.model_spec.catalog`)."""
+    given = given or spec.name
+    if spec.kind == "local-dir":
+        _check_local_dir(Path(spec.name))
+        return
+    if spec.kind != "builtin":
+        return
+    known = known_models()
+    if spec.name not in known.architectures:
+        close = nearest(given, known.architectures)
+        hint = f"; nearest: {', '.join(close)}" if close else ""
+        path_like = given.startswith((".", "~")) or os.sep in given or "/" in given
+        what = f"no model folder {given!r} and no model of that name" if path_like else f"unknown model {given!r}"
+        raise ModelError(f"{what}{hint} ('clipsort models' lists them; or hf-hub:ORG/REPO, local-dir:FOLDER)")
+    tags = known.tags(spec.name)
+    listed = ", ".join(tags) if tags else "none published"
+    if spec.pretrained is None:
+        raise UsageError(
+            f"model {spec.name} needs --pretrained: a tag ({listed}), a checkpoint file, or 'none' for random weights"
+        )
+    if spec.pretrained == RANDOM or os.path.isfile(spec.pretrained):
+        return
+    if spec.pretrained.lower().replace("-", "_") in tags:  # open_clip's own reading of a tag
+        return
+    if os.sep in spec.pretrained or Path(spec.pretrained).suffix:
+        raise ModelError(f"checkpoint file {spec.pretrained} does not exist")
+    close = nearest(spec.pretrained, tags)
+    hint = f"; nearest: {', '.join(close)}" if close else ""
+    listed = listed if len(tags) <= 6 or not close else "'clipsort models' lists them"
+    raise ModelError(f"unknown pretrained tag {spec.pretrained!r} for {spec.name}{hint} ({listed})")
 
 
 def _cached_tag_weights(tag_cfg: dict[str, Any]) -> tuple[str | None, str]:
     """(path of the cached weights or None, where they would be downloaded from)."""
-    from open_clip.pretrained import HF_WEIGHTS_NAME, _get_safe_alternatives
-
+    module = known_models().module
     hub = tag_cfg.get("hf_hub") or ""
     if hub:
         repo, filename = os.path.split(hub)  # "org/repo/" means the default file name
-        filename = filename or HF_WEIGHTS_NAME
-        names = [*_get_safe_alternatives(filename), filename]
+        filename = filename or module.HF_WEIGHTS_NAME
+        names = [*module._get_safe_alternatives(filename), filename]
         return _hf_cached(repo, names), f"https://{HF_HOST}/{repo}"
     url = tag_cfg.get("url") or ""
     if url:
@@ -341,17 +368,16 @@ class ModelListing:
 
 def list_models() -> list[ModelListing]:
     """Every architecture open_clip knows, its pretrained tags, and which are cached here."""
-    import open_clip
-
+    known = known_models()
     rows = []
-    for arch in open_clip.list_models():
-        tags = tuple(open_clip.list_pretrained_tags_by_model(arch))
+    for arch in known.architectures:
+        tags = known.tags(arch)
         cached = []
         for tag in tags:
             if (settings.models_dir() / f"{arch}__{tag}" / CONFIG_NAME).is_file():
                 cached.append(tag)
                 continue
-            path, _ = _cached_tag_weights(open_clip.get_pretrained_cfg(arch, tag))
+            path, _ = _cached_tag_weights(known.pretrained[arch][tag])
             if path is not None:
                 cached.append(tag)
         rows.append(ModelListing(arch, tags, tuple(cached)))

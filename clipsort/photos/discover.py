@@ -7,7 +7,8 @@ well-known junk folders, and yields each image file once. Like ``find``, ``fd`` 
 (:attr:`WalkOptions.follow_links`; a folder is then never walked twice, so link loops
 end); a path the user names is followed. Folders that another application manages
 (:mod:`clipsort.photos.managed`) are left out unless asked (``include_managed``). What is
-left out is said through ``on_left_out``; only regular files are ever yielded.
+left out is said through ``on_left_out``; only regular files are ever yielded. What the person
+excludes (``--exclude``, ``.clipsortignore``: :mod:`clipsort.photos.ignore`) is not there at all.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import cast
 
 from clipsort.photos import managed
 from clipsort.photos.formats import KNOWN_EXTENSIONS, format_of, is_raw
+from clipsort.photos.ignore import IgnoreFileError, Rules
 from clipsort.photos.remote import is_url
 from clipsort.safe_files import not_regular_reason
 
@@ -64,6 +66,8 @@ class WalkOptions:
     follow_links: bool = False
     #: Enter folders another application manages (:mod:`clipsort.photos.managed`): read-only commands only.
     include_managed: bool = False
+    #: gitignore-style patterns, relative to each root, of what the walk leaves out (``--exclude``).
+    exclude: tuple[str, ...] = ()
 
 
 def _ignore(path: Path, reason: str) -> None:
@@ -121,6 +125,8 @@ def discover(
                 continue
         if stat.S_ISDIR(st.st_mode):
             yield from _walk(root, st, seen_dirs, seen_files, on_error, side_files, options, on_left_out)
+        elif Rules.for_root(root.parent, options.exclude).excludes(root, is_folder=False):
+            continue  # a file named and excluded too (a shell's glob): excluded wins, as in git
         elif not stat.S_ISREG(st.st_mode):
             on_error(root, not_regular_reason(st.st_mode) + " or folder; not read")
         elif not is_image_name(root.name):
@@ -164,11 +170,12 @@ def _walk(
     on_left_out: OnError = _ignore,
 ) -> Iterator[ImageRef]:
     # An explicit stack instead of recursion: deep trees cannot hit the recursion limit.
-    stack: list[tuple[Path, os.stat_result]] = [(folder, folder_stat)]
+    # Each folder to walk with the exclusion rules of its parent.
+    stack: list[tuple[Path, os.stat_result, Rules]] = [(folder, folder_stat, Rules.for_root(folder, options.exclude))]
     endings = side_files.endings if side_files is not None else ()
     side_stats = side_files.stats if side_files is not None else {}
     while stack:
-        current, current_stat = stack.pop()
+        current, current_stat, rules = stack.pop()
         if not _first_sight(current_stat, seen_dirs):
             continue  # reached again through a symlink: walked already (or a loop)
         try:
@@ -177,12 +184,18 @@ def _walk(
         except OSError as exc:
             on_error(current, f"cannot read folder: {exc.strerror or exc}")
             continue
+        names = {entry.name for entry in listing}
         if not options.include_managed:
-            owner = managed.by_content(current, {entry.name for entry in listing})
+            owner = managed.by_content(current, names)
             if owner is not None:
                 on_left_out(current, managed.left_out_reason(owner))
                 continue
-        subfolders: list[tuple[Path, os.stat_result]] = []
+        try:
+            rules = rules.entering(current, names)
+        except IgnoreFileError as exc:  # what its owner meant to keep away is unknown: keep away from all
+            on_error(current, f"{exc}; the folder is not walked")
+            continue
+        subfolders: list[tuple[Path, os.stat_result, Rules]] = []
         for entry in listing:
             name = entry.name
             if hidden_name(name):
@@ -199,6 +212,11 @@ def _walk(
             except OSError:
                 continue
             path = Path(entry.path)
+            try:
+                if rules and rules.excludes(path, is_folder=entry.is_dir()):
+                    continue
+            except OSError:
+                continue
             try:
                 st = entry.stat()  # follows symlinks
             except OSError as exc:
@@ -220,7 +238,7 @@ def _walk(
                     if owner is not None:
                         on_left_out(path, managed.left_out_reason(owner))
                         continue
-                subfolders.append((path, st))
+                subfolders.append((path, st, rules))
             elif not stat.S_ISREG(st.st_mode):
                 on_error(path, not_regular_reason(st.st_mode) + "; not read")
             elif _first_sight(st, seen_files):

@@ -35,12 +35,20 @@ class SortSettings:
     dest: Path
     mode: str = "move"
     pattern: str | None = None
+    undated: str = "unknown"
     unsorted: str = "_unsorted"
     leave_unsorted: bool = False
     dedupe: bool = False
     margin: float | None = None
     model: str = ""
     label_digest: str = ""
+
+
+#: A card's line for a photo with no date taken, filed by a dated pattern.
+UNDATED_NOTES = {
+    "unknown": "no date taken: filed under unknown",
+    "mtime": "no date taken: filed by the file's time, a guess",
+}
 
 
 def decision_of(result: PhotoResult) -> str:
@@ -79,6 +87,7 @@ def sort_plan(results: Sequence[PhotoResult], labels: LabelSet, settings: SortSe
                 destination=result.destination,
                 action=result.action,
                 scores=dict(result.scores),
+                undated=result.undated,
             )
         )
     return SortPlan(
@@ -88,6 +97,7 @@ def sort_plan(results: Sequence[PhotoResult], labels: LabelSet, settings: SortSe
         photos=tuple(photos),
         mode=settings.mode,
         pattern=settings.pattern,
+        undated=settings.undated,
         unsorted=settings.unsorted,
         leave_unsorted=settings.leave_unsorted,
         dedupe=settings.dedupe,
@@ -163,6 +173,8 @@ def _card(result: PhotoResult, photo: PlanPhoto, index: int, plan: SortPlan, mar
     if result.destination is not None and result.destination != result.path:
         done = "" if result.dry_run else f" ({result.action})"
         lines.append(f"-> {os.path.relpath(result.destination, plan.dest)}{done}")
+        if result.undated:
+            lines.append(UNDATED_NOTES[result.undated])
     elif result.action:
         lines.append(result.action + (f": {result.note}" if result.note else ""))
     extra = ""

@@ -74,6 +74,8 @@ class RunOptions:
     follow_links: bool = False
     #: Enter folders another application manages (``--include-managed``; never for tag and sort).
     include_managed: bool = False
+    #: gitignore-style patterns of what the walk leaves out (``--exclude``; :mod:`clipsort.photos.ignore`).
+    exclude: tuple[str, ...] = ()
 
 
 def warn(report: Report, events: Events, message: str) -> None:

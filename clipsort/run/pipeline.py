@@ -17,6 +17,7 @@ from clipsort.labels.label_set import LabelSet
 from clipsort.model.embed import Embedder
 from clipsort.photos.discover import ImageRef, SideFiles, WalkOptions, discover, pair_raw_with_jpeg
 from clipsort.photos.formats import Format, available, format_of
+from clipsort.photos.ignore import check_excludes
 from clipsort.photos.location import missing, require_local
 from clipsort.run.classifier import Decisions
 from clipsort.run.engine_local import local_embedded_photos
@@ -64,7 +65,8 @@ def find_photos(
         report.left_out.append((path, reason))
 
     unreadable: dict[Format, list[ImageRef]] = {}
-    walk = WalkOptions(follow_links=run.follow_links, include_managed=run.include_managed)
+    check_excludes(run.exclude)
+    walk = WalkOptions(follow_links=run.follow_links, include_managed=run.include_managed, exclude=run.exclude)
     for ref in discover(roots, on_error=on_error, side_files=side_files, options=walk, on_left_out=on_left_out):
         fmt = format_of(ref.path.name)
         if fmt is not None and not available(fmt):

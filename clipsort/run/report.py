@@ -42,6 +42,8 @@ class PhotoResult:
     note: str | None = None
     #: A RAW partner's JPEG: the photo it was judged (and moved) through.
     pair_of: Path | None = None
+    #: sort by a dated --pattern, a photo with no date taken: ``unknown`` folders, or ``mtime`` (a guess).
+    undated: str = ""
 
     def to_json(self) -> dict[str, object]:
         record: dict[str, object] = {
@@ -58,6 +60,8 @@ class PhotoResult:
             record["note"] = self.note
         if self.pair_of is not None:
             record["pair_of"] = str(self.pair_of)
+        if self.undated:
+            record["undated"] = self.undated
         if self.dry_run:
             record["dry_run"] = True
         if self.explained:

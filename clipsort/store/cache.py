@@ -345,24 +345,32 @@ class EmbeddingCache:
         self.vacuum()
         return len(gone)
 
+    def prune_models(self) -> list[str]:
+        """Drop the models that hold no photo's vector (and their prompts'). Returns their names."""
+        with transaction(self.db):
+            rows = self.db.execute(
+                "SELECT id, name FROM models m WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.model_id=m.id)"
+            ).fetchall()
+            self.db.executemany("DELETE FROM models WHERE id=?", [(row[0],) for row in rows])
+        self.vacuum()
+        return [str(row[1]) for row in rows]
+
+    def matching(self, model: str | None = None) -> list[ModelInfo]:
+        """The models :meth:`clear` drops: all, or those whose name or identity contains ``model``."""
+        return [info for info in self.models() if model is None or model in info.name or model in info.identity]
+
     def clear(self, model: str | None = None) -> int:
         """Drop every entry, or those of models whose name or identity contains ``model``. Returns models dropped."""
+        identities = [info.identity for info in self.matching(model)]
         with transaction(self.db):
             if model is None:
-                count = self.db.execute("SELECT COUNT(*) FROM models").fetchone()[0]
                 self.db.execute("DELETE FROM images")
                 self.db.execute("DELETE FROM texts")
                 self.db.execute("DELETE FROM models")
             else:
-                ids = [
-                    r[0]
-                    for r in self.db.execute("SELECT id, name, identity FROM models").fetchall()
-                    if model in r[1] or model in r[2]
-                ]
-                count = len(ids)
-                self.db.executemany("DELETE FROM models WHERE id=?", [(i,) for i in ids])
+                self.db.executemany("DELETE FROM models WHERE identity=?", [(i,) for i in identities])
         self.vacuum()
-        return int(count)
+        return len(identities)
 
     def vacuum(self) -> None:
         self.db.execute("VACUUM")

@@ -94,6 +94,11 @@ class JournalView:
             counts[operation.state] = counts.get(operation.state, 0) + 1
         return counts
 
+    def placed(self) -> int:
+        """How many photos the run placed (or retagged), whether or not an undo put them back since."""
+        counts = self.counts()
+        return sum(counts.get(state, 0) for state in ("done", "undoing", "undone"))
+
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes, bool, int]]:
     """(number, line without its newline, whether it was complete, where it ends) for each line

@@ -20,7 +20,7 @@ from clipsort.labels.label_set import parse_label_path
 from clipsort.labels.names import UNSAFE_IN_NAMES, control_problem
 from clipsort.safe_files import MAX_LABELS, UnsafeFile, read_regular
 from clipsort.writes.mover import MODES
-from clipsort.writes.pattern import parse_pattern
+from clipsort.writes.pattern import UNDATED, parse_pattern
 
 VERSION = 1
 KIND = "clipsort sort plan"
@@ -70,6 +70,8 @@ class PlanPhoto:
     destination: Path | None = None
     action: str = ""
     scores: dict[str, float] = field(default_factory=dict)
+    #: No date taken, in a dated pattern: filed under ``unknown``, or by the file's time (``mtime``, a guess).
+    undated: str = ""
 
     def to_json(self) -> dict[str, object]:
         record: dict[str, object] = {**self.file.to_json(), "decision": self.decision}
@@ -81,6 +83,8 @@ class PlanPhoto:
             record["action"] = self.action
         if self.scores:
             record["scores"] = {name: round(score, 6) for name, score in self.scores.items()}
+        if self.undated:
+            record["undated"] = self.undated
         return record
 
 
@@ -101,6 +105,8 @@ class SortPlan:
     photos: tuple[PlanPhoto, ...]
     mode: str = "move"
     pattern: str | None = None
+    #: Where photos with no date taken go in a dated pattern (``sort --undated``).
+    undated: str = "unknown"
     unsorted: str = "_unsorted"
     leave_unsorted: bool = False
     dedupe: bool = False
@@ -125,6 +131,7 @@ class SortPlan:
             "dest": os.fsdecode(self.dest),
             "mode": self.mode,
             "pattern": self.pattern,
+            "undated": self.undated,
             "unsorted": self.unsorted,
             "leave_unsorted": self.leave_unsorted,
             "dedupe": self.dedupe,
@@ -171,6 +178,7 @@ def parse_plan(raw: Any, source: str = "<plan>") -> SortPlan:
     dest = where.path(raw.get("dest"), "dest")
     mode = where.choice(raw.get("mode", "move"), MODES, "mode")
     pattern = raw.get("pattern")
+    undated = where.choice(raw.get("undated", "unknown"), UNDATED, "undated")
     if pattern is not None:
         where.string(pattern, "pattern")
         try:
@@ -208,6 +216,7 @@ def parse_plan(raw: Any, source: str = "<plan>") -> SortPlan:
         photos=tuple(photos),
         mode=mode,
         pattern=pattern,
+        undated=undated,
         unsorted=unsorted,
         leave_unsorted=where.flag(raw, "leave_unsorted"),
         dedupe=where.flag(raw, "dedupe"),
