@@ -1,6 +1,7 @@
 """Start-up of whole commands, side by side with rclip, in one run (issue: fast start).
 
     python benchmarks/startup.py [--runs 5] [--rclip PATH] [--against DIR] [--model ViT-B-32 --pretrained none]
+    python benchmarks/startup.py --first-run 160 [--rclip PATH] [--runs 3]
 
 Every figure is a whole process, started fresh, median of ``--runs`` runs (peak RSS: the
 median of the runs' peaks):
@@ -22,6 +23,14 @@ median of the runs' peaks):
   from scratch, and a query over the 200 photos it has indexed (``rclip -n``, no indexing).
 
 The model is ViT-B-32 with random weights by default: the real model's size and speed.
+
+``--first-run N`` measures instead a person's first run of a model they never used, beside
+rclip's whole first run, on the same N photos of 8-12 MP (built as benchmarks/throughput.py
+builds them): ``clipsort tag FOLDER --labels ... --dry-run`` with an empty cache folder (the
+model's fast runtime is prepared in that run), then the same with the runtime kept and a new
+embedding cache (every later run), and ``rclip -f QUERY`` indexing the folder from scratch (its
+model files already in place, as after its download). The model is a ViT-B-32 in a model folder
+with random weights in a safetensors file: loaded as real weights are, the real model's size.
 """
 
 from __future__ import annotations
@@ -129,7 +138,11 @@ def main() -> None:
     parser.add_argument("--precisions", default="int8,fp32,bf16", help="comma-separated, for `index 1 photo`")
     parser.add_argument("--rclip", help="rclip's executable (rclip >= 4)")
     parser.add_argument("--against", type=Path, help="another checkout of clipsort, measured alternately")
+    parser.add_argument("--first-run", type=int, metavar="N", help="measure the first run of a new model on N photos")
     args = parser.parse_args()
+    if args.first_run:
+        first_run(args)
+        return
     trees = {"this": ROOT} | ({"against": args.against.resolve()} if args.against else {})
     # Measure clipsort as an installed copy runs: with its modules' compiled bytecode, which pip
     # writes at install time (an environment that forbids writing it recompiles every module of
@@ -227,6 +240,71 @@ def main() -> None:
             print(f"  rclip query, 200 indexed {seconds:5.2f} s   peak RSS {rss:5.0f} MiB")
         else:
             print("rclip not measured (pass --rclip PATH)")
+
+
+def first_run(args: argparse.Namespace) -> None:
+    """A new model's first run over N photos of 8-12 MP, later runs, and rclip's whole first run."""
+    from throughput import build
+
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    machine = platform.processor() or platform.machine()
+    print(f"machine: {machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory(prefix="clipsort-first-run-") as tmp_name:
+        tmp = Path(tmp_name)
+        photos = tmp / "photos"
+        start = time.perf_counter()
+        build(photos, args.first_run)
+        print(f"built {args.first_run} JPEGs of 8-12 MP in {time.perf_counter() - start:.0f} s")
+        model = tmp / "ViT-B-32-model"
+        subprocess.run([sys.executable, "-c", MODEL_FOLDER, str(model)], check=True, capture_output=True)
+        (tmp / "labels.txt").write_text("".join(f"{word}\n" for word in WORDS[:10]))
+        command = ["tag", str(photos), "--labels", str(tmp / "labels.txt"), "--dry-run", "-q"]
+        command += ["--model", f"local-dir:{model}", "--device", "cpu"]
+        firsts, laters = [], []
+        for i in range(args.runs):
+            env = dict(os.environ, CLIPSORT_CACHE_DIR=str(tmp / f"new-{i}"), HF_HUB_OFFLINE="1")
+            firsts.append(whole(clipsort(*command), env))  # nothing cached: the runtime is prepared in it
+            env["CLIPSORT_CACHE"] = str(tmp / f"later-{i}.sqlite3")  # the runtime kept, a new embedding cache
+            laters.append(whole(clipsort(*command), env))
+        seconds, rss = medians(firsts)
+        print(f"\n{args.first_run} photos, whole process, median of {args.runs}:")
+        print(f"  clipsort first run of a new model  {seconds:6.1f} s   peak RSS {rss:5.0f} MiB")
+        later, later_rss = medians(laters)
+        print(f"  clipsort later run (new cache)     {later:6.1f} s   peak RSS {later_rss:5.0f} MiB")
+        if not args.rclip:
+            print("rclip not measured (pass --rclip PATH)")
+            return
+        datadir = tmp / "rclip-data"
+        standin = [sys.executable, str(ROOT / "benchmarks" / "rclip_standin.py"), str(datadir)]
+        subprocess.run(standin, check=True, capture_output=True)
+        renv = dict(os.environ, RCLIP_DATADIR=str(datadir), HF_HUB_OFFLINE="1")
+        runs = []
+        for _ in range(args.runs):
+            for stale in datadir.glob("db.sqlite3*"):
+                stale.unlink()
+            runs.append(whole([args.rclip, "-f", "a photo"], renv, cwd=photos))
+        rclip_seconds, rclip_rss = medians(runs)
+        print(f"  rclip whole first run (indexing)   {rclip_seconds:6.1f} s   peak RSS {rclip_rss:5.0f} MiB")
+        ratios = f"first run / rclip: {seconds / rclip_seconds:.2f}; later run / rclip: {later / rclip_seconds:.2f}"
+        print(f"  clipsort {ratios}")
+
+
+#: Writes a ViT-B-32 model folder (open_clip's layout) with random weights in a safetensors file.
+MODEL_FOLDER = """
+import json, sys
+from pathlib import Path
+import open_clip, torch
+from safetensors.torch import save_file
+folder = Path(sys.argv[1])
+folder.mkdir(parents=True)
+torch.manual_seed(0)
+model = open_clip.create_model("ViT-B-32", pretrained=None)
+save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+preprocess = {"mean": list(open_clip.OPENAI_DATASET_MEAN), "std": list(open_clip.OPENAI_DATASET_STD),
+              "interpolation": "bicubic", "resize_mode": "shortest"}
+config = {"model_cfg": open_clip.get_model_config("ViT-B-32"), "preprocess_cfg": preprocess}
+(folder / "open_clip_config.json").write_text(json.dumps(config))
+"""
 
 
 if __name__ == "__main__":

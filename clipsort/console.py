@@ -34,21 +34,9 @@ from clipsort.errors import FileFailure
 from clipsort.run.report import PhotoResult, Report
 
 _SUMMARY_ORDER = (
-    "indexed",
-    "paired",
-    "learned",
-    "evaluated",
-    "tagged",
-    "untagged",
-    "moved",
-    "copied",
-    "linked",
-    "unsorted",
-    "left",
-    "in-place",
-    "duplicate",
-    "already-tagged",
-)
+    "indexed", "paired", "learned", "evaluated", "tagged", "untagged", "moved", "copied", "linked", "unsorted",
+    "left", "in-place", "duplicate", "already-tagged",
+)  # fmt: skip
 #: Paths left out on purpose that the summary names one by one (--log has them all).
 _LEFT_OUT_SHOWN = 20
 _DRY_VERBS = {
@@ -149,6 +137,10 @@ class Ui:
             self._log.close()
             self._log = None
 
+    def log(self, message: str) -> None:
+        """Write ``message`` to the --log only (what a status line said)."""
+        self._write_log(printable(message))
+
     def _write_log(self, line: str) -> None:
         if self._log is not None:
             self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
@@ -180,12 +172,12 @@ class Ui:
         return self.err.status(message)
 
     @contextlib.contextmanager
-    def _progress_says(self, message: str) -> Iterator[None]:
+    def _progress_says(self, message: str) -> Iterator[Callable[[str], None]]:
         progress, task = self._progress, self._task
         assert progress is not None and task is not None
         progress.update(task, description=f"photos ({message.rstrip('.')}...)")
-        try:
-            yield
+        try:  # what it says next replaces it (how far a long step is)
+            yield lambda said: progress.update(task, description=f"photos ({printable(said)}...)")
         finally:
             progress.update(task, description="photos")
 

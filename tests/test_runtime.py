@@ -92,7 +92,7 @@ def test_prompts_that_begin_alike_share_their_beginning_and_keep_open_clips_vect
     get open_clip's vectors when their shared beginnings are computed once, as when each prompt is
     computed whole; and sharing really happens (fewer positions are computed)."""
     from clipsort.labels.label_set import DEFAULT_TEMPLATES
-    from clipsort.model.text_tower import end_positions, shared_prefixes
+    from clipsort.model.texts import end_positions, shared_prefixes
 
     labels = ["red", "green", "blue", "red circle", "red square", "dark blue", "yellow", "a b c d e f g h"]
     texts = [t.format(label) for label in labels for t in DEFAULT_TEMPLATES]
@@ -112,7 +112,7 @@ def test_prompts_that_begin_alike_share_their_beginning_and_keep_open_clips_vect
 def test_the_tokenizer_gives_open_clips_tokens():
     from open_clip.tokenizer import SimpleTokenizer, default_bpe
 
-    from clipsort.model.tokenizer import SAMPLES, ClipTokenizer
+    from clipsort.model.texts import SAMPLES, ClipTokenizer
 
     rng = random.Random(3)
     alphabet = "abcdefghijklmnopqrstuvwxyzABCZ éüßñ東京🐕 .,!?'-&;<>0123456789\t\n"
@@ -152,10 +152,18 @@ def runtime_files() -> list[Path]:
 def test_the_artifact_is_built_once_and_rebuilt_when_damaged(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("CLIPSORT_RUNTIME_DIR", str(tmp_path / "runtime"))
     steps: list[str] = []
+
+    def builds() -> int:  # the first line of each build: why the user waits
+        return sum(", once (kept in " in step for step in steps)
+
     load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8", on_step=steps.append)
-    assert len(steps) == 1 and "building the fast runtime" in steps[0]  # the user hears why it waits
+    assert builds() == 1 and steps[0].startswith("preparing ") and " for this CPU in int8, once" in steps[0]
+    # then how far along it is, step by step: "exporting the image tower", "(2 of 4)"...
+    assert any("exporting the image tower" in step for step in steps) and any(" of " in step for step in steps)
     files = runtime_files()
-    assert {f.name for f in files} >= {"manifest.json", "image-int8.onnx", "image-int8.data", "text-fp32.data"}
+    # the towers an int8 run needs, and no other (fp32 and bf16 are built when first asked for)
+    assert {f.name for f in files} == {"manifest.json", "image-int8.onnx", "image-int8.data", "text-int8.onnx",
+                                       "text-int8.data"}  # fmt: skip
     stamps = {f: f.stat().st_mtime_ns for f in files}
 
     def no_rebuild(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -165,13 +173,13 @@ def test_the_artifact_is_built_once_and_rebuilt_when_damaged(tmp_path: Path, mon
         patch.setattr(export, "build", no_rebuild)
         model = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8", on_step=steps.append)
         model.encode_texts(["a photo of a red."])
-    assert {f: f.stat().st_mtime_ns for f in runtime_files()} == stamps and len(steps) == 1
+    assert {f: f.stat().st_mtime_ns for f in runtime_files()} == stamps and builds() == 1
 
     # a weights file cut short, or changed: found at the next start, the artifact built again
     [data] = [f for f in files if f.name == "image-int8.data"]
     data.write_bytes(data.read_bytes()[:-100])
     again = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8", on_step=steps.append)
-    assert len(steps) == 2 and data.stat().st_size > 0
+    assert builds() == 2 and data.stat().st_size > 0
     assert again.encode_images([make_picture("red", (64, 64), random.Random(1))]).shape == (1, again.artifact.dim)
 
     # the same size, other bytes: found when the tower is opened (a run reads only the parts it opens)
@@ -181,7 +189,15 @@ def test_the_artifact_is_built_once_and_rebuilt_when_damaged(tmp_path: Path, mon
     text.write_bytes(bytes(damaged))
     later = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8", on_step=steps.append)
     assert later.encode_texts(["a photo of a red."]).shape == (1, later.artifact.dim)
-    assert len(steps) == 3 and text.read_bytes()[:64] != bytes(64)
+    assert builds() == 3 and text.read_bytes()[:64] != bytes(64)
+
+    # fp32, asked for later: its own artifact, built then; the int8 one is left as it was
+    int8_files = {f: f.stat().st_mtime_ns for f in runtime_files()}
+    fp32 = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32", on_step=steps.append)
+    assert builds() == 4 and fp32.artifact.folder != later.artifact.folder
+    assert {f.name for f in fp32.artifact.folder.iterdir()} == {"manifest.json", "image-fp32.onnx", "image-fp32.data",
+                                                                "text-fp32.onnx", "text-fp32.data"}  # fmt: skip
+    assert {f: f.stat().st_mtime_ns for f in runtime_files() if f.parent == later.artifact.folder} == int8_files
 
 
 def test_a_tower_onnx_runtime_cannot_open_is_rebuilt(tmp_path: Path, monkeypatch):
@@ -206,11 +222,11 @@ def test_an_artifact_of_other_library_versions_is_not_used(tmp_path: Path, monke
     monkeypatch.setenv("CLIPSORT_RUNTIME_DIR", str(tmp_path / "runtime"))
     identity = model_identity(parse_spec(str(COLOUR_MODEL)), RUNTIME_IDENTITY)
     folder = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "fp32").artifact.folder
-    assert artifact.find(identity) is not None
+    assert artifact.find(identity, "fp32") is not None
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["key"] = manifest["key"].replace("onnxruntime-", "onnxruntime-0.0.0-")  # built by another version
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    assert artifact.find(identity) is None and not folder.exists()
+    assert artifact.find(identity, "fp32") is None and not folder.exists()
 
 
 def test_a_fast_run_imports_no_torch_and_a_relabel_no_image_tower(tmp_path: Path, shared_runtime_dir: Path):
@@ -340,3 +356,54 @@ def test_int8_keeps_a_full_size_models_vectors_on_the_corpus_photos(reference_vi
     assert cosines.min() >= 0.99
     prompts = ["a photo of a dog.", "a photo of a cat.", "a photo of the beach.", "a blurry photo of a car."]
     assert (fast.encode_texts(prompts) * reference_vit.encode_texts(prompts)).sum(axis=1).min() >= 0.99
+
+
+def test_weights_quantized_in_numpy_keep_the_graphs_numbers_and_drop_the_float_weights(tmp_path: Path):
+    """The int8 weights (clipsort.model.quantize) of a MatMul by a transposed weight (as torch exports
+    ``linear``), a Gemm with a bias and a Gather from a table: the same results within 8-bit error,
+    and none of those float weights left in the graph."""
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    from clipsort.model.quantize import quantize_weights
+
+    rng = np.random.default_rng(3)
+    weights = {
+        "w1t": rng.standard_normal((64, 32)).astype(np.float32),
+        "w2": rng.standard_normal((16, 64)).astype(np.float32) * 0.1,
+        "b2": rng.standard_normal(16).astype(np.float32),
+        "table": rng.standard_normal((20_000, 4)).astype(np.float32),
+    }
+    graph = helper.make_graph(
+        [
+            helper.make_node("Transpose", ["w1t"], ["w1"], perm=[1, 0]),
+            helper.make_node("MatMul", ["x", "w1"], ["h"]),
+            helper.make_node("Gemm", ["h", "w2", "b2"], ["y"], transB=1),
+            helper.make_node("Gather", ["table", "ids"], ["z"], axis=0),
+        ],
+        "tiny",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 32]),
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 3]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 16]),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 3, 4]),
+        ],
+        [numpy_helper.from_array(value, name) for name, value in weights.items()],
+    )
+    source, target = tmp_path / "raw.onnx", tmp_path / "int8.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(source))
+    assert quantize_weights(source, target) == 3
+    feeds = {"x": rng.standard_normal((5, 32)).astype(np.float32), "ids": rng.integers(0, 20_000, (5, 3))}
+    before = onnxruntime.InferenceSession(str(source)).run(None, feeds)
+    after = onnxruntime.InferenceSession(str(target)).run(None, feeds)
+    for exact, approximate in zip(before, after, strict=True):
+        error = np.abs(exact - approximate).max() / np.abs(exact).max()
+        assert 0 < error < 0.02, error  # quantized (not the same numbers), and close
+    quantized = onnx.load(str(target))
+    kinds = {init.name: init.data_type for init in quantized.graph.initializer}
+    assert not {"w1t", "w2", "table"} & set(kinds)  # the float weights are gone, the bias stays
+    assert kinds["b2"] == TensorProto.FLOAT and "Transpose" not in {node.op_type for node in quantized.graph.node}
+    assert sum(kind == TensorProto.UINT8 for kind in kinds.values()) >= 3

@@ -8,7 +8,7 @@ import logging
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -94,8 +94,8 @@ def run_command(
         setup_quiet_libraries()
 
         def loader(spec, device, precision):  # noqa: ANN001, ANN202
-            with ui.status(f"loading model {spec.display}..."):
-                return load_model(spec, device, precision, choice.threads, on_step=ui.info)
+            with ui.status(f"loading model {spec.display}...") as status:
+                return load_model(spec, device, precision, choice.threads, on_step=stepper(ui, status))
 
         def loaded(model) -> None:  # noqa: ANN001
             ui.release(f"model {model.name} on {model.describe()}")  # then the photos' messages held meanwhile
@@ -154,3 +154,24 @@ def open_review(report: Report, open_page: bool) -> None:
         import webbrowser
 
         webbrowser.open(report.review.resolve().as_uri())
+
+
+def stepper(ui: Any, status: Any) -> Callable[[str], None]:
+    """What a long step says (a model's first preparation): its first line stays, the later ones (how
+    far along it is) replace each other on the status line (a terminal's), and all go to the --log."""
+    from clipsort.console import printable
+
+    said: list[str] = []
+
+    def step(message: str) -> None:
+        if not said:
+            ui.info(message)
+        else:
+            ui.log(message)
+            if callable(status):  # the progress bar's description
+                status(message)
+            elif hasattr(status, "update"):  # a spinner's line
+                status.update(printable(message) + "...")
+        said.append(message)
+
+    return step

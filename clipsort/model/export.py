@@ -27,16 +27,19 @@ from clipsort.model.artifact import (
     ARTIFACT_VERSION,
     MANIFEST,
     OPSET,
+    PARTS,
     Artifact,
+    artifact_key,
     file_facts,
     find,
     folder_for,
-    library_versions,
 )
 
 if TYPE_CHECKING:
     from clipsort.model.torch_model import ClipModel
 
+#: Prompts a text tower is checked on at a time (all 56 at once took 400 MB of ONNX Runtime's memory).
+CHECK_BATCH = 8
 #: Smallest cosine to open_clip's vectors that each part must reach to be used.
 CHECKS = {"image-fp32": 0.9999, "image-int8": 0.99, "image-bf16": 0.99, "text-fp32": 0.9999, "text-int8": 0.99}
 
@@ -44,29 +47,36 @@ CHECKS = {"image-fp32": 0.9999, "image-int8": 0.99, "image-bf16": 0.99, "text-fp
 # ----------------------------------------------------------------------------- building
 
 
-def build(load: Callable[[], ClipModel], identity: str) -> Artifact:
-    """Export the model ``load`` gives (open_clip, fp32, on the CPU) into the artifact of ``identity``.
+def build(
+    load: Callable[[], ClipModel], identity: str, precision: str, on_step: Callable[[str], None] | None = None
+) -> Artifact:
+    """Export the model ``load`` gives (open_clip, fp32, on the CPU) into the artifact of ``identity``
+    at ``precision``: the towers that precision runs (:data:`~clipsort.model.artifact.PARTS`).
 
     The torch model is let go once its towers are exported, before ONNX Runtime optimises
-    and quantizes them, so the two never take memory at the same time.
+    and quantizes them, so the two never take memory at the same time. ``on_step`` hears how far
+    along it is.
 
-    Slow (20-40 s for ViT-B-32 on two cores). Concurrent builds are harmless: each works in
-    a folder of its own and the first to finish is kept.
+    Slow (ViT-B-32 on two cores: seconds per tower). Concurrent builds are harmless: each works
+    in a folder of its own and the first to finish is kept.
     """
-    target = folder_for(identity)
+    say = on_step or (lambda message: None)
+    target = folder_for(identity, precision)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     umask = os.umask(0)
     os.umask(umask)
     work.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide a shared CLIPSORT_RUNTIME_DIR from other users
     try:
-        pending: list[Callable[[], None]] = []
+        pending: list[tuple[str, Callable[[], None]]] = []
+        say("loading the model with open_clip")
         clip = load()
         name = clip.spec.display
-        manifest = _export_all(work, clip, identity, pending)
+        manifest = _export_all(work, clip, identity, precision, pending, say)
         del clip
-        gc.collect()
-        for step in pending:
+        release_memory()  # the torch model's memory, for ONNX Runtime's steps
+        for number, (what, step) in enumerate(pending, 1):
+            say(f"{what} ({number} of {len(pending)})")
             step()
         for leftover in work.glob("raw-*"):
             leftover.unlink()
@@ -78,23 +88,31 @@ def build(load: Callable[[], ClipModel], identity: str) -> Artifact:
             pass
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    found = find(identity)
+    found = find(identity, precision)
     if found is None:
         raise ModelError(f"the fast runtime of {name} could not be kept in {target}")
     return found
 
 
-def _export_all(work: Path, clip: ClipModel, identity: str, pending: list[Callable[[], None]]) -> dict[str, Any]:
-    """Export ``clip``'s towers to raw ONNX files in ``work``; the steps that need ONNX Runtime only
-    (optimise, quantize, check) are added to ``pending``. Returns the manifest they complete."""
+Pending = list[tuple[str, Callable[[], None]]]
+
+
+def _export_all(
+    work: Path, clip: ClipModel, identity: str, precision: str, pending: Pending, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Export ``clip``'s towers that ``precision`` runs to raw ONNX files in ``work``; the steps that need
+    ONNX Runtime only (optimise, quantize, check) are added to ``pending``. Returns the manifest they
+    complete."""
     from clipsort.model import towers
     from clipsort.model.runtime import Preprocess, onnx_tower
 
     model = clip.torch_module
+    wanted = PARTS[precision]
 
     manifest: dict[str, Any] = {
         "version": ARTIFACT_VERSION,
-        "key": f"{identity}|{library_versions()}",
+        "key": artifact_key(identity, precision),
+        "precision": precision,
         "model": clip.spec.display,
         "image_size": clip.image_size,
         "logit_scale": clip.logit_scale,
@@ -103,11 +121,15 @@ def _export_all(work: Path, clip: ClipModel, identity: str, pending: list[Callab
         "checks": {},
     }
     unsupported: dict[str, str] = manifest["unsupported"]
+    config = dict(getattr(model.visual, "preprocess_cfg", None) or {})
+    manifest["preprocess"] = config
+    say("exporting the text tower")
+    _export_text(work, clip, manifest, pending, wanted)
+    towers.drop_text_tower(model)  # in its file now: the image tower's export has its memory
+    release_memory()
     pictures = _test_pictures(clip.image_size)
     reference = clip.encode_images(pictures)
     manifest["dim"] = int(reference.shape[1])
-    config = dict(getattr(model.visual, "preprocess_cfg", None) or {})
-    manifest["preprocess"] = config
     try:
         preprocess = Preprocess(config)
         odd = [_odd_picture(size) for size in ((300, 200), (200, 301), (640, 427), (224, 224))]
@@ -117,31 +139,47 @@ def _export_all(work: Path, clip: ClipModel, identity: str, pending: list[Callab
     except (ModelError, KeyError, TypeError, AttributeError) as exc:
         unsupported["image-fp32"] = unsupported["image-int8"] = f"preprocessing: {exc}"
     else:
-        raw = work / "raw-image.onnx"
-        towers.export_image(model, pixels, raw, OPSET)
+        if "image-bf16" in wanted:
+            say("tracing the image tower in bf16")
+            traced = work / "image-bf16.pt"
+            try:
+                towers.trace_bf16(model, pixels, traced)
+            except Exception as exc:  # noqa: BLE001 - tracing raises whatever it meets
+                unsupported["image-bf16"] = f"cannot trace the image tower in bf16: {exc}"
+            else:
+                pending.append(
+                    (
+                        "checking the image tower",
+                        lambda: _keep_traced(manifest, "image-bf16", traced, pixels, reference),
+                    )
+                )
+        if "image-fp32" in wanted or "image-int8" in wanted:
+            say("exporting the image tower")
+            raw = work / "raw-image.onnx"
+            towers.export_image(model, pixels, raw, OPSET)
 
-        def check_image(path: Path) -> float:
-            return _worst_cosine(onnx_tower(path, settings.usable_cpus())(pixels), reference)
+            def check_image(path: Path) -> float:
+                return _worst_cosine(onnx_tower(path, settings.usable_cpus())(pixels), reference)
 
-        quantized = work / "raw-image-int8.onnx"
-        traced = work / "image-bf16.pt"
-        try:
-            towers.trace_bf16(model, pixels, traced)
-        except Exception as exc:  # noqa: BLE001 - tracing raises whatever it meets
-            unsupported["image-bf16"] = f"cannot trace the image tower in bf16: {exc}"
-        else:
-            pending.append(lambda: _keep_traced(manifest, "image-bf16", traced, pixels, reference))
-        pending.append(lambda: _keep(work, manifest, "image-fp32", raw, check_image))
-        pending.append(lambda: _quantize(raw, quantized))
-        pending.append(lambda: _keep(work, manifest, "image-int8", quantized, check_image))
-    _export_text(work, clip, manifest, pending)
+            if "image-fp32" in wanted:
+                pending.append(
+                    ("optimising the image tower", lambda: _keep(work, manifest, "image-fp32", raw, check_image))
+                )
+            if "image-int8" in wanted:
+                quantized = work / "raw-image-int8.onnx"
+                pending.append(("quantizing the image tower", lambda: _quantize(raw, quantized)))
+                pending.append(
+                    ("optimising the image tower", lambda: _keep(work, manifest, "image-int8", quantized, check_image))
+                )
     return manifest
 
 
-def _export_text(work: Path, clip: ClipModel, manifest: dict[str, Any], pending: list[Callable[[], None]]) -> None:
+def _export_text(
+    work: Path, clip: ClipModel, manifest: dict[str, Any], pending: Pending, wanted: tuple[str, ...]
+) -> None:
     from clipsort.labels.label_set import DEFAULT_TEMPLATES
     from clipsort.model import towers
-    from clipsort.model.tokenizer import SAMPLES, ClipTokenizer
+    from clipsort.model.texts import SAMPLES, ClipTokenizer
 
     described = _describe_tokenizer(clip)
     if isinstance(described, str):
@@ -161,7 +199,8 @@ def _export_text(work: Path, clip: ClipModel, manifest: dict[str, Any], pending:
     ]
     texts += list(SAMPLES)
     tokens = tokenizer(texts)
-    reference = clip.encode_texts(texts)
+    # a few at a time: open_clip's activations for all at once took 200 MB more than the export (ViT-B-32)
+    reference = np.concatenate([clip.encode_texts(texts[i : i + 8]) for i in range(0, len(texts), 8)])
     raw = work / "raw-text.onnx"
     shares = towers.export_text(model, tokens, raw, OPSET)
     if shares:
@@ -171,15 +210,23 @@ def _export_text(work: Path, clip: ClipModel, manifest: dict[str, Any], pending:
         from clipsort.model.runtime import text_tower
 
         tower = text_tower(path, settings.usable_cpus(), manifest)
-        worst = _worst_cosine(tower(tokens), reference)
+        worst = _worst_cosine(tower(tokens, CHECK_BATCH), reference)
         if shares:  # and without shared prefixes: every prompt on its own
-            worst = min(worst, _worst_cosine(tower(tokens, share=False), reference))
+            worst = min(worst, _worst_cosine(tower(tokens, CHECK_BATCH, share=False), reference))
         return worst
 
-    quantized = work / "raw-text-int8.onnx"
-    pending.append(lambda: _keep(work, manifest, "text-fp32", raw, check_text))
-    pending.append(lambda: _quantize(raw, quantized))
-    pending.append(lambda: _keep(work, manifest, "text-int8", quantized, check_text))
+    if "text-int8" in wanted:
+        quantized = work / "raw-text-int8.onnx"
+
+        def keep_int8_or_fp32() -> None:  # a text tower that fails its check in int8 runs in fp32
+            _keep(work, manifest, "text-int8", quantized, check_text)
+            if "text-int8" not in manifest["parts"]:
+                _keep(work, manifest, "text-fp32", raw, check_text)
+
+        pending.append(("quantizing the text tower", lambda: _quantize(raw, quantized)))
+        pending.append(("optimising the text tower", keep_int8_or_fp32))
+    else:
+        pending.append(("optimising the text tower", lambda: _keep(work, manifest, "text-fp32", raw, check_text)))
 
 
 def _worst_cosine(vectors: np.ndarray, reference: np.ndarray) -> float:
@@ -189,7 +236,7 @@ def _worst_cosine(vectors: np.ndarray, reference: np.ndarray) -> float:
 
 
 def _describe_tokenizer(clip: ClipModel) -> dict[str, Any] | str:
-    """The tokenizer as :class:`clipsort.model.tokenizer.ClipTokenizer` takes it, or why it cannot."""
+    """The tokenizer as :class:`clipsort.model.texts.ClipTokenizer` takes it, or why it cannot."""
     from open_clip import tokenizer as oct
 
     theirs = clip.tokenizer_object
@@ -207,41 +254,50 @@ def _describe_tokenizer(clip: ClipModel) -> dict[str, Any] | str:
 
 
 def _quantize(source: Path, target: Path) -> None:
-    import logging
+    """8-bit weights (:mod:`clipsort.model.quantize`) of ``source``; a graph with none to quantize is
+    kept as it is."""
+    from clipsort.model.quantize import quantize_weights
 
-    from onnxruntime import quantization
-
-    quiet = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing": a hint for static quantization
     try:
-        # Unsigned 8-bit weights, one scale per output channel. On x86 CPUs without VNNI (AVX2,
-        # AVX-512F), ONNX Runtime's products of u8 activations and s8 weights can saturate;
-        # measured on an AVX2 CPU, ViT-B-32 on 47 photos, minimum cosine to fp32: s8 per tensor
-        # 0.9875, s8 7-bit per channel 0.9997, u8 per channel 0.9998, all at the same speed.
-        quantization.quantize_dynamic(
-            str(source), str(target), weight_type=quantization.QuantType.QUInt8, per_channel=True
-        )
-    except Exception as exc:  # noqa: BLE001
+        if not quantize_weights(source, target):
+            shutil.copyfile(source, target)
+    except Exception as exc:  # noqa: BLE001 - onnx raises whatever it meets
         raise ModelError(f"cannot quantize {source.name}: {exc}") from exc
-    finally:
-        logging.getLogger().setLevel(quiet)
+
+
+def release_memory() -> None:
+    """Collect what is no longer used and give the memory back to the system (glibc keeps freed memory
+    for later unless asked; elsewhere there is nothing to do)."""
+    import ctypes
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _optimise(source: Path, target: Path) -> None:
+    """ONNX Runtime's optimisation of ``source`` (constants folded, the CPU's fused operators) saved as
+    ``target`` and ``<target stem>.data``, its weights."""
+    from clipsort.model.runtime import onnxruntime_module
+
+    onnxruntime = onnxruntime_module()
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(target)
+    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", f"{target.stem}.data")
+    options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+    options.log_severity_level = 3
+    onnxruntime.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
 
 
 def _keep(work: Path, manifest: dict[str, Any], part: str, raw: Path, check: Callable[[Path], float]) -> None:
     """Optimise ``raw`` into ``<part>.onnx`` + ``<part>.data``, ``check`` it (the worst cosine of its
     vectors to open_clip's), and list it in the manifest."""
-    from clipsort.model.runtime import onnxruntime_module
-
-    onnxruntime = onnxruntime_module()
     target = work / f"{part}.onnx"
     data = f"{part}.data"
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = str(target)
-    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", data)
-    options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-    options.log_severity_level = 3
-    onnxruntime.InferenceSession(str(raw), options, providers=["CPUExecutionProvider"])
+    _optimise(raw, target)
     worst = check(target)
     manifest["checks"][part] = round(worst, 6)
     if worst < CHECKS[part]:

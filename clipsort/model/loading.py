@@ -61,21 +61,19 @@ def _load_fast(spec: ModelSpec, precision: str, threads: int | None, on_step: Ca
 
         torch_model.check_available(spec)  # a missing model fails before the user is told of a build
         if on_step is not None:
-            on_step(
-                f"building the fast runtime of {spec.display} (once per model and library versions;"
-                f" kept in {settings.runtime_dir()})"
-            )
+            on_step(f"preparing {spec.display} for this CPU in {precision}, once (kept in {settings.runtime_dir()})")
+        steps = (lambda message: on_step(f"preparing {spec.display}: {message}")) if on_step is not None else None
         known = model_identity(spec, RUNTIME_IDENTITY)
         if known is None:  # a Hub model not downloaded yet: loading it downloads it, then it is known
             first = [torch_model.load(spec, "cpu", "fp32", threads)]
             known = model_identity(spec, RUNTIME_IDENTITY)
             if known is None:
                 raise ModelError(f"cannot identify model {spec.display} for its fast runtime")
-            return export.build(first.pop, known)  # pop: the build holds the only reference, and frees it
-        return export.build(lambda: torch_model.load(spec, "cpu", "fp32", threads), known)
+            return export.build(first.pop, known, precision, steps)  # pop: the build holds the only reference
+        return export.build(lambda: torch_model.load(spec, "cpu", "fp32", threads), known, precision, steps)
 
     identity = model_identity(spec, RUNTIME_IDENTITY)
-    artifact = artifacts.find(identity) if identity is not None else None
+    artifact = artifacts.find(identity, precision) if identity is not None else None
     if artifact is None:
         artifact = build()
     part = f"image-{precision}"
@@ -86,7 +84,7 @@ def _load_fast(spec: ModelSpec, precision: str, threads: int | None, on_step: Ca
 
         return torch_model.load(spec, "cpu", precision, threads)
     text_fallback = None
-    if not artifact.has("text-fp32"):
+    if not artifact.has("text-fp32") and not artifact.has("text-int8"):
 
         def text_fallback() -> Any:
             from clipsort.model import torch_model

@@ -9,7 +9,7 @@ library opens the text tower alone, an index the image tower alone.
 * Images: open_clip's eval preprocessing redone with Pillow (resize the short side with the
   model's interpolation, centre crop, or squash), checked against open_clip's own transform
   when the artifact is built; pixels travel as uint8 and are normalised at the model.
-* Texts: :class:`clipsort.model.tokenizer.ClipTokenizer`, then :class:`clipsort.model.text_tower.TextTower`:
+* Texts: :class:`clipsort.model.texts.ClipTokenizer`, then :class:`clipsort.model.texts.TextTower`:
   prompts cut to their own length, and the beginnings that prompts share ("a photo of a")
   computed once, when the model's text tower allows it (a causal mask and end-of-text pooling).
 """
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from clipsort.model.artifact import Artifact
     from clipsort.model.model_spec import ModelSpec
-    from clipsort.model.text_tower import TextTower
+    from clipsort.model.texts import TextTower
 
 T = TypeVar("T")
 INSTALL_HINT = "the fast runtime needs ONNX Runtime: pip install onnxruntime"
@@ -95,8 +95,8 @@ def onnx_tower(path: Any, threads: int) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def text_tower(path: Any, threads: int, manifest: dict[str, Any]) -> TextTower:
-    """The artifact's text tower at ``path`` (either layout, see :mod:`clipsort.model.text_tower`)."""
-    from clipsort.model.text_tower import TextTower
+    """The artifact's text tower at ``path`` (either layout, see :mod:`clipsort.model.texts`)."""
+    from clipsort.model.texts import TextTower
 
     session = open_session(path, threads)
     prefix = manifest.get("text_prefix")
@@ -270,7 +270,7 @@ class OnnxClip:
                 self._text_model = self._text_fallback()
             return self._text_model.encode_texts(texts)
         if self._text is None:
-            from clipsort.model.tokenizer import ClipTokenizer
+            from clipsort.model.texts import ClipTokenizer
 
             # ONNX Runtime opens the tower without holding the GIL (0.1-0.15 s for ViT-B-32), so
             # it opens beside the tokenizer's loading and the prompts' tokenizing.

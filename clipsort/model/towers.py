@@ -187,7 +187,13 @@ def export_onnx(
 ) -> None:
     """Export ``forward`` (a function of the tensors of ``inputs``; ``owner`` the module whose weights
     it uses) to ONNX at ``target``. ``inputs``: name -> (example, dynamic axes); ``outputs``:
-    name -> dynamic axes."""
+    name -> dynamic axes.
+
+    The exporter is given no weights (``export_params=False``: it would hold the graph's weights
+    twice more while it serialises them, 1 GB more for ViT-B-32's image tower); they are written
+    here, each straight from its tensor, to ``<target>.weights``, which the graph names as its
+    external data. Constants the weights fold into (transposes, slices) are folded by ONNX Runtime
+    afterwards (:mod:`clipsort.model.export`)."""
 
     class Tower(torch.nn.Module):
         def __init__(self) -> None:
@@ -211,11 +217,49 @@ def export_onnx(
                 dynamic_axes={**{name: axes for name, (_, axes) in inputs.items()}, **outputs},
                 opset_version=opset,
                 dynamo=False,
+                export_params=False,
+                do_constant_folding=False,  # with no weights given, folding would make inputs of its own
             )
+        _attach_weights(target, set(inputs), Tower())
     except Exception as exc:  # the exporter raises whatever it meets
         raise ModelError(f"cannot export the model to ONNX: {exc}") from exc
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+def _attach_weights(target: Path, real_inputs: set[str], module: torch.nn.Module) -> None:
+    """Make the graph's inputs that are ``module``'s weights its initializers, their numbers in
+    ``<target>.weights`` (external data), each written from its tensor without a copy."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(target))
+    tensors = {**dict(module.named_buffers()), **dict(module.named_parameters())}
+    data = target.with_suffix(".weights")
+    kept_inputs = []
+    offset = 0
+    with open(data, "wb") as handle:
+        for graph_input in model.graph.input:
+            tensor = tensors.get(graph_input.name)
+            if graph_input.name in real_inputs or tensor is None:
+                kept_inputs.append(graph_input)
+                continue
+            array = tensor.detach().contiguous().numpy()
+            initializer = onnx.TensorProto(name=graph_input.name, dims=list(array.shape))
+            initializer.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+            initializer.data_location = onnx.TensorProto.EXTERNAL
+            padding = -offset % 64  # aligned, as onnx writes external data
+            handle.write(b"\0" * padding)
+            offset += padding
+            handle.write(array.reshape(-1).view(np.uint8).data)  # the tensor's own bytes, not a copy
+            for key, value in (("location", data.name), ("offset", str(offset)), ("length", str(array.nbytes))):
+                entry = initializer.external_data.add()
+                entry.key, entry.value = key, value
+            offset += array.nbytes
+            model.graph.initializer.append(initializer)
+    del model.graph.input[:]
+    model.graph.input.extend(kept_inputs)
+    onnx.save(model, str(target))
 
 
 def image_encoder(model: Any) -> Any:
@@ -301,3 +345,55 @@ def trace_bf16(model: Any, pixels: np.ndarray, target: Path) -> None:
             torch.jit.save(traced, str(target))
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+def drop_text_tower(model: Any) -> None:
+    """Let go of ``model``'s text tower (exported already), so that the image tower's export fits
+    beside what is left (ViT-B-32: 250 MB, given back by :func:`clipsort.model.export.release_memory`).
+
+    Weights loaded from a safetensors file are pages of the file mapped into memory: freeing their
+    tensors leaves the pages resident while the mapping lives, so the pages wholly inside the text
+    weights (and in no weight kept) are given back with ``madvise(MADV_DONTNEED)`` first."""
+    kept = (
+        {id(p) for p in model.visual.parameters()}
+        if isinstance(getattr(model, "visual", None), torch.nn.Module)
+        else set()
+    )
+    spans = [
+        (t.data_ptr(), t.data_ptr() + t.numel() * t.element_size())
+        for t in [*model.parameters(), *model.buffers()]
+        if id(t) in kept
+    ]
+    dropped = [
+        (t.data_ptr(), t.data_ptr() + t.numel() * t.element_size())
+        for t in [*model.parameters(), *model.buffers()]
+        if id(t) not in kept and t.device.type == "cpu"
+    ]
+    _give_back_pages(dropped, spans)
+    for name in ("transformer", "token_embedding", "ln_final", "text"):
+        if isinstance(getattr(model, name, None), torch.nn.Module):
+            setattr(model, name, torch.nn.Identity())
+    for name in ("positional_embedding", "text_projection"):
+        if isinstance(getattr(model, name, None), torch.nn.Parameter):
+            setattr(model, name, None)
+
+
+def _give_back_pages(spans: list[tuple[int, int]], kept: list[tuple[int, int]]) -> None:
+    """``madvise(MADV_DONTNEED)`` the whole pages inside ``spans`` that no span of ``kept`` touches
+    (Linux; elsewhere nothing is done). Only for memory that is not read again."""
+    import ctypes
+    import mmap
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return
+    page = mmap.PAGESIZE
+    for start, end in spans:
+        first, last = -(-start // page) * page, end // page * page
+        if last <= first or any(a < last and first < b for a, b in kept):
+            continue
+        libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), 4)  # MADV_DONTNEED
