@@ -217,18 +217,8 @@ def main() -> None:
             report("search --no-index" if extra else "search", results)
 
         if args.rclip:
-            datadir = tmp / "rclip-data"
-            # In a process of its own: it imports torch, and a child's peak RSS (ru_maxrss) starts
-            # from its parent's at fork, so this process must stay small.
-            standin = [sys.executable, str(ROOT / "benchmarks" / "rclip_standin.py"), str(datadir)]
-            subprocess.run(standin, check=True, capture_output=True)
-            renv = dict(os.environ, RCLIP_DATADIR=str(datadir), HF_HUB_OFFLINE="1")
-            runs = []
-            for _ in range(args.runs):
-                for stale in datadir.glob("db.sqlite3*"):
-                    stale.unlink()
-                runs.append(whole([args.rclip, "-f", "a photo"], renv, cwd=one))
-            seconds, rss = medians(runs)
+            datadir, renv = rclip_ready(tmp)
+            seconds, rss = rclip_first_runs(args.rclip, datadir, renv, one, args.runs)
             print(f"  rclip index 1 photo      {seconds:5.2f} s   peak RSS {rss:5.0f} MiB")
             for stale in datadir.glob("db.sqlite3*"):
                 stale.unlink()
@@ -240,6 +230,26 @@ def main() -> None:
             print(f"  rclip query, 200 indexed {seconds:5.2f} s   peak RSS {rss:5.0f} MiB")
         else:
             print("rclip not measured (pass --rclip PATH)")
+
+
+def rclip_ready(tmp: Path) -> tuple[Path, dict[str, str]]:
+    """rclip's data folder with its model's stand-ins in place, and the environment that names it.
+    Built in a process of its own: it imports torch, and a child's peak RSS (ru_maxrss) starts from
+    its parent's at fork, so this process must stay small."""
+    datadir = tmp / "rclip-data"
+    standin = [sys.executable, str(ROOT / "benchmarks" / "rclip_standin.py"), str(datadir)]
+    subprocess.run(standin, check=True, capture_output=True)
+    return datadir, dict(os.environ, RCLIP_DATADIR=str(datadir), HF_HUB_OFFLINE="1")
+
+
+def rclip_first_runs(rclip: str, datadir: Path, env: dict[str, str], folder: Path, runs: int) -> tuple[float, float]:
+    """Median seconds and peak RSS of ``rclip -f`` indexing ``folder`` from scratch, ``runs`` times."""
+    results = []
+    for _ in range(runs):
+        for stale in datadir.glob("db.sqlite3*"):
+            stale.unlink()
+        results.append(whole([rclip, "-f", "a photo"], env, cwd=folder))
+    return medians(results)
 
 
 def first_run(args: argparse.Namespace) -> None:
@@ -274,16 +284,8 @@ def first_run(args: argparse.Namespace) -> None:
         if not args.rclip:
             print("rclip not measured (pass --rclip PATH)")
             return
-        datadir = tmp / "rclip-data"
-        standin = [sys.executable, str(ROOT / "benchmarks" / "rclip_standin.py"), str(datadir)]
-        subprocess.run(standin, check=True, capture_output=True)
-        renv = dict(os.environ, RCLIP_DATADIR=str(datadir), HF_HUB_OFFLINE="1")
-        runs = []
-        for _ in range(args.runs):
-            for stale in datadir.glob("db.sqlite3*"):
-                stale.unlink()
-            runs.append(whole([args.rclip, "-f", "a photo"], renv, cwd=photos))
-        rclip_seconds, rclip_rss = medians(runs)
+        datadir, renv = rclip_ready(tmp)
+        rclip_seconds, rclip_rss = rclip_first_runs(args.rclip, datadir, renv, photos, args.runs)
         print(f"  rclip whole first run (indexing)   {rclip_seconds:6.1f} s   peak RSS {rclip_rss:5.0f} MiB")
         ratios = f"first run / rclip: {seconds / rclip_seconds:.2f}; later run / rclip: {later / rclip_seconds:.2f}"
         print(f"  clipsort {ratios}")

@@ -378,7 +378,9 @@ def test_weights_quantized_in_numpy_keep_the_graphs_numbers_and_drop_the_float_w
     graph = helper.make_graph(
         [
             helper.make_node("Transpose", ["w1t"], ["w1"], perm=[1, 0]),
-            helper.make_node("MatMul", ["x", "w1"], ["h"]),
+            helper.make_node("MatMul", ["x", "w1"], ["h1"]),
+            helper.make_node("MatMul", ["x", "w1"], ["h2"]),  # one weight read twice: quantized once
+            helper.make_node("Add", ["h1", "h2"], ["h"]),
             helper.make_node("Gemm", ["h", "w2", "b2"], ["y"], transB=1),
             helper.make_node("Gather", ["table", "ids"], ["z"], axis=0),
         ],
@@ -395,7 +397,7 @@ def test_weights_quantized_in_numpy_keep_the_graphs_numbers_and_drop_the_float_w
     )
     source, target = tmp_path / "raw.onnx", tmp_path / "int8.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(source))
-    assert quantize_weights(source, target) == 3
+    assert quantize_weights(source, target) == 4
     feeds = {"x": rng.standard_normal((5, 32)).astype(np.float32), "ids": rng.integers(0, 20_000, (5, 3))}
     before = onnxruntime.InferenceSession(str(source)).run(None, feeds)
     after = onnxruntime.InferenceSession(str(target)).run(None, feeds)
@@ -403,6 +405,8 @@ def test_weights_quantized_in_numpy_keep_the_graphs_numbers_and_drop_the_float_w
         error = np.abs(exact - approximate).max() / np.abs(exact).max()
         assert 0 < error < 0.02, error  # quantized (not the same numbers), and close
     quantized = onnx.load(str(target))
+    names = [init.name for init in quantized.graph.initializer]
+    assert len(names) == len(set(names))  # each weight's 8-bit numbers once
     kinds = {init.name: init.data_type for init in quantized.graph.initializer}
     assert not {"w1t", "w2", "table"} & set(kinds)  # the float weights are gone, the bias stays
     assert kinds["b2"] == TensorProto.FLOAT and "Transpose" not in {node.op_type for node in quantized.graph.node}

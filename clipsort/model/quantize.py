@@ -68,18 +68,21 @@ def quantize_weights(source: Path, target: Path) -> int:
             quantized_inputs[x] = names
         return quantized_inputs[x]
 
+    def store(base: str, quantize: Any) -> None:
+        """``base``'s 8-bit numbers, scale and zero point as initializers (once, however many nodes read it)."""
+        names = [f"{base}__q", f"{base}__scale", f"{base}__zero"]
+        if names[0] not in stored:
+            stored.add(names[0])
+            added.extend(numpy_helper.from_array(array, name) for array, name in zip(quantize(), names, strict=True))
+
+    stored: set[str] = set()
     producers = {output: node for node in graph.node for output in node.output}
     for node in graph.node:
         weight, bias = _weight_of(node, constant, producers)
         table = constant(node.input[0]) if node.op_type == "Gather" else None
         if weight is not None:
-            w_q, w_scale, w_zero = _per_column(weight.astype(np.float32))
             base = node.input[1]
-            added += [
-                numpy_helper.from_array(w_q, f"{base}__q"),
-                numpy_helper.from_array(w_scale, f"{base}__scale"),
-                numpy_helper.from_array(w_zero, f"{base}__zero"),
-            ]
+            store(base, lambda weight=weight: _per_column(weight.astype(np.float32)))
             x_q, x_scale, x_zero = dynamic(node.input[0])
             out = node.output[0]
             product = out if bias is None else f"{out}__product"
@@ -93,13 +96,8 @@ def quantize_weights(source: Path, target: Path) -> int:
                 nodes.append(helper.make_node("Add", [product, bias], [out], name=f"{node.name}__bias"))
             count += 1
         elif table is not None and table.size >= GATHER_MIN:
-            t_q, t_scale, t_zero = _per_tensor(table.astype(np.float32))
             base = node.input[0]
-            added += [
-                numpy_helper.from_array(t_q, f"{base}__q"),
-                numpy_helper.from_array(t_scale, f"{base}__scale"),
-                numpy_helper.from_array(t_zero, f"{base}__zero"),
-            ]
+            store(base, lambda table=table: _per_tensor(table.astype(np.float32)))
             out = node.output[0]
             attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             nodes += [
