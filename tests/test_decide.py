@@ -187,3 +187,9 @@ def test_decisions_hold_for_label_files_of_hundreds_of_labels():
     best, judgements = decide.single_label(decide.sigmoid(logits), logits, thresholds, 1.0, (False,) * n)
     assert best == 270 and judgements[270].kept and judgements[270].why.startswith("chosen (0.98; the margin asks 0.88")
     assert judgements[260].why == "passes, but not the best" and not judgements[260].kept
+
+
+def test_reasons_tell_scores_with_two_decimals_and_four_near_0_and_1():
+    told = decide._told  # how every score in a reason is written
+    assert [told(s) for s in (0.01, 0.5, 0.99)] == ["0.01", "0.50", "0.99"]
+    assert [told(s) for s in (0.005, 0.0, 0.995, 1.0)] == ["0.0050", "0.0000", "0.9950", "1.0000"]

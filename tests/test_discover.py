@@ -204,3 +204,42 @@ def test_an_exclude_pattern_git_would_not_take_is_a_usage_error():
         check_excludes(["a\nb"])
     with pytest.raises(UsageError, match="not a gitignore pattern"):
         check_excludes(["*.jpg", "!"])
+
+
+def test_the_limits_of_an_ignore_file_and_of_an_exclude_pattern(tmp_path: Path):
+    from clipsort.errors import UsageError
+    from clipsort.photos.ignore import IGNORE_FILE_LIMIT, check_excludes
+
+    # a folder-only pattern leaves a file of that name alone
+    touch(tmp_path / "plain" / "keep.jpg")
+    touch(tmp_path / "plain" / "keep.jpg.d" / "x.jpg")
+    assert excluded_walk([tmp_path / "plain"], ["keep.jpg/"]) == [
+        tmp_path / "plain" / "keep.jpg",
+        tmp_path / "plain" / "keep.jpg.d" / "x.jpg",
+    ]
+    # one pattern per --exclude: any line break or NUL is refused
+    for bad in ("a\rb", "a\0b", "a\nb"):
+        with pytest.raises(UsageError, match="one pattern per --exclude"):
+            check_excludes([bad])
+    # an ignore file of the limit exactly is read; one byte more keeps its folder out, said so
+    for name, size in (("at", IGNORE_FILE_LIMIT), ("over", IGNORE_FILE_LIMIT + 1)):
+        touch(tmp_path / name / "p.jpg")
+        body = b"# " + b"x" * (size - 11) + b"\nnone.jpg\n"
+        (tmp_path / name / ".clipsortignore").write_bytes(body[:size])
+        assert len((tmp_path / name / ".clipsortignore").read_bytes()) == size
+    errors: list = []
+    assert excluded_walk([tmp_path / "at", tmp_path / "over"], errors=errors) == [tmp_path / "at" / "p.jpg"]
+    assert [(p.name, r) for p, r in errors] == [
+        ("over", f".clipsortignore is larger than {IGNORE_FILE_LIMIT // 1024} KiB; the folder is not walked")
+    ]
+    # why an ignore file could not be read is said in words; a pattern git would not take is named
+    touch(tmp_path / "linked" / "p.jpg")
+    os.symlink(tmp_path / "at" / ".clipsortignore", tmp_path / "linked" / ".clipsortignore")
+    touch(tmp_path / "bang" / "p.jpg")
+    (tmp_path / "bang" / ".clipsortignore").write_text("*.png\n!\n", encoding="utf-8")
+    errors = []
+    assert excluded_walk([tmp_path / "linked", tmp_path / "bang"], errors=errors) == []
+    reasons = {p.name: r for p, r in errors}
+    assert reasons["linked"].startswith(".clipsortignore cannot be read (") and "link" in reasons["linked"]
+    assert "True" not in reasons["linked"] and "Errno" not in reasons["linked"]
+    assert reasons["bang"].startswith(".clipsortignore holds a pattern git would not take: ")

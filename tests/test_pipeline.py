@@ -375,3 +375,39 @@ def test_a_run_that_ends_before_its_model_has_loaded_leaves_its_closed_cache_alo
         embedder.cache = cache
         embedder.model()
         assert cache.logit_scale(embedder.cache_model_id()) == pytest.approx(colour_model.logit_scale)
+
+
+@pytest.mark.parametrize("command", ["tag", "sort"])
+def test_photos_are_decoded_while_the_model_loads_before_the_labels_need_it(tmp_path, monkeypatch, command):
+    """Issue 28: a model's first run prepares it for seconds. The labels' vectors need it too, and
+    asked for first they held the run until it was there; now the first photos are read and decoded
+    meanwhile (the first decoded starts the model's loading), the labels embedded after."""
+    from conftest import COLOUR_MODEL
+
+    from clipsort.model.embed import Embedder
+    from clipsort.model.model_spec import parse_spec
+
+    make_colour_photos(tmp_path / "p", ["red", "blue"], 8, min_px=64, max_px=200)
+    decoded: list[Path] = []
+    decoded_when_labels_asked: list[int] = []
+    decode, text_vectors = Embedder.decode, Embedder.text_vectors
+
+    def counting_decode(self, resolved):  # noqa: ANN001, ANN202
+        decoded.append(resolved.ref.path)
+        return decode(self, resolved)
+
+    def noting_text_vectors(self, prompts):  # noqa: ANN001, ANN202
+        decoded_when_labels_asked.append(len(decoded))
+        return text_vectors(self, prompts)
+
+    monkeypatch.setattr(Embedder, "decode", counting_decode)
+    monkeypatch.setattr(Embedder, "text_vectors", noting_text_vectors)
+    embedder = Embedder(parse_spec(f"local-dir:{COLOUR_MODEL}"), "cpu", cache=None)
+    labels = parse_labels("red\nblue\n", "labels.txt")
+    if command == "tag":
+        report = run_tag([tmp_path / "p"], labels, embedder, TagOptions(dry_run=True))
+    else:
+        report = run_sort([tmp_path / "p"], labels, embedder, SortOptions(dest=tmp_path / "s", dry_run=True))
+    assert decoded_when_labels_asked and decoded_when_labels_asked[0] > 0, decoded_when_labels_asked
+    assert len(decoded) == 8 and report.found == 8 and not report.failures
+    assert sum(report.per_label.values()) == 8  # every photo judged, with the labels embedded late

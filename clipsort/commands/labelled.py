@@ -173,9 +173,9 @@ def run_eval(
     if unknown:
         message = f"folders that are no label count as 'none of these': {', '.join(unknown)}"
         warn(report, events, message)
-    decisions = prepare_decisions(embedder, labels, options.threshold, options.margin)
     events.started(len(found.refs))
-    rows, vectors = _vectors(found.refs, embedder, run, report, events)
+    rows, vectors = _vectors(found.refs, embedder, run, report, events)  # decoded while the model loads
+    decisions = prepare_decisions(embedder, labels, options.threshold, options.margin)
     truth = [by_folder.get(_fold("/".join(found.paths[i]))) for i in rows]
     logits = decisions.scorer.logits(vectors) if len(rows) else np.zeros((0, len(labels)))
     scores = decide.sigmoid(logits)

@@ -12,7 +12,7 @@ from clipsort.labels.label_set import LabelSet
 from clipsort.labels.names import UNSAFE_IN_NAMES, control_problem
 from clipsort.model.embed import Embedder
 from clipsort.photos.location import require_local
-from clipsort.run.classifier import prepare_decisions
+from clipsort.run.classifier import decisions_when_needed
 from clipsort.run.events import Events, RunOptions, SilentEvents, fail, wants_details, warn
 from clipsort.run.pipeline import explained_of, fail_unhandled_partners, photos_to_score, record, score_all, scores_of
 from clipsort.run.report import PhotoResult, Report
@@ -150,7 +150,7 @@ def run_sort(
     mover = Mover(options.mode, journal, dedupe=options.dedupe, roots=roots, dest=dest)
     details = wants_details(events)  # scores and verdicts: only for --json, --explain
     try:
-        decisions = prepare_decisions(embedder, labels, options.threshold, options.margin)
+        decisions = decisions_when_needed(embedder, labels, options.threshold, options.margin)
         refs, partners = photos_to_score(roots, run, report, events)
         handled: set[Path] = set()
         for ref, row, logits in score_all(refs, decisions, embedder, run, report, events):

@@ -20,7 +20,7 @@ from clipsort.model.embed import Embedder
 from clipsort.photos.discover import ImageRef, SideFiles
 from clipsort.photos.keywords import embedded_keywords
 from clipsort.photos.location import require_local
-from clipsort.run.classifier import prepare_decisions
+from clipsort.run.classifier import decisions_when_needed
 from clipsort.run.events import Events, RunOptions, SilentEvents, wants_details
 from clipsort.run.pipeline import explained_of, fail_unhandled_partners, photos_to_score, record, score_all, scores_of
 from clipsort.run.report import PhotoResult, Report
@@ -87,7 +87,7 @@ def run_tag(
     tag_root = tag_root_of(labels, options)
     if options.into != "sidecar":
         require_local(roots, f"--into {options.into} rewrites local photos only (use --into sidecar for URLs)")
-    decisions = prepare_decisions(embedder, labels, options.threshold)
+    decisions = decisions_when_needed(embedder, labels, options.threshold)
     side_files = SideFiles((".xmp", ".clipsort.json"))
     details = wants_details(events)  # scores and verdicts: only for --json, --explain
     json_sidecars = options.sidecar == "json"  # they hold the scores

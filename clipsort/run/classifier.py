@@ -3,7 +3,9 @@ calibrated, and each label's threshold resolved. The rules that use it are in :m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
@@ -81,3 +83,31 @@ def prepare_decisions(
         margin=margin,
         exclude=tuple(label.exclude for label in labels.labels),
     )
+
+
+def decisions_when_needed(
+    embedder: Embedder, labels: LabelSet, threshold: float | None = None, margin: float | None = None
+) -> Decisions:
+    """:func:`prepare_decisions`, run when the run first reads them (its first photo's scores).
+
+    The labels' vectors need the model's text tower, the photos' its image tower: asked for first,
+    they held the whole run until the model was loaded, or on its first run prepared (seconds),
+    while the decode threads could have read and decoded photos meanwhile. Now the first photo
+    decoded starts the model's loading in the background, and the labels are embedded once it is
+    there."""
+    return cast(Decisions, _Later(lambda: prepare_decisions(embedder, labels, threshold, margin)))
+
+
+class _Later:
+    """A value made when first used (attributes read through to it)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._made: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self._made is None:
+            self._made = self._make()
+        return getattr(self._made, name)

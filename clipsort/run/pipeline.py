@@ -151,9 +151,10 @@ def score_all(
 ) -> Iterator[tuple[ImageRef, np.ndarray, np.ndarray]]:
     """(photo, scores, logits) for every photo of ``refs``, in order. A photo whose scores are not
     finite numbers (a damaged vector) fails on its own, named."""
-    expected = decisions.scorer.directions.shape[1]
+    expected: int | None = None  # the labels are embedded when the first photos are (decisions_when_needed)
     for chunk in embedded_photos(refs, embedder, run, report, events):
         vectors = np.stack([v for _, v in chunk])
+        expected = expected or decisions.scorer.directions.shape[1]
         if vectors.shape[1] != expected:
             raise LabelFileError(
                 decisions.labels.source,
@@ -168,6 +169,10 @@ def score_all(
                 yield ref, row, row_logits
             else:
                 fail(report, events, FileFailure(ref.path, "its scores are not finite numbers (a damaged vector?)"))
+    if expected is None:
+        # no photo to judge: the labels are embedded all the same, so that a model that cannot load,
+        # or labels that do not fit it, are said as on any other run
+        decisions.scorer  # noqa: B018
 
 
 def scores_of(labels: LabelSet, row: np.ndarray) -> dict[str, float]:
