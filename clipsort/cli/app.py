@@ -89,7 +89,7 @@ class ClipsortCommand(TyperCommand):
     def format_help_text(self, ctx: Any, formatter: Any) -> None:
         text = inspect.cleandoc(self.help or "").partition("\f")[0]
         if not self._full(ctx):
-            text = _short_text(text, self.name or "")
+            text = _short_text(text)
         if text:
             formatter.write_paragraph()
             with formatter.indentation():
@@ -127,7 +127,7 @@ class ClipsortCommand(TyperCommand):
 HELP_NAMES = frozenset({"help", "help_all"})
 
 
-def _short_text(text: str, name: str) -> str:
+def _short_text(text: str) -> str:
     """The first paragraph of a command's help and its first examples (``--help-all``: all of it)."""
     paragraphs = text.split("\n\n")
     examples = [p.strip() for p in paragraphs if p.strip().startswith("clipsort ")][:EXAMPLES_SHOWN]
