@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from onnx import helper
 
 #: A Gather's table is quantized from this many numbers on (a token embedding; not a small constant).
 GATHER_MIN = 1 << 16
@@ -38,7 +39,7 @@ def quantize_weights(source: Path, target: Path) -> int:
     """Write ``source``'s graph to ``target`` with 8-bit weights (see the module). Returns how many
     operations were quantized; 0 leaves ``target`` unwritten."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, numpy_helper
 
     model = onnx.load(str(source), load_external_data=False)  # each weight is read when quantized
     graph = model.graph
@@ -140,8 +141,6 @@ def _weight_of(node: Any, constant: Any, producers: dict[str, Any]) -> tuple[np.
         weight = constant(node.input[1])
         source = producers.get(node.input[1])
         if weight is None and source is not None and source.op_type == "Transpose":
-            from onnx import helper
-
             perm = [helper.get_attribute_value(a) for a in source.attribute if a.name == "perm"]
             inner = constant(source.input[0])
             if inner is not None and inner.ndim == 2 and (not perm or list(perm[0]) == [1, 0]):
@@ -149,8 +148,6 @@ def _weight_of(node: Any, constant: Any, producers: dict[str, Any]) -> tuple[np.
         return (weight, None) if weight is not None and weight.ndim == 2 else (None, None)
     if node.op_type != "Gemm":
         return None, None
-    from onnx import helper
-
     attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     if attributes.get("alpha", 1.0) != 1.0 or attributes.get("beta", 1.0) != 1.0 or attributes.get("transA", 0):
         return None, None

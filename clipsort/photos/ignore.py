@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,12 @@ def compile_patterns(lines: Iterable[str]) -> Any:
         return pathspec.GitIgnoreSpec.from_lines(list(lines))
     except (ValueError, TypeError) as exc:
         raise ValueError(str(exc)) from None
+
+
+@lru_cache(maxsize=8)
+def _compiled(excludes: tuple[str, ...]) -> Any:
+    """``--exclude``'s patterns compiled once for every root of a walk (a shell's glob names thousands)."""
+    return compile_patterns(excludes)
 
 
 def check_excludes(patterns: Sequence[str]) -> None:
@@ -82,8 +89,8 @@ class Rules:
     chain: tuple[tuple[Path, Any], ...] = ()
 
     @classmethod
-    def for_root(cls, root: Path, excludes: Sequence[str]) -> Rules:
-        return cls(((root, compile_patterns(excludes)),)) if excludes else cls()
+    def for_root(cls, root: Path, excludes: tuple[str, ...]) -> Rules:
+        return cls(((root, _compiled(excludes)),)) if excludes else cls()
 
     def __bool__(self) -> bool:
         return bool(self.chain)
