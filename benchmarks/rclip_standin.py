@@ -29,7 +29,7 @@ def build(datadir: Path) -> None:
     import torch
 
     from clipsort.model.artifact import OPSET
-    from clipsort.model.towers import export_onnx  # the same ONNX export as clipsort's fast runtime
+    from clipsort.model.prepare.towers import export_onnx  # the same ONNX export as clipsort's fast runtime
 
     torch.manual_seed(0)
     model = open_clip.create_model(ARCHITECTURE, pretrained=None).eval()

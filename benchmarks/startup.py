@@ -30,7 +30,10 @@ builds them): ``clipsort tag FOLDER --labels ... --dry-run`` with an empty cache
 model's fast runtime is prepared in that run), then the same with the runtime kept and a new
 embedding cache (every later run), and ``rclip -f QUERY`` indexing the folder from scratch (its
 model files already in place, as after its download). The model is a ViT-B-32 in a model folder
-with random weights in a safetensors file: loaded as real weights are, the real model's size.
+with random weights in a safetensors file: loaded as real weights are, the real model's size
+(its towers written from that file, without torch). The same weights as a pickled ``.bin``
+give the first run of a model prepared through open_clip and torch (every model that is not a
+standard CLIP in safetensors).
 """
 
 from __future__ import annotations
@@ -267,20 +270,26 @@ def first_run(args: argparse.Namespace) -> None:
         print(f"built {args.first_run} JPEGs of 8-12 MP in {time.perf_counter() - start:.0f} s")
         model = tmp / "ViT-B-32-model"
         subprocess.run([sys.executable, "-c", MODEL_FOLDER, str(model)], check=True, capture_output=True)
+        pickled = tmp / "ViT-B-32-pickled"  # the same weights in a pickled .bin: prepared through open_clip
+        subprocess.run([sys.executable, "-c", PICKLED_FOLDER, str(model), str(pickled)], check=True)
         (tmp / "labels.txt").write_text("".join(f"{word}\n" for word in WORDS[:10]))
-        command = ["tag", str(photos), "--labels", str(tmp / "labels.txt"), "--dry-run", "-q"]
-        command += ["--model", f"local-dir:{model}", "--device", "cpu"]
-        firsts, laters = [], []
+        command = ["tag", str(photos), "--labels", str(tmp / "labels.txt"), "--dry-run", "-q", "--device", "cpu"]
+        firsts, laters, through = [], [], []
         for i in range(args.runs):
             env = dict(os.environ, CLIPSORT_CACHE_DIR=str(tmp / f"new-{i}"), HF_HUB_OFFLINE="1")
-            firsts.append(whole(clipsort(*command), env))  # nothing cached: the runtime is prepared in it
+            # nothing cached: the runtime is prepared in the run
+            firsts.append(whole(clipsort(*command, "--model", f"local-dir:{model}"), env))
             env["CLIPSORT_CACHE"] = str(tmp / f"later-{i}.sqlite3")  # the runtime kept, a new embedding cache
-            laters.append(whole(clipsort(*command), env))
+            laters.append(whole(clipsort(*command, "--model", f"local-dir:{model}"), env))
+            env = dict(os.environ, CLIPSORT_CACHE_DIR=str(tmp / f"pickled-{i}"), HF_HUB_OFFLINE="1")
+            through.append(whole(clipsort(*command, "--model", f"local-dir:{pickled}"), env))
         seconds, rss = medians(firsts)
         print(f"\n{args.first_run} photos, whole process, median of {args.runs}:")
         print(f"  clipsort first run of a new model  {seconds:6.1f} s   peak RSS {rss:5.0f} MiB")
         later, later_rss = medians(laters)
         print(f"  clipsort later run (new cache)     {later:6.1f} s   peak RSS {later_rss:5.0f} MiB")
+        other, other_rss = medians(through)
+        print(f"  first run, pickled .bin weights    {other:6.1f} s   peak RSS {other_rss:5.0f} MiB (via open_clip)")
         if not args.rclip:
             print("rclip not measured (pass --rclip PATH)")
             return
@@ -306,6 +315,19 @@ preprocess = {"mean": list(open_clip.OPENAI_DATASET_MEAN), "std": list(open_clip
               "interpolation": "bicubic", "resize_mode": "shortest"}
 config = {"model_cfg": open_clip.get_model_config("ViT-B-32"), "preprocess_cfg": preprocess}
 (folder / "open_clip_config.json").write_text(json.dumps(config))
+"""
+
+
+#: Copies a model folder with its weights as a pickled ``.bin`` (open_clip_pytorch_model.bin).
+PICKLED_FOLDER = """
+import shutil, sys
+from pathlib import Path
+import torch
+from safetensors.torch import load_file
+source, target = Path(sys.argv[1]), Path(sys.argv[2])
+target.mkdir(parents=True)
+shutil.copy(source / "open_clip_config.json", target)
+torch.save(load_file(str(source / "open_clip_model.safetensors")), target / "open_clip_pytorch_model.bin")
 """
 
 

@@ -22,10 +22,11 @@ from shapes import SHAPES, make_picture
 from clipsort import settings
 from clipsort.errors import ModelError, UsageError
 from clipsort.labels import score
-from clipsort.model import artifact, export
+from clipsort.model import artifact
 from clipsort.model.devices import resolve_precision
 from clipsort.model.loading import load_model
 from clipsort.model.model_spec import parse_spec
+from clipsort.model.prepare import export
 
 SHAPES_MODEL = COLOUR_MODEL.parent / "tiny-shapes"
 COLOURS = ("red", "green", "blue", "yellow", "purple")
@@ -40,11 +41,36 @@ def agreement(reference, other, pictures, prompts) -> float:  # noqa: ANN001
     return float((top_labels(reference, pictures, prompts) == top_labels(other, pictures, prompts)).mean())
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8", "bf16"])
-def test_the_fast_runtime_keeps_open_clips_top_label_on_colours(tmp_path: Path, reference_colour_model, precision):
+ROUTES = [
+    ("fp32", "from the weights file"),
+    ("int8", "from the weights file"),
+    ("fp32", "through open_clip"),
+    ("int8", "through open_clip"),
+    ("bf16", "through open_clip"),  # its TorchScript tower is traced through open_clip
+]
+
+
+@pytest.fixture
+def route(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How the fast runtime is prepared: its towers written from the model's weights file (a
+    standard CLIP in safetensors, as the tiny models are), or exported through open_clip (every
+    other model), here made to happen by refusing the first way."""
+    if request.param == "through open_clip":
+        from clipsort.model.prepare import direct
+
+        monkeypatch.setenv("CLIPSORT_RUNTIME_DIR", str(tmp_path / "runtime"))
+        monkeypatch.setattr(direct, "preparer", lambda *args: "refused by the test")
+    return str(request.param)
+
+
+@pytest.mark.parametrize(("precision", "route"), ROUTES, indirect=["route"])
+def test_the_fast_runtime_keeps_open_clips_top_label_on_colours(
+    tmp_path: Path, reference_colour_model, precision, route
+):
     from clipsort.photos.decode import load_image
 
     fast = load_model(parse_spec(str(COLOUR_MODEL)), "cpu", precision)
+    assert fast.artifact.manifest["written"].startswith(route)
     runtime = "torch (TorchScript)" if precision == "bf16" else "onnxruntime"
     assert fast.precision == precision and fast.describe().endswith(f"with {runtime}")
     photos = make_colour_photos(tmp_path, list(COLOURS), 40, min_px=64, max_px=400)
@@ -59,13 +85,14 @@ def test_the_fast_runtime_keeps_open_clips_top_label_on_colours(tmp_path: Path, 
     assert (top_labels(fast, pictures, prompts) == expected).mean() >= 0.95
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8", "bf16"])
-def test_the_fast_runtime_keeps_open_clips_top_label_on_shapes(precision):
+@pytest.mark.parametrize(("precision", "route"), ROUTES, indirect=["route"])
+def test_the_fast_runtime_keeps_open_clips_top_label_on_shapes(precision, route):
     from clipsort.model import torch_model
 
     spec = parse_spec(str(SHAPES_MODEL))
     reference = torch_model.load(spec, "cpu", "fp32")
     fast = load_model(spec, "cpu", precision)
+    assert fast.artifact.manifest["written"].startswith(route)
     rng = random.Random(5)
     cases = [(c, s) for c in SHAPE_COLOURS for s in SHAPES]
     pictures = [make_picture(c, (rng.randint(64, 300), rng.randint(64, 300)), rng, shape=s) for c, s in cases * 6]
@@ -160,8 +187,8 @@ def test_the_artifact_is_built_once_and_rebuilt_when_damaged(tmp_path: Path, mon
 
     load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8", on_step=steps.append)
     assert builds() == 1 and steps[0].startswith("preparing ") and " for this CPU in int8, once" in steps[0]
-    # then how far along it is, step by step: "exporting the image tower", "(2 of 4)"...
-    assert any("exporting the image tower" in step for step in steps) and any(" of " in step for step in steps)
+    # then how far along it is, step by step: "writing the image tower", "(2 of 2)"...
+    assert any("the image tower" in step for step in steps) and any(" of " in step for step in steps)
     files = runtime_files()
     # the towers an int8 run needs, and no other (fp32 and bf16 are built when first asked for)
     assert {f.name for f in files} == {"manifest.json", "image-int8.onnx", "image-int8.data", "text-int8.onnx",
@@ -236,7 +263,8 @@ def test_a_fast_run_imports_no_torch_and_a_relabel_no_image_tower(tmp_path: Path
     the index opens the image tower alone, the relabel the text tower alone. A bf16 index
     imports torch for its TorchScript tower, and neither open_clip nor torchvision."""
     make_colour_photos(tmp_path / "p", ["red", "blue"], 3, min_px=64, max_px=200)
-    load_model(parse_spec(str(COLOUR_MODEL)), "cpu", "int8")  # the artifact exists (shared_runtime_dir)
+    for precision in ("int8", "bf16"):  # the artifacts exist (shared_runtime_dir)
+        load_model(parse_spec(str(COLOUR_MODEL)), "cpu", precision)
     (tmp_path / "labels.txt").write_text("red\nblue\n")
     script = (
         "import sys\nfrom clipsort.cli import main\nimport clipsort.model.runtime as r\n"
@@ -361,14 +389,14 @@ def test_int8_keeps_a_full_size_models_vectors_on_the_corpus_photos(reference_vi
 
 
 def test_weights_quantized_in_numpy_keep_the_graphs_numbers_and_drop_the_float_weights(tmp_path: Path):
-    """The int8 weights (clipsort.model.quantize) of a MatMul by a transposed weight (as torch exports
+    """The int8 weights (clipsort.model.prepare.quantize) of a MatMul by a transposed weight (as torch exports
     ``linear``), a Gemm with a bias and a Gather from a table: the same results within 8-bit error,
     and none of those float weights left in the graph."""
     import onnx
     import onnxruntime
     from onnx import TensorProto, helper, numpy_helper
 
-    from clipsort.model.quantize import quantize_weights
+    from clipsort.model.prepare.quantize import quantize_weights
 
     rng = np.random.default_rng(3)
     weights = {

@@ -1,5 +1,5 @@
 """The fast runtime's artifact of a model, as found on disk: where it is, what its manifest says,
-and whether its files are still the ones built. Building it: :mod:`clipsort.model.export`.
+and whether its files are still the ones built. Building it: :mod:`clipsort.model.prepare.export`.
 
 An artifact is a folder under :func:`clipsort.settings.runtime_dir` (``<cache dir>/runtime/``),
 named by a hash of the model's identity, the precision it serves and the versions of everything

@@ -31,8 +31,9 @@ def load_model(
     """Load ``spec`` on ``device`` at ``precision`` (see :func:`resolve_precision`).
 
     On CPUs in int8 or fp32 the model runs on the fast runtime (:mod:`clipsort.model.runtime`),
-    built from open_clip the first time (``on_step`` hears about it: 20-40 s, once per model
-    and library versions); otherwise on open_clip and torch (:mod:`clipsort.model.torch_model`).
+    prepared the first time (:mod:`clipsort.model.prepare`: from the weights file in seconds, or
+    through open_clip; ``on_step`` hears about it; once per model and library versions);
+    otherwise on open_clip and torch (:mod:`clipsort.model.torch_model`).
     ``threads`` sets the model's CPU threads; None chooses from the CPUs this process may use.
 
     Raises :class:`ModelUnavailableError` when the weights are neither cached nor downloadable,
@@ -51,26 +52,35 @@ def load_model(
 
 def _load_fast(spec: ModelSpec, precision: str, threads: int | None, on_step: Callable[[str], None] | None) -> Any:
     from clipsort.model import artifact as artifacts
-    from clipsort.model import export
+    from clipsort.model.prepare import export
     from clipsort.model.runtime import OnnxClip, onnxruntime_module
 
     onnxruntime_module()  # not installed: say so now, not at the first photo
 
     def build() -> artifacts.Artifact:
         from clipsort.model import torch_model
+        from clipsort.model.prepare import direct
 
-        torch_model.check_available(spec)  # a missing model fails before the user is told of a build
+        known = model_identity(spec, RUNTIME_IDENTITY)
+        written = direct.preparer(spec, known, precision) if known is not None else "not downloaded yet"
+        if isinstance(written, str):
+            torch_model.check_available(spec)  # a missing model fails before the user is told of a build
         if on_step is not None:
             on_step(f"preparing {spec.display} for this CPU in {precision}, once (kept in {settings.runtime_dir()})")
         steps = (lambda message: on_step(f"preparing {spec.display}: {message}")) if on_step is not None else None
-        known = model_identity(spec, RUNTIME_IDENTITY)
+        if known is not None and not isinstance(written, str):  # a standard CLIP in a safetensors file: no torch
+            return export.build(written, spec.display, known, precision, steps)
         if known is None:  # a Hub model not downloaded yet: loading it downloads it, then it is known
             first = [torch_model.load(spec, "cpu", "fp32", threads)]
             known = model_identity(spec, RUNTIME_IDENTITY)
             if known is None:
                 raise ModelError(f"cannot identify model {spec.display} for its fast runtime")
-            return export.build(first.pop, known, precision, steps)  # pop: the build holds the only reference
-        return export.build(lambda: torch_model.load(spec, "cpu", "fp32", threads), known, precision, steps)
+            why = "it was downloaded in this run"
+            prepare = export.through_open_clip(first.pop, known, precision, why)  # pop: the build holds the only one
+        else:
+            load = lambda: torch_model.load(spec, "cpu", "fp32", threads)  # noqa: E731
+            prepare = export.through_open_clip(load, known, precision, str(written))
+        return export.build(prepare, spec.display, known, precision, steps)
 
     identity = model_identity(spec, RUNTIME_IDENTITY)
     artifact = artifacts.find(identity, precision) if identity is not None else None

@@ -88,7 +88,7 @@ def _reachable(url: str, timeout: float = 4.0) -> bool:
         return False
 
 
-def _hf_cached(repo: str, filenames: Sequence[str]) -> str | None:
+def hf_cached(repo: str, filenames: Sequence[str]) -> str | None:
     from huggingface_hub import try_to_load_from_cache
 
     for filename in filenames:
@@ -119,7 +119,7 @@ def source_for(spec: ModelSpec) -> _Source:
         return _Source(LOCAL_PREFIX + str(folder), None, origin=str(folder))
 
     if spec.kind == "hf-hub":
-        config = _hf_cached(spec.name, [CONFIG_NAME])
+        config = hf_cached(spec.name, [CONFIG_NAME])
         if config is not None:
             snapshot = Path(config).parent
             if any(
@@ -147,10 +147,13 @@ def source_for(spec: ModelSpec) -> _Source:
     if (offline_folder / CONFIG_NAME).is_file():
         _check_local_dir(offline_folder)
         return _Source(LOCAL_PREFIX + str(offline_folder), None, origin=str(offline_folder))
-    cached, url = _cached_tag_weights(tag_cfg)
+    cached, url = cached_tag_weights(tag_cfg)
     if cached is not None:
         # Load the cached file directly: open_clip would otherwise ask the Hub first.
-        return _Source(spec.name, cached, {"force_preprocess_cfg": dict(tag_cfg)}, origin=f"cache {cached}")
+        # open_clip takes the tag's preprocessing from the tag, not from a file: it is given here
+        given = {f"image_{key}": tag_cfg.get(key) for key in ("mean", "std", "interpolation", "resize_mode")}
+        kwargs = {key: value for key, value in given.items() if value is not None}
+        return _Source(spec.name, cached, kwargs, origin=f"cache {cached}")
     if not _reachable(url):
         raise _unavailable(spec, url, [hf_dir, offline_folder])
     return _Source(spec.name, spec.pretrained, origin=f"download from {url}")
@@ -192,7 +195,7 @@ def check_known(spec: ModelSpec, given: str | None = None) -> None:
     raise ModelError(f"unknown pretrained tag {spec.pretrained!r} for {spec.name}{hint} ({listed})")
 
 
-def _cached_tag_weights(tag_cfg: dict[str, Any]) -> tuple[str | None, str]:
+def cached_tag_weights(tag_cfg: dict[str, Any]) -> tuple[str | None, str]:
     """(path of the cached weights or None, where they would be downloaded from)."""
     module = known_models().module
     hub = tag_cfg.get("hf_hub") or ""
@@ -200,7 +203,7 @@ def _cached_tag_weights(tag_cfg: dict[str, Any]) -> tuple[str | None, str]:
         repo, filename = os.path.split(hub)  # "org/repo/" means the default file name
         filename = filename or module.HF_WEIGHTS_NAME
         names = [*module._get_safe_alternatives(filename), filename]
-        return _hf_cached(repo, names), f"https://{HF_HOST}/{repo}"
+        return hf_cached(repo, names), f"https://{HF_HOST}/{repo}"
     url = tag_cfg.get("url") or ""
     if url:
         target = settings.hf_cache_dir() / os.path.basename(urlparse(url).path)
@@ -245,7 +248,7 @@ def _config_folder(spec: ModelSpec) -> Path:
     folder under :func:`settings.models_dir`.
     """
     if spec.kind == "hf-hub":
-        cached = _hf_cached(spec.name, [CONFIG_NAME])
+        cached = hf_cached(spec.name, [CONFIG_NAME])
         return Path(cached).parent if cached else settings.models_dir() / spec.folder_name
     return Path(spec.name)
 
@@ -377,7 +380,7 @@ def list_models() -> list[ModelListing]:
             if (settings.models_dir() / f"{arch}__{tag}" / CONFIG_NAME).is_file():
                 cached.append(tag)
                 continue
-            path, _ = _cached_tag_weights(known.pretrained[arch][tag])
+            path, _ = cached_tag_weights(known.pretrained[arch][tag])
             if path is not None:
                 cached.append(tag)
         rows.append(ModelListing(arch, tags, tuple(cached)))

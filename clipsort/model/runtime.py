@@ -3,7 +3,7 @@
 ``import torch`` and ``import open_clip`` took 3-10 s of every run before the first photo
 was embedded; ONNX Runtime imports in 0.15 s and opens ViT-B-32's int8 image tower in about
 0.15 s. The towers are exported from open_clip once per model and library versions
-(:mod:`clipsort.model.export`) and each is opened only when first used: a relabel over a cached
+(:mod:`clipsort.model.prepare.export`) and each is opened only when first used: a relabel over a cached
 library opens the text tower alone, an index the image tower alone.
 
 * Images: open_clip's eval preprocessing redone with Pillow (resize the short side with the
@@ -52,7 +52,7 @@ def open_session(path: Any, threads: int) -> Any:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    # The files are optimised when built (see clipsort.model.export); optimising again at each start
+    # The files are optimised when built (see clipsort.model.prepare.export); optimising again at each start
     # cost 0.3-1 s and doubled the memory of the session while it ran.
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     # Without its arena ONNX Runtime ran as fast here, and its memory stopped growing with each
@@ -67,7 +67,7 @@ def open_session(path: Any, threads: int) -> Any:
 
 
 def torchscript_tower(path: Any, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    """A bf16 TorchScript tower (see :func:`clipsort.model.towers.trace_bf16`) as a function of float32
+    """A bf16 TorchScript tower (see :func:`clipsort.model.prepare.towers.trace_bf16`) as a function of float32
     pixels. Imports torch, but neither open_clip nor torchvision."""
     import warnings
 

@@ -6,7 +6,7 @@ open_clip's ``SimpleTokenizer`` (OpenAI's CLIP tokenizer) imports torch, which c
 of start-up for a few prompts. This is the same algorithm on the same vocabulary file (the
 one open_clip ships, named in the runtime artifact's manifest), returning numpy arrays.
 It is used only for models whose open_clip tokenizer is a plain ``SimpleTokenizer``, and
-only after :mod:`clipsort.model.export` has checked, when the artifact was built, that it gives
+only after :mod:`clipsort.model.prepare.export` has checked, when the artifact was built, that it gives
 open_clip's tokens on a set of sample texts (see ``SAMPLES``).
 
 The steps, as open_clip runs them for ``clean="lower"`` (the default): fix mojibake with
@@ -20,7 +20,7 @@ symbols by rank until no known merge is left; then ``<start_of_text>`` + tokens 
 A label file's prompts come from templates ("a photo of a {}.", "a blurry photo of a {}.",
 ...), so most of their tokens are the same from label to label. The text tower has a
 causal mask, so a token's state depends only on the tokens before it: the tower built by
-:func:`clipsort.model.towers.prefix_text_encoder` computes each distinct beginning once, then the
+:func:`clipsort.model.prepare.towers.prefix_text_encoder` computes each distinct beginning once, then the
 rest of every prompt against the beginning's keys and values. For ten labels and twelve
 templates that is about half the tokens. Prompts are also cut to their own length (the
 positions after the end token cannot change a prompt's vector), so a prompt of eight

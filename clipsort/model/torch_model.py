@@ -1,8 +1,8 @@
 """The open_clip model on torch: the reference path, and the GPU path.
 
 Used on CUDA and MPS, for ``--precision bf16`` on CPUs, to build the fast runtime's
-artifact (:mod:`clipsort.model.export`) and for a model part that the fast runtime cannot run.
-The only module besides :mod:`clipsort.model.export` that imports torch and open_clip.
+artifact (:mod:`clipsort.model.prepare.export`) and for a model part that the fast runtime cannot run.
+The only module besides :mod:`clipsort.model.prepare.export` that imports torch and open_clip.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""open_clip's towers as functions that export well: the torch side of :mod:`clipsort.model.export`.
+"""open_clip's towers as functions that export well: the torch side of :mod:`clipsort.model.prepare.export`.
 
 Imports torch and open_clip (only when a fast-runtime artifact is built). Two rewrites make
 the exported graphs faster, with the same arithmetic (each tower is checked against
@@ -193,7 +193,7 @@ def export_onnx(
     twice more while it serialises them, 1 GB more for ViT-B-32's image tower); they are written
     here, each straight from its tensor, to ``<target>.weights``, which the graph names as its
     external data. Constants the weights fold into (transposes, slices) are folded by ONNX Runtime
-    afterwards (:mod:`clipsort.model.export`)."""
+    afterwards (:mod:`clipsort.model.prepare.export`)."""
 
     class Tower(torch.nn.Module):
         def __init__(self) -> None:
@@ -349,7 +349,7 @@ def trace_bf16(model: Any, pixels: np.ndarray, target: Path) -> None:
 
 def drop_text_tower(model: Any) -> None:
     """Let go of ``model``'s text tower (exported already), so that the image tower's export fits
-    beside what is left (ViT-B-32: 250 MB, given back by :func:`clipsort.model.export.release_memory`).
+    beside what is left (ViT-B-32: 250 MB, given back by :func:`clipsort.model.prepare.export.release_memory`).
 
     Weights loaded from a safetensors file are pages of the file mapped into memory: freeing their
     tensors leaves the pages resident while the mapping lives, so the pages wholly inside the text

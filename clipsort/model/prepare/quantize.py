@@ -1,4 +1,4 @@
-"""int8 weights for the fast runtime's towers, computed in numpy (part of :mod:`clipsort.model.export`).
+"""int8 weights for the fast runtime's towers, computed in numpy (part of :mod:`clipsort.model.prepare.export`).
 
 Every ``MatMul`` by a constant weight and every ``Gather`` from a constant table (the text tower's
 token embedding) gets 8-bit weights, as ``onnxruntime.quantization.quantize_dynamic`` gives them
@@ -19,7 +19,7 @@ signed weights can saturate (ViT-B-32 on 47 photos, least cosine to fp32: signed
 0.9875, unsigned per channel 0.9998, at the same speed). ``Gather(T, ids)``: the table
 unsigned 8-bit per tensor, a ``DequantizeLinear`` after the gather.
 
-The towers are checked against open_clip afterwards (:mod:`clipsort.model.export`): one that
+The towers are checked against open_clip afterwards (:mod:`clipsort.model.prepare.export`): one that
 loses too much is not kept.
 """
 
@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from onnx import helper
+
+from clipsort.model.prepare import protos
 
 #: A Gather's table is quantized from this many numbers on (a token embedding; not a small constant).
 GATHER_MIN = 1 << 16
@@ -39,7 +40,7 @@ def quantize_weights(source: Path, target: Path) -> int:
     """Write ``source``'s graph to ``target`` with 8-bit weights (see the module). Returns how many
     operations were quantized; 0 leaves ``target`` unwritten."""
     import onnx
-    from onnx import TensorProto, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper
 
     model = onnx.load(str(source), load_external_data=False)  # each weight is read when quantized
     graph = model.graph
@@ -83,30 +84,19 @@ def quantize_weights(source: Path, target: Path) -> int:
         table = constant(node.input[0]) if node.op_type == "Gather" else None
         if weight is not None:
             base = node.input[1]
-            store(base, lambda weight=weight: _per_column(weight.astype(np.float32)))
-            x_q, x_scale, x_zero = dynamic(node.input[0])
+            store(base, lambda weight=weight: per_column(weight.astype(np.float32)))
             out = node.output[0]
             product = out if bias is None else f"{out}__product"
-            nodes += [
-                helper.make_node("MatMulInteger", [x_q, f"{base}__q", x_zero, f"{base}__zero"], [f"{out}__int"]),
-                helper.make_node("Cast", [f"{out}__int"], [f"{out}__float"], to=TensorProto.FLOAT),
-                helper.make_node("Mul", [x_scale, f"{base}__scale"], [f"{out}__scales"]),
-                helper.make_node("Mul", [f"{out}__float", f"{out}__scales"], [product], name=node.name),
-            ]
+            nodes += integer_matmul(dynamic(node.input[0]), base, product, node.name)
             if bias is not None:  # a Gemm's C
                 nodes.append(helper.make_node("Add", [product, bias], [out], name=f"{node.name}__bias"))
             count += 1
         elif table is not None and table.size >= GATHER_MIN:
             base = node.input[0]
-            store(base, lambda table=table: _per_tensor(table.astype(np.float32)))
+            store(base, lambda table=table: per_tensor(table.astype(np.float32)))
             out = node.output[0]
             attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            nodes += [
-                helper.make_node("Gather", [f"{base}__q", node.input[1]], [f"{out}__q"], **attributes),
-                helper.make_node(
-                    "DequantizeLinear", [f"{out}__q", f"{base}__scale", f"{base}__zero"], [out], name=node.name
-                ),
-            ]
+            nodes += dequantized_gather(base, node.input[1], out, node.name, **attributes)
             count += 1
         else:
             nodes.append(node)
@@ -123,6 +113,26 @@ def quantize_weights(source: Path, target: Path) -> int:
     return count
 
 
+def integer_matmul(x: tuple[str, str, str], base: str, out: str, name: str) -> list[Any]:
+    """``out = x @ W`` in 8 bits: ``x``'s quantized numbers, scale and zero point (from a
+    ``DynamicQuantizeLinear``), ``W``'s in the initializers ``<base>__q``, ``__scale``, ``__zero``."""
+    x_q, x_scale, x_zero = x
+    return [
+        protos.make_node("MatMulInteger", [x_q, f"{base}__q", x_zero, f"{base}__zero"], [f"{out}__int"]),
+        protos.make_node("Cast", [f"{out}__int"], [f"{out}__float"], to=protos.FLOAT),
+        protos.make_node("Mul", [x_scale, f"{base}__scale"], [f"{out}__scales"]),
+        protos.make_node("Mul", [f"{out}__float", f"{out}__scales"], [out], name=name),
+    ]
+
+
+def dequantized_gather(base: str, ids: str, out: str, name: str, **attributes: Any) -> list[Any]:
+    """``out = T[ids]`` from the 8-bit table ``T`` in the initializers ``<base>__q``, ``__scale``, ``__zero``."""
+    return [
+        protos.make_node("Gather", [f"{base}__q", ids], [f"{out}__q"], **attributes),
+        protos.make_node("DequantizeLinear", [f"{out}__q", f"{base}__scale", f"{base}__zero"], [out], name=name),
+    ]
+
+
 def _live(nodes: list[Any], outputs: set[str]) -> list[Any]:
     """``nodes`` without those whose results nothing reads (a weight's transpose, now quantized)."""
     needed = set(outputs)
@@ -137,6 +147,8 @@ def _live(nodes: list[Any], outputs: set[str]) -> list[Any]:
 def _weight_of(node: Any, constant: Any, producers: dict[str, Any]) -> tuple[np.ndarray | None, str | None]:
     """The constant (K, N) weight a ``MatMul`` or plain ``Gemm`` multiplies by (a weight's 2-D
     transpose, as torch exports ``linear``, taken as the transposed weight), and a Gemm's bias input."""
+    from onnx import helper
+
     if node.op_type == "MatMul" and len(node.input) == 2:
         weight = constant(node.input[1])
         source = producers.get(node.input[1])
@@ -158,21 +170,34 @@ def _weight_of(node: Any, constant: Any, producers: dict[str, Any]) -> tuple[np.
     return (weight.T if attributes.get("transB", 0) else weight), bias
 
 
-def _per_column(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unsigned 8-bit ``weight`` (K, N) with a scale and zero point per column (N,)."""
+def per_column(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unsigned 8-bit ``weight`` (K, N) with a scale and zero point per column (N,). Raises ValueError
+    for a weight that holds values that are not numbers (NaN, infinite)."""
     low = np.minimum(weight.min(axis=0), 0.0)
     high = np.maximum(weight.max(axis=0), 0.0)
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise ValueError("values that are not numbers")
     scale = ((high - low) / 255.0).astype(np.float32)
     scale[scale == 0] = 1.0
     zero = np.clip(np.round(-low / scale), 0, 255).astype(np.uint8)
-    quantized = np.clip(np.round(weight / scale) + zero, 0, 255).astype(np.uint8)
-    return quantized, scale, zero
+    numbers = np.divide(weight, scale, dtype=np.float32)  # one array, worked in place
+    np.round(numbers, out=numbers)
+    numbers += zero
+    np.clip(numbers, 0, 255, out=numbers)
+    return numbers.astype(np.uint8), scale, zero
 
 
-def _per_tensor(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unsigned 8-bit ``table`` with one scale and zero point (scalars)."""
+def per_tensor(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unsigned 8-bit ``table`` with one scale and zero point (scalars). Raises ValueError for a table
+    that holds values that are not numbers."""
     low, high = min(float(table.min()), 0.0), max(float(table.max()), 0.0)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError("values that are not numbers")
     scale = np.float32((high - low) / 255.0 or 1.0)
     zero = np.uint8(np.clip(round(-low / float(scale)), 0, 255))
-    quantized = np.clip(np.round(table / scale) + zero, 0, 255).astype(np.uint8)
+    numbers = np.divide(table, scale, dtype=np.float32)  # one array, worked in place (a token table: 100 MB)
+    np.round(numbers, out=numbers)
+    numbers += np.float32(zero)
+    np.clip(numbers, 0, 255, out=numbers)
+    quantized = numbers.astype(np.uint8)
     return quantized, np.array(scale, dtype=np.float32), np.array(zero, dtype=np.uint8)

@@ -47,20 +47,25 @@ CHECKS = {"image-fp32": 0.9999, "image-int8": 0.99, "image-bf16": 0.99, "text-fp
 # ----------------------------------------------------------------------------- building
 
 
-def build(
-    load: Callable[[], ClipModel], identity: str, precision: str, on_step: Callable[[str], None] | None = None
-) -> Artifact:
-    """Export the model ``load`` gives (open_clip, fp32, on the CPU) into the artifact of ``identity``
-    at ``precision``: the towers that precision runs (:data:`~clipsort.model.artifact.PARTS`).
+Pending = list[tuple[str, Callable[[], None]]]
+#: Writes a build's raw towers into the folder it is given and returns the manifest that the
+#: steps it adds to the list (optimise, quantize, check: ONNX Runtime only) complete.
+Preparer = Callable[[Path, Pending, Callable[[str], None]], dict[str, Any]]
 
-    The torch model is let go once its towers are exported, before ONNX Runtime optimises
-    and quantizes them, so the two never take memory at the same time. ``on_step`` hears how far
-    along it is.
+
+def build(
+    prepare: Preparer, name: str, identity: str, precision: str, on_step: Callable[[str], None] | None = None
+) -> Artifact:
+    """Build the artifact of ``identity`` (the model ``name``) at ``precision`` that ``prepare`` writes:
+    through open_clip (:func:`through_open_clip`) or from the weights file
+    (:func:`clipsort.model.prepare.direct.preparer`).
+    ``on_step`` hears how far along it is.
 
     Slow (ViT-B-32 on two cores: seconds per tower). Concurrent builds are harmless: each works
     in a folder of its own and the first to finish is kept.
     """
     say = on_step or (lambda message: None)
+    pending: Pending = []
     target = folder_for(identity, precision)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
@@ -68,17 +73,11 @@ def build(
     os.umask(umask)
     work.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide a shared CLIPSORT_RUNTIME_DIR from other users
     try:
-        pending: list[tuple[str, Callable[[], None]]] = []
-        say("loading the model with open_clip")
-        clip = load()
-        name = clip.spec.display
-        manifest = _export_all(work, clip, identity, precision, pending, say)
-        del clip
-        release_memory()  # the torch model's memory, for ONNX Runtime's steps
+        manifest = prepare(work, pending, say)
         for number, (what, step) in enumerate(pending, 1):
             say(f"{what} ({number} of {len(pending)})")
             step()
-        for leftover in work.glob("raw-*"):
+        for leftover in {*work.glob("raw-*"), *work.glob("*.weights")}:
             leftover.unlink()
         (work / (MANIFEST + ".tmp")).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         os.replace(work / (MANIFEST + ".tmp"), work / MANIFEST)
@@ -94,7 +93,23 @@ def build(
     return found
 
 
-Pending = list[tuple[str, Callable[[], None]]]
+def through_open_clip(load: Callable[[], ClipModel], identity: str, precision: str, why: str) -> Preparer:
+    """Export the model ``load`` gives (open_clip, fp32, on the CPU): the towers ``precision`` runs
+    (:data:`~clipsort.model.artifact.PARTS`). The torch model is let go once its towers are
+    exported, before ONNX Runtime optimises and quantizes them, so the two never take memory at
+    the same time. ``why``: why the towers could not be written from the weights file (kept in the
+    manifest)."""
+
+    def prepare(work: Path, pending: Pending, say: Callable[[str], None]) -> dict[str, Any]:
+        say("loading the model with open_clip")
+        clip = load()
+        manifest = _export_all(work, clip, identity, precision, pending, say)
+        manifest["written"] = f"through open_clip ({why})"
+        del clip
+        release_memory()  # the torch model's memory, for ONNX Runtime's steps
+        return manifest
+
+    return prepare
 
 
 def _export_all(
@@ -103,7 +118,7 @@ def _export_all(
     """Export ``clip``'s towers that ``precision`` runs to raw ONNX files in ``work``; the steps that need
     ONNX Runtime only (optimise, quantize, check) are added to ``pending``. Returns the manifest they
     complete."""
-    from clipsort.model import towers
+    from clipsort.model.prepare import towers
     from clipsort.model.runtime import Preprocess, onnx_tower
 
     model = clip.torch_module
@@ -127,7 +142,7 @@ def _export_all(
     _export_text(work, clip, manifest, pending, wanted)
     towers.drop_text_tower(model)  # in its file now: the image tower's export has its memory
     release_memory()
-    pictures = _test_pictures(clip.image_size)
+    pictures = test_pictures(clip.image_size)
     reference = clip.encode_images(pictures)
     manifest["dim"] = int(reference.shape[1])
     try:
@@ -159,17 +174,17 @@ def _export_all(
             towers.export_image(model, pixels, raw, OPSET)
 
             def check_image(path: Path) -> float:
-                return _worst_cosine(onnx_tower(path, settings.usable_cpus())(pixels), reference)
+                return worst_cosine(onnx_tower(path, settings.usable_cpus())(pixels), reference)
 
             if "image-fp32" in wanted:
                 pending.append(
-                    ("optimising the image tower", lambda: _keep(work, manifest, "image-fp32", raw, check_image))
+                    ("optimising the image tower", lambda: keep(work, manifest, "image-fp32", raw, check_image))
                 )
             if "image-int8" in wanted:
                 quantized = work / "raw-image-int8.onnx"
-                pending.append(("quantizing the image tower", lambda: _quantize(raw, quantized)))
+                pending.append(("quantizing the image tower", lambda: quantize_file(raw, quantized)))
                 pending.append(
-                    ("optimising the image tower", lambda: _keep(work, manifest, "image-int8", quantized, check_image))
+                    ("optimising the image tower", lambda: keep(work, manifest, "image-int8", quantized, check_image))
                 )
     return manifest
 
@@ -177,8 +192,7 @@ def _export_all(
 def _export_text(
     work: Path, clip: ClipModel, manifest: dict[str, Any], pending: Pending, wanted: tuple[str, ...]
 ) -> None:
-    from clipsort.labels.label_set import DEFAULT_TEMPLATES
-    from clipsort.model import towers
+    from clipsort.model.prepare import towers
     from clipsort.model.texts import SAMPLES, ClipTokenizer
 
     described = _describe_tokenizer(clip)
@@ -192,12 +206,7 @@ def _export_text(
         return
     manifest["tokenizer"] = described
     model = clip.torch_module
-    # The prompts of label files (templates, labels of one and several words, some beginning
-    # alike) and the tokenizer's samples, the longest of which fills the whole context.
-    texts = [
-        t.format(label) for label in ("dog", "red circle", "red square", "Eiffel Tower") for t in DEFAULT_TEMPLATES
-    ]
-    texts += list(SAMPLES)
+    texts = check_texts()
     tokens = tokenizer(texts)
     # a few at a time: open_clip's activations for all at once took 200 MB more than the export (ViT-B-32)
     reference = np.concatenate([clip.encode_texts(texts[i : i + 8]) for i in range(0, len(texts), 8)])
@@ -210,26 +219,37 @@ def _export_text(
         from clipsort.model.runtime import text_tower
 
         tower = text_tower(path, settings.usable_cpus(), manifest)
-        worst = _worst_cosine(tower(tokens, CHECK_BATCH), reference)
+        worst = worst_cosine(tower(tokens, CHECK_BATCH), reference)
         if shares:  # and without shared prefixes: every prompt on its own
-            worst = min(worst, _worst_cosine(tower(tokens, CHECK_BATCH, share=False), reference))
+            worst = min(worst, worst_cosine(tower(tokens, CHECK_BATCH, share=False), reference))
         return worst
 
     if "text-int8" in wanted:
         quantized = work / "raw-text-int8.onnx"
 
         def keep_int8_or_fp32() -> None:  # a text tower that fails its check in int8 runs in fp32
-            _keep(work, manifest, "text-int8", quantized, check_text)
+            keep(work, manifest, "text-int8", quantized, check_text)
             if "text-int8" not in manifest["parts"]:
-                _keep(work, manifest, "text-fp32", raw, check_text)
+                keep(work, manifest, "text-fp32", raw, check_text)
 
-        pending.append(("quantizing the text tower", lambda: _quantize(raw, quantized)))
+        pending.append(("quantizing the text tower", lambda: quantize_file(raw, quantized)))
         pending.append(("optimising the text tower", keep_int8_or_fp32))
     else:
-        pending.append(("optimising the text tower", lambda: _keep(work, manifest, "text-fp32", raw, check_text)))
+        pending.append(("optimising the text tower", lambda: keep(work, manifest, "text-fp32", raw, check_text)))
 
 
-def _worst_cosine(vectors: np.ndarray, reference: np.ndarray) -> float:
+def check_texts() -> list[str]:
+    """The prompts a text tower is checked on: those of label files (templates, labels of one and
+    several words, some beginning alike) and the tokenizer's samples, the longest of which fills
+    the whole context."""
+    from clipsort.labels.label_set import DEFAULT_TEMPLATES
+    from clipsort.model.texts import SAMPLES
+
+    labels = ("dog", "red circle", "red square", "Eiffel Tower")
+    return [t.format(label) for label in labels for t in DEFAULT_TEMPLATES] + list(SAMPLES)
+
+
+def worst_cosine(vectors: np.ndarray, reference: np.ndarray) -> float:
     from clipsort.labels.score import normalise
 
     return float((normalise(vectors) * reference).sum(axis=1).min())
@@ -253,10 +273,10 @@ def _describe_tokenizer(clip: ClipModel) -> dict[str, Any] | str:
     }
 
 
-def _quantize(source: Path, target: Path) -> None:
-    """8-bit weights (:mod:`clipsort.model.quantize`) of ``source``; a graph with none to quantize is
+def quantize_file(source: Path, target: Path) -> None:
+    """8-bit weights (:mod:`clipsort.model.prepare.quantize`) of ``source``; a graph with none to quantize is
     kept as it is."""
-    from clipsort.model.quantize import quantize_weights
+    from clipsort.model.prepare.quantize import quantize_weights
 
     try:
         if not quantize_weights(source, target):
@@ -292,7 +312,7 @@ def _optimise(source: Path, target: Path) -> None:
     onnxruntime.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
 
 
-def _keep(work: Path, manifest: dict[str, Any], part: str, raw: Path, check: Callable[[Path], float]) -> None:
+def keep(work: Path, manifest: dict[str, Any], part: str, raw: Path, check: Callable[[Path], float]) -> None:
     """Optimise ``raw`` into ``<part>.onnx`` + ``<part>.data``, ``check`` it (the worst cosine of its
     vectors to open_clip's), and list it in the manifest."""
     target = work / f"{part}.onnx"
@@ -300,7 +320,7 @@ def _keep(work: Path, manifest: dict[str, Any], part: str, raw: Path, check: Cal
     _optimise(raw, target)
     worst = check(target)
     manifest["checks"][part] = round(worst, 6)
-    if worst < CHECKS[part]:
+    if not worst >= CHECKS[part]:  # NaN (weights that are not numbers) fails too
         manifest["unsupported"][part] = f"vectors differ from open_clip's (cosine {worst:.4f} < {CHECKS[part]})"
         target.unlink()
         (work / data).unlink(missing_ok=True)
@@ -313,16 +333,16 @@ def _keep_traced(manifest: dict[str, Any], part: str, target: Path, pixels: np.n
     """Check the TorchScript tower on a batch of another size than it was traced with, and list it."""
     from clipsort.model.runtime import torchscript_tower
 
-    worst = _worst_cosine(torchscript_tower(target, settings.usable_cpus())(pixels[:5]), reference[:5])
+    worst = worst_cosine(torchscript_tower(target, settings.usable_cpus())(pixels[:5]), reference[:5])
     manifest["checks"][part] = round(worst, 6)
-    if worst < CHECKS[part]:
+    if not worst >= CHECKS[part]:  # NaN (weights that are not numbers) fails too
         manifest["unsupported"][part] = f"vectors differ from open_clip's (cosine {worst:.4f} < {CHECKS[part]})"
         target.unlink()
         return
     manifest["parts"][part] = {"file": target.name, "files": {target.name: file_facts(target)}}
 
 
-def _test_pictures(size: int) -> list[Any]:
+def test_pictures(size: int) -> list[Any]:
     """Pictures to check the exported towers on: plain, gradients, noise, shapes (fixed, so builds repeat)."""
     from PIL import Image, ImageDraw
 
