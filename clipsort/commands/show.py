@@ -11,9 +11,8 @@ from clipsort.labels import decide
 from clipsort.labels.label_set import LabelSet
 from clipsort.model.embed import Embedder
 from clipsort.photos.discover import ImageRef
-from clipsort.photos.exif import read_facts
+from clipsort.photos.exif import embedded_keywords, read_facts
 from clipsort.photos.formats import available, format_of
-from clipsort.photos.keywords import embedded_keywords
 from clipsort.run.classifier import prepare_decisions
 from clipsort.run.events import Events, RunOptions, SilentEvents, fail
 from clipsort.run.pipeline import score_all, scores_of

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from clipsort.photos.keywords import embedded_keywords
+from clipsort.photos.exif import embedded_keywords
 from clipsort.photos.location import file_fingerprint
 from clipsort.store.cache import EmbeddingCache
 from clipsort.store.journal import Journal

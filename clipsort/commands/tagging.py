@@ -18,7 +18,7 @@ from clipsort.labels.label_set import Label, LabelSet
 from clipsort.labels.names import control_problem
 from clipsort.model.embed import Embedder
 from clipsort.photos.discover import ImageRef, SideFiles
-from clipsort.photos.keywords import embedded_keywords
+from clipsort.photos.exif import embedded_keywords
 from clipsort.photos.location import require_local
 from clipsort.run.classifier import decisions_when_needed
 from clipsort.run.events import Events, RunOptions, SilentEvents, wants_details

@@ -34,9 +34,9 @@ from typing import Any
 from xml.parsers.expat import ExpatError
 
 from clipsort.errors import ClipsortError, FileFailure
+from clipsort.photos.exif import XMP_LIMIT
 from clipsort.photos.formats import format_of
 from clipsort.photos.image_data import same_picture
-from clipsort.photos.keywords import XMP_LIMIT
 from clipsort.safe_files import TEMP_SUFFIX, temp_prefix
 from clipsort.store.journal import Journal
 from clipsort.writes.exiftool import ExifTool, ExifToolError

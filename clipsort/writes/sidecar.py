@@ -27,7 +27,7 @@ from xml.parsers.expat import ExpatError
 from clipsort.errors import SidecarError
 from clipsort.labels.label_set import Label
 from clipsort.labels.names import xml_safe
-from clipsort.photos.keywords import EmbeddedKeywords
+from clipsort.photos.exif import EmbeddedKeywords
 from clipsort.photos.location import Location, read_whole, write_whole
 from clipsort.safe_files import SIDECAR_LIMIT, UnsafeFile
 from clipsort.writes.xmp_dom import (

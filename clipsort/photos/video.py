@@ -1,0 +1,180 @@
+"""The frames a video clip is judged by, read with PyAV (FFmpeg's decoders, shipped in its wheels).
+
+A clip is not decoded in full: :data:`FRAMES` times are spread over it (the middle of each of
+as many equal spans), and for each the reader seeks to the keyframe before it. When that
+keyframe lies within half a span of the time (a phone writes one every second or two) it is the
+frame taken: one frame decoded. Otherwise the reader decodes forward to the time, at most
+:data:`DECODE_LIMIT` frames (a clip with one keyframe is still seen to its last second; one with
+a keyframe every ten minutes is not decoded to its end: the frame reached is taken). Frames are
+scaled down as they are converted (a 4K frame is never made into a 4K picture when the model
+sees 224 pixels), turned upright as the clip's display matrix says (a phone held upright writes
+a landscape stream and a rotation), and duplicates (two times that land on one frame) are kept
+once.
+
+Bad clips are named, never a crash or a run without end: no video stream (audio only), no
+frame that decodes (zero length, cut short before its first keyframe), headers that declare
+ten hours for a clip of seconds (FFmpeg takes the duration from the frames' own table), ten
+hours long (still :data:`FRAMES` seeks). The clip's creation time (QuickTime ``creation_time``, UTC as the format
+defines it) is given in the local time, as cameras and phones mean it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+#: Video containers clipsort reads (the codecs inside are FFmpeg's: H.264, HEVC, VP9, AV1...).
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".3gp", ".mkv", ".webm", ".avi")
+#: Frames taken from each clip, spread over it.
+FRAMES = 8
+#: Frames decoded at most after each seek before the frame reached is taken.
+DECODE_LIMIT = 120
+#: FFmpeg's time unit for a container's duration.
+_AV_TIME_BASE = 1_000_000
+_LOG_LOCK = threading.Lock()
+
+
+class UnreadableVideo(Exception):  # noqa: N818 - a condition, named as the photos' ones are
+    """A clip with no frame to judge it by; the message says why, in a few words."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a clip: its time in seconds from the start, and its picture (RGB, upright)."""
+
+    time: float
+    picture: Any
+
+
+@dataclass(frozen=True)
+class Clip:
+    """What a clip gives: its frames in time order, its duration as declared (None when it
+    declares none) and its creation time in local time (None when it has none)."""
+
+    frames: tuple[Frame, ...]
+    duration: float | None
+    created: datetime | None
+
+
+def read_clip(path: Path, min_side: int | None = None, count: int = FRAMES) -> Clip:
+    """The frames of ``path`` (see the module), each scaled so its short side is at least
+    ``min_side`` (None: as stored). Raises :class:`UnreadableVideo`."""
+    av = _pyav()
+    try:
+        container = av.open(str(path), metadata_errors="replace")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UnreadableVideo(_reason(exc)) from None
+    with container:
+        if not container.streams.video:
+            raise UnreadableVideo("no video stream (audio only?)")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        duration = _duration(container, stream)
+        frames: dict[int | None, Frame] = {}
+        targets = _targets(duration, count)
+        tolerance = (duration or 0.0) / count / 2  # half the span each frame stands for
+        for target in targets:
+            try:
+                frame = _frame_at(container, stream, target, tolerance)
+            except (av.error.FFmpegError, OSError, ValueError, MemoryError):
+                frame = None  # cut short here: the other times may still decode
+            if frame is not None and frame.pts not in frames:
+                frames[frame.pts] = Frame(_seconds(frame, target), _picture(frame, min_side))
+        if not frames:
+            raise UnreadableVideo("no frame could be decoded (empty or cut short)")
+        created = _created(container.metadata)
+    return Clip(tuple(sorted(frames.values(), key=lambda f: f.time)), duration, created)
+
+
+def _pyav() -> Any:
+    try:
+        import av
+    except ImportError:
+        raise UnreadableVideo("videos need PyAV: pip install av") from None
+    with _LOG_LOCK:
+        av.logging.set_level(None)  # FFmpeg's own lines stay off clipsort's stderr; errors are raised
+    return av
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).split(": '", 1)[0].strip() or type(exc).__name__
+    return f"not a video FFmpeg can read ({text})"
+
+
+def _duration(container: Any, stream: Any) -> float | None:
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        return container.duration / _AV_TIME_BASE
+    return None
+
+
+def _targets(duration: float | None, count: int) -> list[float]:
+    """The times to take frames at: the middle of ``count`` equal spans, or the start when the
+    duration is unknown."""
+    if not duration:
+        return [0.0]
+    return [duration * (i + 0.5) / count for i in range(count)]
+
+
+def _frame_at(container: Any, stream: Any, target: float, tolerance: float) -> Any:
+    """A frame near ``target`` seconds: the keyframe before it when it is at most ``tolerance``
+    earlier (a phone's clip has one every second or two: one frame decoded), else the first frame
+    at or after ``target``, decoding forward from that keyframe (at most :data:`DECODE_LIMIT`
+    frames: then the last one decoded); None when none decodes."""
+    if stream.time_base is not None and target > 0:
+        container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
+    else:
+        container.seek(0)
+    last = None
+    for decoded, frame in enumerate(container.decode(stream)):
+        if last is None and frame.time is not None and frame.time >= target - tolerance:
+            return frame
+        last = frame
+        if frame.time is None or frame.time >= target or decoded >= DECODE_LIMIT:
+            break
+    return last
+
+
+def _seconds(frame: Any, target: float) -> float:
+    return float(frame.time) if frame.time is not None else target
+
+
+def _picture(frame: Any, min_side: int | None) -> Any:
+    """The frame as an upright RGB picture, scaled down as it is converted when it is bigger than
+    ``min_side`` needs."""
+    from PIL import Image
+
+    width, height = frame.width, frame.height
+    if min_side and min(width, height) > 2 * min_side:
+        scale = 2 * min_side / min(width, height)  # twice the model's size: its own resize does the rest
+        width, height = max(2, round(width * scale)), max(2, round(height * scale))
+    picture = frame.to_image(width=width, height=height)
+    turn = int(round(getattr(frame, "rotation", 0) or 0)) % 360
+    # the display matrix turns counter-clockwise by ``rotation`` degrees to show the frame upright
+    transposes = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
+    if turn in transposes:
+        picture = picture.transpose(transposes[turn])
+    return picture
+
+
+def _created(metadata: dict[str, str]) -> datetime | None:
+    """The container's ``creation_time`` (ISO 8601, UTC) in local time, None when it has none or
+    it is not a date (or the zero date some cameras write)."""
+    text = (metadata or {}).get("creation_time", "").strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.year < 1971:  # QuickTime's zero (1904) or a camera that never set its clock
+        return None
+    if moment.tzinfo is None:
+        from datetime import timezone
+
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone().replace(tzinfo=None)
