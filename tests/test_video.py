@@ -13,7 +13,7 @@ import pytest
 
 av = pytest.importorskip("av", reason="PyAV reads videos (a dependency: installed by the README's commands)")
 
-from clipsort.photos.video import FRAMES, UnreadableVideo, read_clip  # noqa: E402
+from clipsort.photos.video import FRAMES, UnreadableVideo, frames_for, read_clip  # noqa: E402
 
 RED, BLUE, GREEN, GREY = (220, 30, 30), (30, 30, 220), (30, 200, 30), (128, 128, 128)
 
@@ -66,7 +66,12 @@ def test_frames_are_spread_over_the_clip_even_with_one_keyframe(tmp_path: Path, 
     second is among those read (the reader decodes forward from the keyframe, not only keyframes)."""
     clip = read_clip(make_clip(tmp_path / f"late{container}", 4.0, colour_at=lambda t: RED if t >= 3 else GREY))
     times = [f.time for f in clip.frames]
-    assert len(clip.frames) == FRAMES and times == sorted(times) and 0 <= times[0] < 0.5 and 3.5 <= times[-1] < 4
+    assert (
+        len(clip.frames) == frames_for(4.0) == 4
+        and times == sorted(times)
+        and 0 <= times[0] < 1
+        and 3.5 <= times[-1] < 4
+    )
     assert clip.duration == pytest.approx(4.0, abs=0.1)
     assert [near(centre(f.picture), RED) for f in clip.frames] == [t >= 3 for t in times]
     assert all(near(centre(f.picture), GREY) for f in clip.frames if f.time < 3)
@@ -177,8 +182,18 @@ def test_a_clip_whose_duration_lies_is_read_in_bounded_time(tmp_path: Path):
 
 
 def test_a_phone_clip_gives_its_keyframes_one_frame_decoded_for_each_time(tmp_path: Path):
-    """Keyframes every 2 s, as phones write them, over 16 s: each time takes the keyframe before it
-    (one second earlier, within half of the two seconds each frame stands for) instead of decoding
-    forward to it: the frames are at 0, 2, 4... s, not at the times asked (1, 3, 5... s)."""
+    """Keyframes every 2 s, as phones write them, over 16 s: each of the six times takes the keyframe
+    before it (within half the 2.7 s each frame stands for) instead of decoding forward to it."""
     clip = read_clip(make_clip(tmp_path / "phone.mp4", 16.0, size=(160, 120), keyint=48, rate=24))
-    assert [round(f.time, 3) for f in clip.frames] == [0, 2, 4, 6, 8, 10, 12, 14]
+    targets = [16.0 * (i + 0.5) / FRAMES for i in range(FRAMES)]
+    assert frames_for(16.0) == FRAMES == len(clip.frames)
+    for frame, target in zip(clip.frames, targets, strict=True):
+        assert round(frame.time, 3) % 2 == 0 and target - 16 / FRAMES / 2 <= frame.time <= target
+
+
+def test_a_clip_with_one_keyframe_is_decoded_once_through_to_its_last_times(tmp_path: Path):
+    """20 s and a single keyframe: the times after it are reached in one pass from that keyframe
+    (not by decoding from the start again for each), so the last one is still reached."""
+    clip = read_clip(make_clip(tmp_path / "one.mp4", 20.0, size=(160, 120), keyint=100_000, rate=24,
+                               colour_at=lambda t: RED if t >= 17 else GREY))  # fmt: skip
+    assert len(clip.frames) == FRAMES and clip.frames[-1].time > 17 and near(centre(clip.frames[-1].picture), RED)

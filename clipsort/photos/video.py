@@ -1,25 +1,28 @@
 """The frames a video clip is judged by, read with PyAV (FFmpeg's decoders, shipped in its wheels).
 
-A clip is not decoded in full: :data:`FRAMES` times are spread over it (the middle of each of
-as many equal spans), and for each the reader seeks to the keyframe before it. When that
-keyframe lies within half a span of the time (a phone writes one every second or two) it is the
-frame taken: one frame decoded. Otherwise the reader decodes forward to the time, at most
-:data:`DECODE_LIMIT` frames (a clip with one keyframe is still seen to its last second; one with
-a keyframe every ten minutes is not decoded to its end: the frame reached is taken). Frames are
-scaled down as they are converted (a 4K frame is never made into a 4K picture when the model
-sees 224 pixels), turned upright as the clip's display matrix says (a phone held upright writes
-a landscape stream and a rotation), and duplicates (two times that land on one frame) are kept
-once.
+A clip is not decoded in full. It is judged by a few frames (:func:`frames_for`: one every
+:data:`SECONDS_PER_FRAME` seconds, :data:`FEWEST_FRAMES` to :data:`FRAMES`), at the middle of as
+many equal spans. For each time the reader seeks to the keyframe before it; when that keyframe
+lies within half a span of the time (a phone writes one every second or two) it is the frame
+taken: one frame decoded. Otherwise the reader decodes forward to the time, at most
+:data:`DECODE_LIMIT` frames, and times that start from the same keyframe (the container's index
+says which) are reached in one pass: a clip with one keyframe is decoded once through and still
+seen to its last second. Frames are scaled down as they are converted (a 4K frame is never made
+into a 4K picture when the model sees 224 pixels), turned upright as the clip's display matrix
+says (a phone held upright writes a landscape stream and a rotation), and duplicates (two times
+that land on one frame) are kept once.
 
 Bad clips are named, never a crash or a run without end: no video stream (audio only), no
 frame that decodes (zero length, cut short before its first keyframe), headers that declare
 ten hours for a clip of seconds (FFmpeg takes the duration from the frames' own table), ten
-hours long (still :data:`FRAMES` seeks). The clip's creation time (QuickTime ``creation_time``, UTC as the format
-defines it) is given in the local time, as cameras and phones mean it.
+hours long (still :data:`FRAMES` seeks). The clip's creation time (QuickTime
+``creation_time``, UTC as the format defines it) is given in the local time, as cameras and
+phones mean it.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,8 +31,11 @@ from typing import Any
 
 #: Video containers clipsort reads (the codecs inside are FFmpeg's: H.264, HEVC, VP9, AV1...).
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".3gp", ".mkv", ".webm", ".avi")
-#: Frames taken from each clip, spread over it.
-FRAMES = 8
+#: Frames taken from a clip, spread over it: one every SECONDS_PER_FRAME, from FEWEST_FRAMES to
+#: FRAMES (a minute's clip then costs about five photos' work on a CPU: docs/performance.md).
+FRAMES = 6
+FEWEST_FRAMES = 4
+SECONDS_PER_FRAME = 2.0
 #: Frames decoded at most after each seek before the frame reached is taken.
 DECODE_LIMIT = 120
 #: FFmpeg's time unit for a container's duration.
@@ -59,9 +65,10 @@ class Clip:
     created: datetime | None
 
 
-def read_clip(path: Path, min_side: int | None = None, count: int = FRAMES) -> Clip:
+def read_clip(path: Path, min_side: int | None = None, count: int | None = None) -> Clip:
     """The frames of ``path`` (see the module), each scaled so its short side is at least
-    ``min_side`` (None: as stored). Raises :class:`UnreadableVideo`."""
+    ``min_side`` (None: as stored); ``count`` frames (None: :func:`frames_for` its duration).
+    Raises :class:`UnreadableVideo`."""
     av = _pyav()
     try:
         container = av.open(str(path), metadata_errors="replace")
@@ -73,20 +80,86 @@ def read_clip(path: Path, min_side: int | None = None, count: int = FRAMES) -> C
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         duration = _duration(container, stream)
+        wanted = count or frames_for(duration)
         frames: dict[int | None, Frame] = {}
-        targets = _targets(duration, count)
-        tolerance = (duration or 0.0) / count / 2  # half the span each frame stands for
-        for target in targets:
+        tolerance = (duration or 0.0) / wanted / 2  # half the span each frame stands for
+        for group in _plan(_targets(duration, wanted), _keyframes(stream), tolerance):
             try:
-                frame = _frame_at(container, stream, target, tolerance)
+                found = _walk(container, stream, group, tolerance)
             except (av.error.FFmpegError, OSError, ValueError, MemoryError):
-                frame = None  # cut short here: the other times may still decode
-            if frame is not None and frame.pts not in frames:
-                frames[frame.pts] = Frame(_seconds(frame, target), _picture(frame, min_side))
+                found = []  # cut short here: the other times may still decode
+            for target, frame in found:
+                if frame.pts not in frames:
+                    frames[frame.pts] = Frame(_seconds(frame, target), _picture(frame, min_side))
         if not frames:
             raise UnreadableVideo("no frame could be decoded (empty or cut short)")
         created = _created(container.metadata)
     return Clip(tuple(sorted(frames.values(), key=lambda f: f.time)), duration, created)
+
+
+def frames_for(duration: float | None) -> int:
+    """How many frames a clip of ``duration`` seconds is judged by: one every
+    :data:`SECONDS_PER_FRAME` seconds, at least :data:`FEWEST_FRAMES`, at most :data:`FRAMES`."""
+    if not duration:
+        return 1
+    return max(FEWEST_FRAMES, min(FRAMES, math.ceil(duration / SECONDS_PER_FRAME)))
+
+
+def _keyframes(stream: Any) -> list[float]:
+    """The times of the stream's keyframes from the container's index (MP4 and MOV have one from
+    the start; others may not: then none, and each time is sought on its own)."""
+    try:
+        entries = stream.index_entries
+        base = stream.time_base
+        if base is None:
+            return []
+        return sorted({float(e.timestamp * base) for e in entries if e.is_keyframe and e.timestamp is not None})
+    except (AttributeError, TypeError, ValueError):
+        return []
+
+
+def _plan(targets: list[float], keyframes: list[float], tolerance: float) -> list[list[float]]:
+    """The times in groups, each reached from one seek: a time whose keyframe before it (in the
+    container's index) is more than ``tolerance`` earlier joins the previous time's group when both
+    start from that keyframe, so a clip with few keyframes is decoded forward once, not from its
+    first keyframe again for every time. Without an index every time is a group of its own."""
+    groups: list[list[float]] = []
+    starts: list[float | None] = []
+    for target in targets:
+        before = max((k for k in keyframes if k <= target), default=None) if keyframes else None
+        far = before is None or target - before > tolerance
+        if far and keyframes and groups and starts[-1] == before:
+            groups[-1].append(target)
+        else:
+            groups.append([target])
+            starts.append(before if far else None)
+    return groups
+
+
+def _walk(container: Any, stream: Any, targets: list[float], tolerance: float) -> list[tuple[float, Any]]:
+    """Seek to the keyframe before the first of ``targets`` and take it when it is within
+    ``tolerance`` of that time (one frame decoded), else decode forward, taking the first frame at
+    or after each time: at most :data:`DECODE_LIMIT` frames a time, then the frame reached."""
+    first = targets[0]
+    if stream.time_base is not None and first > 0:
+        container.seek(int(first / stream.time_base), stream=stream, backward=True, any_frame=False)
+    else:
+        container.seek(0)
+    found: list[tuple[float, Any]] = []
+    pending = list(targets)
+    budget = DECODE_LIMIT * len(pending)
+    last = None
+    for decoded, frame in enumerate(container.decode(stream)):
+        if decoded == 0 and (frame.time is None or frame.time >= first - tolerance):
+            found.append((pending.pop(0), frame))  # the keyframe is near enough
+        last = frame
+        while pending and (frame.time is None or frame.time >= pending[0]):
+            found.append((pending.pop(0), frame))
+        if not pending or decoded >= budget:
+            break
+    if pending and last is not None:
+        found.append((pending[0], last))
+    return found
 
 
 def _pyav() -> Any:
@@ -118,25 +191,6 @@ def _targets(duration: float | None, count: int) -> list[float]:
     if not duration:
         return [0.0]
     return [duration * (i + 0.5) / count for i in range(count)]
-
-
-def _frame_at(container: Any, stream: Any, target: float, tolerance: float) -> Any:
-    """A frame near ``target`` seconds: the keyframe before it when it is at most ``tolerance``
-    earlier (a phone's clip has one every second or two: one frame decoded), else the first frame
-    at or after ``target``, decoding forward from that keyframe (at most :data:`DECODE_LIMIT`
-    frames: then the last one decoded); None when none decodes."""
-    if stream.time_base is not None and target > 0:
-        container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
-    else:
-        container.seek(0)
-    last = None
-    for decoded, frame in enumerate(container.decode(stream)):
-        if last is None and frame.time is not None and frame.time >= target - tolerance:
-            return frame
-        last = frame
-        if frame.time is None or frame.time >= target or decoded >= DECODE_LIMIT:
-            break
-    return last
 
 
 def _seconds(frame: Any, target: float) -> float:
