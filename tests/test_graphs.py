@@ -333,3 +333,99 @@ def test_weights_that_are_not_numbers_are_named_and_not_kept(tmp_path: Path, mon
         built = export.build(fp32, spec.display, identity, "fp32")
     assert not built.has("image-fp32") and "vectors differ" in built.why_not("image-fp32")
     assert built.has("text-fp32")  # the text tower holds no NaN
+
+
+class _Shapes:
+    """Names and shapes of a weights file, as :func:`weights.describe` reads them."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        self.shapes = shapes
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(self.shapes)
+
+
+def _meta_shapes(name: str) -> tuple[Any, dict[str, tuple[int, ...]]]:
+    """open_clip's model ``name`` built without memory (torch's meta device), and its weights' shapes."""
+    import open_clip
+    import torch
+
+    with torch.device("meta"):
+        model = open_clip.create_model(name, pretrained=None, device="meta")
+    return model, {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+#: open_clip's standard CLIP architectures: written from their weights files.
+STANDARD = ("ViT-B-32", "ViT-B-32-quickgelu", "ViT-B-32-256", "ViT-B-16", "ViT-B-16-plus-240", "ViT-L-14",
+            "ViT-L-14-336", "ViT-L-14-quickgelu", "ViT-H-14", "ViT-H-14-378-quickgelu", "ViT-g-14", "ViT-bigG-14",
+            "ViT-S-32", "ViT-M-16-alt")  # fmt: skip
+#: Others, exported through open_clip (the reason names what the graphs do not write).
+OTHERS = {"ViT-B-16-SigLIP": "init_logit_bias", "EVA02-B-16": "custom_text", "RN50": "sizes",
+          "convnext_base": "timm_model_name", "coca_ViT-B-32": "multimodal_cfg", "ViT-L-14-CLIPA": "no_ln_pre",
+          "ViT-H-14-worldwide": "hf_tokenizer_name", "MobileCLIP-S1": "custom_text"}  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_open_clips_standard_architectures_are_recognised_with_their_sizes_and_others_named():
+    """Every standard architecture of open_clip's catalogue is recognised, with the sizes its model
+    has (defaults left out of its config included); SigLIP, EVA, ResNets, ConvNeXt, CoCa, CLIPA and
+    multilingual models are named, with the option that makes them other."""
+    import open_clip
+
+    for name in STANDARD:
+        model, shapes = _meta_shapes(name)
+        shape = weights.describe(open_clip.get_model_config(name), _Shapes(shapes))
+        assert isinstance(shape, weights.Shape), (name, shape)
+        visual, blocks = model.visual, model.visual.transformer.resblocks
+        assert (shape.image_size, shape.patch) == (visual.image_size[0], visual.patch_size[0]), name
+        assert (shape.vision_width, shape.vision_layers) == (visual.transformer.width, len(blocks)), name
+        assert shape.vision_heads == blocks[0].attn.num_heads, name
+        text = model.transformer.resblocks
+        assert (shape.text_width, shape.text_layers, shape.text_heads) == (
+            model.transformer.width, len(text), text[0].attn.num_heads), name  # fmt: skip
+        assert (shape.context_length, shape.embed_dim) == (model.context_length, visual.output_dim), name
+        assert shape.quick_gelu == (type(blocks[0].mlp.gelu).__name__ == "QuickGELU"), name
+    for name, reason in OTHERS.items():
+        _, shapes = _meta_shapes(name)
+        said = weights.describe(open_clip.get_model_config(name), _Shapes(shapes))
+        assert isinstance(said, str) and reason in said, (name, said)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_weights_that_do_not_fit_the_config_are_named():
+    """A tensor missing, one more than the model has (a SigLIP bias), a shape that differs: named;
+    a logit scale stored as one number in a list (as older checkpoints keep it) is the same model."""
+    import open_clip
+
+    config = open_clip.get_model_config("ViT-B-32")
+    _, shapes = _meta_shapes("ViT-B-32")
+    assert isinstance(weights.describe(config, _Shapes({**shapes, "logit_scale": (1,)})), weights.Shape)
+    assert "logit_scale" in str(weights.describe(config, _Shapes({**shapes, "logit_scale": (2,)})))
+    missing = {k: v for k, v in shapes.items() if k != "visual.ln_post.bias"}
+    assert "missing ['visual.ln_post.bias']" in str(weights.describe(config, _Shapes(missing)))
+    extra = {**shapes, "logit_bias": (1,)}
+    assert "unexpected ['logit_bias']" in str(weights.describe(config, _Shapes(extra)))
+    wrong = {**shapes, "visual.proj": (768, 256)}
+    assert "visual.proj of shape (768, 256), not (768, 512)" in str(weights.describe(config, _Shapes(wrong)))
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["open_clip_pytorch_model.bin", "open_clip_model.safetensors"],
+        ["model.safetensors", "open_clip_model.safetensors"],
+        ["pytorch_model.bin", "zzz.safetensors"],
+        ["a.bin", "b.pth"],
+        ["weights.pth"],
+    ],
+)
+def test_the_weights_file_of_a_folder_is_the_one_open_clip_loads(tmp_path: Path, names: list[str]):
+    """Of several weights files in a model folder, the one open_clip's loader chooses (safetensors
+    first, then its preferred names): the one written from must be the one open_clip would load."""
+    from open_clip.factory import _find_checkpoint_in_dir
+
+    from clipsort.model.prepare.weights import _checkpoint_in
+
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    assert _checkpoint_in(tmp_path) == Path(_find_checkpoint_in_dir(tmp_path))
