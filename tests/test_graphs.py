@@ -429,3 +429,27 @@ def test_the_weights_file_of_a_folder_is_the_one_open_clip_loads(tmp_path: Path,
     for name in names:
         (tmp_path / name).write_bytes(b"x")
     assert _checkpoint_in(tmp_path) == Path(_find_checkpoint_in_dir(tmp_path))
+
+
+def test_a_model_downloaded_in_its_first_run_is_still_written_from_its_weights(tmp_path: Path, monkeypatch):
+    """A Hub model not yet on this machine: open_clip downloads it (here: the download put in
+    huggingface_hub's cache as it would be), and its towers are then written from the safetensors
+    file it brought, not exported through torch."""
+    from test_model import _fake_hub_download
+
+    from clipsort.model import model_files, torch_model
+
+    monkeypatch.setenv("CLIPSORT_RUNTIME_DIR", str(tmp_path / "runtime"))
+    monkeypatch.setattr(model_files, "_reachable", lambda url, timeout=4.0: True)
+    real_load = torch_model.load
+    downloads = []
+
+    def downloading(spec, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if not downloads:
+            downloads.append(_fake_hub_download("someone/new-colours"))
+        return real_load(spec, *args, **kwargs)
+
+    monkeypatch.setattr(torch_model, "load", downloading)
+    fast = load_model(parse_spec("hf-hub:someone/new-colours"), "cpu", "int8")
+    assert downloads and fast.artifact.manifest["written"].startswith("from the weights file")
+    assert fast.encode_texts(["a photo of a red."]).shape == (1, fast.artifact.dim)

@@ -75,8 +75,13 @@ def _load_fast(spec: ModelSpec, precision: str, threads: int | None, on_step: Ca
             known = model_identity(spec, RUNTIME_IDENTITY)
             if known is None:
                 raise ModelError(f"cannot identify model {spec.display} for its fast runtime")
-            why = "it was downloaded in this run"
-            prepare = export.through_open_clip(first.pop, known, precision, why)  # pop: the build holds the only one
+            written = direct.preparer(spec, known, precision)  # downloaded as safetensors: still the faster way
+            if not isinstance(written, str):
+                first.clear()  # the torch model's memory, for the build
+                return export.build(written, spec.display, known, precision, steps)
+            prepare = export.through_open_clip(
+                first.pop, known, precision, written
+            )  # pop: the build holds the only one
         else:
             load = lambda: torch_model.load(spec, "cpu", "fp32", threads)  # noqa: E731
             prepare = export.through_open_clip(load, known, precision, str(written))
