@@ -118,7 +118,7 @@ class _Build:
             described = self.manifest["tokenizer"]
             tokenizer = ClipTokenizer(Path(described["vocabulary"]), described["context_length"], described["clean"])
             tokens = tokenizer(_check_texts())
-            expected = _by_length(tokens, lambda rows: reference.text_vectors(self.tensors, self.shape, rows))
+            expected = _in_batches(tokens, lambda rows: reference.text_vectors(self.tensors, self.shape, rows))
 
             def vectors(tower_file: Path) -> np.ndarray:
                 tower = text_tower(tower_file, threads, self.manifest)
@@ -146,7 +146,7 @@ class _Build:
             export.keep(work, self.manifest, "text-fp32", raw, check)
 
 
-#: Prompts of at most this many tokens are checked together (see :func:`_by_length`).
+#: Prompts of at most this many tokens are checked together (see :func:`_in_batches`).
 SHORT = 32
 
 
@@ -161,7 +161,7 @@ def _check_texts() -> list[str]:
     return [t.format(label) for label in labels for t in DEFAULT_TEMPLATES[:3]] + list(SAMPLES)
 
 
-def _by_length(tokens: np.ndarray, vectors: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def _in_batches(tokens: np.ndarray, vectors: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """``vectors`` of token rows: the rows of at most :data:`SHORT` tokens together, cut to the longest
     of them (the causal mask keeps the zeros after a row's end out of its end token's state), each
     longer row alone at its own length."""
