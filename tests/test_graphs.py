@@ -407,6 +407,14 @@ def test_weights_that_do_not_fit_the_config_are_named():
     assert "unexpected ['logit_bias']" in str(weights.describe(config, _Shapes(extra)))
     wrong = {**shapes, "visual.proj": (768, 256)}
     assert "visual.proj of shape (768, 256), not (768, 512)" in str(weights.describe(config, _Shapes(wrong)))
+    for name in ("ln_final.bias", "visual.proj", "text_projection"):  # one number where a vector or matrix is
+        said = str(weights.describe(config, _Shapes({**shapes, name: (1,)})))
+        assert f"weight {name} of shape (1,)" in said
+    text_gone = {k: v for k, v in shapes.items() if k.startswith("visual.")}  # three names said, not all
+    said = str(weights.describe(config, _Shapes(text_gone)))
+    assert "missing ['ln_final.bias', 'ln_final.weight', 'logit_scale'], unexpected [])" in said
+    more = {**shapes, **{f"extra.{i}": (1,) for i in range(5)}}
+    assert "missing [], unexpected ['extra.0', 'extra.1', 'extra.2'])" in str(weights.describe(config, _Shapes(more)))
 
 
 @pytest.mark.parametrize(
@@ -417,6 +425,8 @@ def test_weights_that_do_not_fit_the_config_are_named():
         ["pytorch_model.bin", "zzz.safetensors"],
         ["a.bin", "b.pth"],
         ["weights.pth"],
+        ["a.bin", "b.safetensors"],
+        ["z.safetensors", "a.pth"],
     ],
 )
 def test_the_weights_file_of_a_folder_is_the_one_open_clip_loads(tmp_path: Path, names: list[str]):
@@ -453,3 +463,47 @@ def test_a_model_downloaded_in_its_first_run_is_still_written_from_its_weights(t
     fast = load_model(parse_spec("hf-hub:someone/new-colours"), "cpu", "int8")
     assert downloads and fast.artifact.manifest["written"].startswith("from the weights file")
     assert fast.encode_texts(["a photo of a red."]).shape == (1, fast.artifact.dim)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_config_that_leaves_sizes_out_gets_open_clips_defaults_and_odd_sizes_are_named():
+    """A model folder's config may leave every size out (open_clip then uses its defaults: ViT-B-16's
+    tower and CLIP's text tower): the sizes read are the model's. Sizes that are not plain numbers,
+    not square, not a multiple of the patch, and options with other values are named."""
+    import open_clip
+    import torch
+
+    def described(config: dict[str, Any]) -> Any:
+        name = f"clipsort-test-{abs(hash(json.dumps(config, sort_keys=True)))}"
+        open_clip.factory._MODEL_CONFIGS[name] = json.loads(json.dumps(config))
+        with torch.device("meta"):
+            model = open_clip.create_model(name, pretrained=None, device="meta")
+        shapes = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+        return model, weights.describe(config, _Shapes(shapes))
+
+    model, shape = described({"embed_dim": 512, "vision_cfg": {}, "text_cfg": {}})
+    assert shape == weights.Shape(
+        embed_dim=512, image_size=224, patch=16, vision_width=768, vision_heads=12, vision_layers=12,
+        text_width=512, text_heads=8, text_layers=12, context_length=77, quick_gelu=False,
+        vision_scale=False, text_scale=False,
+    )  # fmt: skip
+    assert model.visual.image_size[0] == 224 and model.context_length == 77
+    base = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8,
+            "head_width": 16}, "text_cfg": {"context_length": 8, "width": 16, "heads": 2, "layers": 1}}  # fmt: skip
+    _, fine = described(base)
+    assert isinstance(fine, weights.Shape)
+    shapes = _Shapes({})  # describe reads the config first: no weights needed to refuse these
+    for change, said in (
+        ({"image_size": "32"}, "plain numbers"),
+        ({"patch_size": "8"}, "plain numbers"),
+        ({"image_size": [32, 48]}, "not square"),
+        ({"image_size": []}, "not square"),
+        ({"image_size": 36}, "not a multiple of the patch size"),
+        ({"pool_type": "avg"}, "pool_type='avg'"),
+    ):
+        config = json.loads(json.dumps(base))
+        config["vision_cfg"].update(change)
+        result = weights.describe(config, shapes)
+        assert isinstance(result, str) and said in result, (change, result)
+    logit = {**{k: v for k, v in _meta_shapes("ViT-B-32")[1].items()}, "logit_scale": (0,)}
+    assert "logit_scale" in str(weights.describe(open_clip.get_model_config("ViT-B-32"), _Shapes(logit)))
