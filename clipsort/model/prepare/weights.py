@@ -4,7 +4,7 @@ towers from.
 :func:`describe` says whether a model is open_clip's standard CLIP (a plain ViT image tower
 pooled at its class token, CLIP's causal text transformer pooled at its end token, LayerNorm,
 GELU or QuickGELU, optional layer scale) from its config and the names and shapes in its weights
-file alone; :func:`read_safetensors` maps the file's numbers. Anything else (other towers, other
+file alone; :class:`Tensors` maps the file's numbers. Anything else (other towers, other
 options, pickled weights) is exported through open_clip (:mod:`.towers`).
 """
 
