@@ -1,6 +1,6 @@
 """What a video clip costs beside a photo, on this machine, in one run (issue 29, item 5).
 
-    python benchmarks/video.py [--photos 10] [--seconds 60]
+    python benchmarks/video.py [--photos 10] [--seconds 60] [--whole-runs 4]
 
 Builds, with PyAV (nothing is downloaded):
 
@@ -15,7 +15,9 @@ seeks, decoding, scaling, turning) against decoding one photo (``clipsort.photos
 ``load_image`` at the same size), and the frames' embedding against one photo's (ViT-B-32 with
 random weights on the int8 fast runtime, the default CPU run). A clip's whole cost is its
 reading plus its frames' embedding; it is printed in photos' worth (a photo's decoding plus its
-embedding).
+embedding). ``--whole-runs N`` then times whole ``clipsort index`` processes over N phone clips
+and over N of the photos, the clips now read, embedded and cached by the pipeline as in a user's
+run.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -80,6 +83,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--whole-runs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time clipsort index over N phone clips and N photos (processes of their own)",
+    )
     args = parser.parse_args()
     from startup import MODEL_FOLDER
     from throughput import build
@@ -125,6 +135,45 @@ def main() -> None:
                 f"{name:34s} {frames:6d} {reading * 1000:7.0f} ms {embedding * 1000:8.0f} ms "
                 f"{(reading + embedding) / photo:10.1f}   ({size:.0f} MB)"
             )
+        if args.whole_runs:
+            whole_runs(tmp, model, photos, args.seconds, args.whole_runs)
+
+
+def whole_runs(tmp: Path, model: Path, photos: list[Path], seconds: float, count: int) -> None:
+    """``clipsort index`` in a process of its own, nothing cached but the prepared model: ``count``
+    phone clips against as many photos (each the median of 3), less a run over one photo (the
+    start, the model's load): what one more clip and one more photo cost in a whole run."""
+    folders = {"clips": tmp / "whole-clips", "photos": tmp / "whole-photos", "one photo": tmp / "whole-one"}
+    for i in range(count):
+        make_clip(folders["clips"] / f"phone {i}.mp4", seconds, (1920, 1080), "libx264", 30 + i, 30)
+    folders["photos"].mkdir()
+    for photo in photos[:count]:
+        (folders["photos"] / photo.name).symlink_to(photo)
+    folders["one photo"].mkdir()
+    (folders["one photo"] / photos[0].name).symlink_to(photos[0])
+    command = [str(Path(sys.executable).with_name("clipsort")), "index", "--model", f"local-dir:{model}", "--quiet"]
+
+    def run(folder: Path) -> None:
+        shutil.rmtree(tmp / "whole-cache", ignore_errors=True)
+        (tmp / "whole-cache").mkdir()
+        shutil.copytree(tmp / "cache" / "runtime", tmp / "whole-cache" / "runtime")  # the prepared model
+        env = {**os.environ, "CLIPSORT_CACHE_DIR": str(tmp / "whole-cache")}
+        subprocess.run([*command, str(folder)], check=True, env=env, capture_output=True)
+
+    run(folders["one photo"])  # prepares the model once, kept in the runtime folder
+    shutil.copytree(tmp / "whole-cache" / "runtime", tmp / "cache" / "runtime", dirs_exist_ok=True)
+    times = {name: median_seconds(lambda folder=folder: run(folder)) for name, folder in folders.items()}
+    base = times["one photo"]
+    photo = (times["photos"] - base) / max(count - 1, 1)
+    clip = (times["clips"] - (base - photo)) / count  # the start without its one photo
+    print(
+        f"\nwhole runs (clipsort index, {count} of each, medians of 3): one photo {base:.2f} s, "
+        f"{count} clips {times['clips']:.2f} s, {count} photos {times['photos']:.2f} s"
+    )
+    print(
+        f"one more clip {clip * 1000:.0f} ms, one more photo {photo * 1000:.0f} ms:"
+        f" a clip costs {clip / photo:.1f} photos"
+    )
 
 
 if __name__ == "__main__":

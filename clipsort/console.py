@@ -385,6 +385,15 @@ def summary_line(report: Report) -> str:
     )
 
 
+def clock(seconds: float) -> str:
+    """A time within a clip as people read it: ``0:03.5``, ``1:02:07.0``."""
+    tenths = round(max(seconds, 0.0) * 10)
+    minutes, rest = divmod(tenths, 600)
+    hours, minutes = divmod(minutes, 60)
+    text = f"{minutes}:{rest // 10:02d}.{rest % 10}"
+    return f"{hours}:{minutes:02d}:{rest // 10:02d}.{rest % 10}" if hours else text
+
+
 def percent(value: float | None) -> str:
     """A share as a percentage with one decimal; ``-`` when there is none."""
     return "-" if value is None else f"{value:.1%}"

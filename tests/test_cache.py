@@ -18,7 +18,7 @@ from conftest import COLOUR_MODEL, make_colour_photos, make_picture, write_rando
 from PIL import Image
 from terminal import run_in_terminal
 
-import clipsort.model.embed
+import clipsort.model.clip_frames
 from clipsort.commands.tagging import TagOptions, run_tag
 from clipsort.errors import ExitCode
 from clipsort.labels.label_set import parse_labels
@@ -42,13 +42,13 @@ class Counting:
         self.decoded: list[Path] = []
         self.loads = 0
         self._model = model
-        real = clipsort.model.embed.load_image
+        real = clipsort.model.clip_frames.load_image
 
         def load_image(path, min_side=None):
             self.decoded.append(Path(path))
             return real(path, min_side)
 
-        monkeypatch.setattr(clipsort.model.embed, "load_image", load_image)
+        monkeypatch.setattr(clipsort.model.clip_frames, "load_image", load_image)
 
     def loader(self, spec, device, precision):
         self.loads += 1

@@ -84,7 +84,7 @@ def test_file_roots_and_errors(tmp_path: Path):
     errors: list = []
     assert found([photo, text, tmp_path / "missing"], errors) == [photo]
     reasons = dict(errors)
-    assert "not an image file name" in reasons[text]
+    assert "not a photo or video file name" in reasons[text]
     assert reasons[tmp_path / "missing"] == "no such file or folder"
 
 

@@ -71,6 +71,27 @@ def test_ray_engine_gives_the_local_engines_labels_and_sidecars(tmp_path: Path, 
     assert code == 3 and "embedded 0, from cache 12" in err, err
 
 
+def test_a_clip_on_ray_is_judged_by_its_middle_frame_and_left_for_the_local_engine_to_cache(
+    tmp_path: Path, capsys, labels_file, local_ray
+):
+    """Ray's decode stage gives one picture a file: a clip's middle frame. Its labels are those of
+    the frame, said in a note, and its vector is not cached (the local engine's is its frames' mean,
+    with the frames kept for search): a local run afterwards embeds the clip, not the photos."""
+    pytest.importorskip("av", reason="PyAV reads videos")
+    from clips import shape_clip
+
+    make_colour_photos(tmp_path / "lib", ["green"], 2, min_px=100, max_px=400)
+    shape_clip(tmp_path / "lib" / "red.mp4", "red", seed=3)
+    cache = ["--cache", str(tmp_path / "cache.sqlite3")]
+    code, out, err = run_cli(capsys, "tag", str(tmp_path / "lib"), "-l", str(labels_file), *MODEL,
+                             "--engine", "ray", "--json", *cache)  # fmt: skip
+    assert code == 0, err
+    labels = {Path(r["path"]).name: r["labels"] for r in map(json.loads, out.splitlines()) if r.get("path")}
+    assert labels["red.mp4"] == ["red"] and "1 video clip(s) judged by their middle frame on Ray" in err
+    code, _, err = run_cli(capsys, "index", str(tmp_path / "lib"), *MODEL, *cache)
+    assert code == 0 and "embedded 1, from cache 2" in err, err
+
+
 def _worker_pids() -> set[int]:
     """The processes of this test's embedding actors (Ray names each after its class:
     ray::...EmbedActor...): only descendants of this process, the one that started the local Ray;

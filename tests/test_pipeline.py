@@ -247,7 +247,7 @@ def _count_decodes(monkeypatch):  # noqa: ANN001, ANN202
     """A semaphore released once for every photo decoded from now on."""
     import threading
 
-    import clipsort.model.embed as embed_module
+    import clipsort.model.clip_frames as embed_module
 
     decoded = threading.Semaphore(0)
     load_image = embed_module.load_image

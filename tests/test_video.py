@@ -13,6 +13,8 @@ import pytest
 
 av = pytest.importorskip("av", reason="PyAV reads videos (a dependency: installed by the README's commands)")
 
+from clips import write_clip  # noqa: E402
+
 from clipsort.photos.video import FRAMES, UnreadableVideo, frames_for, read_clip  # noqa: E402
 
 RED, BLUE, GREEN, GREY = (220, 30, 30), (30, 30, 220), (30, 200, 30), (128, 128, 128)
@@ -23,32 +25,17 @@ def make_clip(
     seconds: float = 3.0,
     size: tuple[int, int] = (320, 240),
     colour_at=lambda t: GREY,  # noqa: ANN001 - a function of the time in seconds
-    rotation: int = 0,
-    created: str | None = "2024-05-01T10:00:00.000000Z",
-    keyint: int = 250,
-    rate: int = 24,
-    codec: str = "libx264",
+    **options,  # noqa: ANN003 - write_clip's
 ) -> Path:
-    """An H.264 clip whose frames are plain ``colour_at(t)`` with a grey band on the left (to see
-    turns), one keyframe every ``keyint`` frames."""
-    out = av.open(str(path), "w")
-    if created:
-        out.metadata["creation_time"] = created
-    options = {"g": str(keyint), "keyint_min": str(keyint)} if codec == "libx264" else {}
-    stream = out.add_stream(codec, rate=rate, options=options)
-    stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-    if rotation:
-        stream.set_display_rotation(rotation)
-    for i in range(int(seconds * rate)):
+    """A clip whose frames are plain ``colour_at(t)`` with a green band on the left (to see turns)."""
+
+    def picture_at(t: float) -> np.ndarray:
         pixels = np.zeros((size[1], size[0], 3), np.uint8)
-        pixels[:] = colour_at(i / rate)
+        pixels[:] = colour_at(t)
         pixels[:, : size[0] // 8] = GREEN
-        for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
-            out.mux(packet)
-    for packet in stream.encode():
-        out.mux(packet)
-    out.close()
-    return path
+        return pixels
+
+    return write_clip(path, picture_at, seconds, size, **options)
 
 
 def centre(picture) -> np.ndarray:  # noqa: ANN001

@@ -80,7 +80,7 @@ def paths() -> None:
 def formats(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per format.")] = False,
 ) -> None:
-    """List the image formats and which this installation reads.
+    """List the photo and video formats this installation reads.
 
     And which it tags inside the file (tag --into photo), and what the rest need.
 

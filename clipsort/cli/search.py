@@ -156,12 +156,16 @@ def search(
             from clipsort.console import json_text
 
             for rank, hit in enumerate(hits, 1):
-                ui.out(json_text({"rank": rank, "score": hit.score, "path": str(hit.path)}, ascii_only=True) + "\n")
+                row: dict[str, object] = {"rank": rank, "score": hit.score, "path": str(hit.path)}
+                if hit.at is not None:
+                    row["frame_time"] = round(hit.at, 3)
+                ui.out(json_text(row, ascii_only=True) + "\n")
         else:
-            from clipsort.console import printable
+            from clipsort.console import clock, printable
 
             for hit in hits:
-                ui.out(f"{hit.score:.4f}  {printable(str(hit.path))}\n")
+                frame = f"  (best frame at {clock(hit.at)})" if hit.at is not None else ""
+                ui.out(f"{hit.score:.4f}  {printable(str(hit.path))}{frame}\n")
         if not hits and min_score is not None:
             ui.info(f"no photo scored {min_score:g} or more")
         return report

@@ -95,4 +95,10 @@ def _text(record: dict) -> str:
         lines.append("  scores   " + ", ".join(f"{name} {score:.3f}" for name, score in ranked))
         lines.append(f"  tag      {', '.join(record['tag']) or '(no label)'}")
         lines.append(f"  sort     {record['sort'] or '(none of these)'}")
+    if record.get("best_frames"):
+        from clipsort.console import clock
+
+        ranked = sorted(record["best_frames"].items(), key=lambda kv: -kv[1]["score"])
+        frames = ", ".join(f"{name} at {clock(best['time'])} ({best['score']:.3f})" for name, best in ranked)
+        lines.append(f"  frames   {frames}")
     return "\n".join(lines)

@@ -9,7 +9,8 @@ where each ``t`` is a description's vector (the normalised mean of its prompts' 
 label templates by default, as a label's), each ``p`` an example photo's vector, all
 normalised before they are weighted. A photo's score is the cosine of its vector with ``q``.
 
-Photos are scored from the cache a chunk at a time (numpy, float16 as stored), keeping the
+A clip is scored by its best frame (its frames' vectors are kept in the cache), and the hit
+says when that frame comes. Photos are scored from the cache a chunk at a time (numpy, float16 as stored), keeping the
 best ``top`` as it goes: memory does not grow with the library.
 """
 
@@ -30,6 +31,7 @@ from clipsort.labels.label_set import query_prompts
 from clipsort.labels.score import label_embedding, normalise
 from clipsort.model.embed import Embedder
 from clipsort.photos.discover import ImageRef
+from clipsort.photos.formats import is_video
 from clipsort.run.events import Events, RunOptions, SilentEvents
 from clipsort.run.pipeline import embedded_photos
 from clipsort.run.report import Report
@@ -64,6 +66,13 @@ class SearchOptions:
 class Hit:
     score: float
     path: Path
+    #: For a clip, the time in seconds of the frame that matched best (None: a photo, or a clip
+    #: whose frames the cache does not hold, which is ranked by its own vector).
+    at: float | None = None
+
+
+#: A clip's kept frames by content fingerprint: (times, vectors) (:meth:`EmbeddingCache.frames`).
+FramesOf = Callable[[list[bytes]], dict[bytes, tuple[np.ndarray, np.ndarray]]]
 
 
 def weighted(raw: str, option: str) -> tuple[str, float]:
@@ -135,31 +144,65 @@ def _photo_vector(photo: Path, embedder: Embedder, run: RunOptions) -> np.ndarra
     return chunks[0][0][1][None, :]
 
 
-def rank(chunks: Iterable[Photos], query: np.ndarray, top: int = 10, min_score: float | None = None) -> list[Hit]:
+def rank(
+    chunks: Iterable[Photos],
+    query: np.ndarray,
+    top: int = 10,
+    min_score: float | None = None,
+    frames_of: FramesOf | None = None,
+) -> list[Hit]:
     """The best ``top`` photos of ``chunks`` (0: all), best first; ties in path order.
+
+    A clip whose frames ``frames_of`` gives is scored by its best frame (a red circle seen in
+    its last second is found), and its hit says that frame's time.
 
     Each chunk keeps its own best ``top`` before they join the best so far, so what is held
     beside one chunk is ``top`` scores and names.
     """
     query = query.astype(np.float32)
     scores = np.empty(0, dtype=np.float32)
-    named: list[tuple[bytes, Callable[[bytes], Path]]] = []
+    named: list[tuple[bytes, Callable[[bytes], Path], float | None]] = []
     for chunk in chunks:
-        vectors = chunk.vectors.astype(np.float32)
-        # cosines: a vector rounded to float16 is a little off unit length, and a photo must score
-        # 1 against itself, above its own copies
-        found = (vectors @ query) / np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
+        found = _cosines(chunk.vectors, query)
+        times = _best_frames(chunk, found, query, frames_of) if frames_of is not None else {}
         keep = np.flatnonzero(found >= min_score) if min_score is not None else np.arange(len(found))
         if top and len(keep) > top:
             keep = keep[np.argpartition(-found[keep], top - 1)[:top]]
         scores = np.concatenate([scores, found[keep]])
-        named += [(chunk.keys[i], chunk.name) for i in keep.tolist()]
+        named += [(chunk.keys[i], chunk.name, times.get(i)) for i in keep.tolist()]
         if top and len(scores) > top:
             best = np.argpartition(-scores, top - 1)[:top]
             scores, named = scores[best], [named[i] for i in best.tolist()]
-    hits = [Hit(round(float(score), 6), name(key)) for score, (key, name) in zip(scores.tolist(), named, strict=True)]
+    hits = [
+        Hit(round(float(score), 6), name(key), at)
+        for score, (key, name, at) in zip(scores.tolist(), named, strict=True)
+    ]
     hits.sort(key=lambda hit: (-hit.score, str(hit.path)))
     return hits[:top] if top else hits
+
+
+def _cosines(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Cosines of float16 rows with the query: a vector rounded to float16 is a little off unit
+    length, and a photo must score 1 against itself, above its own copies."""
+    vectors = vectors.astype(np.float32)
+    return (vectors @ query) / np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
+
+
+def _best_frames(chunk: Photos, found: np.ndarray, query: np.ndarray, frames_of: FramesOf) -> dict[int, float]:
+    """Raise each clip's score in ``found`` to its best frame's; the times of those frames, by row."""
+    clips = [i for i, key in enumerate(chunk.keys) if is_video(os.fsdecode(key)) and chunk.fingerprints]
+    kept = frames_of([chunk.fingerprints[i] for i in clips]) if clips else {}
+    times: dict[int, float] = {}
+    for i in clips:
+        frames = kept.get(chunk.fingerprints[i])
+        if frames is None:
+            continue
+        cosines = _cosines(frames[1], query)
+        best = int(np.argmax(cosines))
+        if cosines[best] > found[i]:
+            found[i] = cosines[best]
+        times[i] = float(frames[0][best])
+    return times
 
 
 def run_search(
@@ -183,8 +226,9 @@ def run_search(
         if not any(True for _ in cache.scan(model_id, roots, columns="path", chunk=1)):
             raise ClipsortError(_nothing_cached(cache, roots, model_id, where))
     query = query_vector(terms, embedder, options.raw, options.run)
-    photos = cached_photos(cache, model_id, roots, wanted, hashes=False)
-    hits = rank(photos, query, options.top, options.min_score)
+    # fingerprints are read (hashes=True) for the clips' frames, which are kept by content
+    photos = cached_photos(cache, model_id, roots, wanted, hashes=True)
+    hits = rank(photos, query, options.top, options.min_score, lambda fps: cache.frames(model_id, fps))
     if wanted is None:
         hits = _still_there(hits, roots, cache, model_id, query, options)
     report.actions["found"] = len(hits)
@@ -212,6 +256,7 @@ def _still_there(
     """``--no-index``: the cache's word is taken, but photos deleted since are left out."""
     present = [hit for hit in hits if os.path.exists(hit.path)]
     if len(present) < len(hits) and options.top:  # some were deleted: look further down the list
-        wider = rank(cached_photos(cache, model_id, roots, None, hashes=False), query, 0, options.min_score)
+        photos = cached_photos(cache, model_id, roots, None, hashes=True)
+        wider = rank(photos, query, 0, options.min_score, lambda fps: cache.frames(model_id, fps))
         present = [hit for hit in wider if os.path.exists(hit.path)][: options.top]
     return present

@@ -1,4 +1,5 @@
-"""``show``: what clipsort knows of a photo: sidecar keywords, date taken, camera, cached models, decisions."""
+"""``show``: what clipsort knows of a photo: sidecar keywords, date taken, camera, cached models, decisions
+(and for a clip, per label, the frame that shows it best)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from clipsort.labels.label_set import LabelSet
 from clipsort.model.embed import Embedder
 from clipsort.photos.discover import ImageRef
 from clipsort.photos.exif import embedded_keywords, read_facts
-from clipsort.photos.formats import available, format_of
-from clipsort.run.classifier import prepare_decisions
+from clipsort.photos.formats import available, format_of, is_video
+from clipsort.run.classifier import Decisions, prepare_decisions
 from clipsort.run.events import Events, RunOptions, SilentEvents, fail
 from clipsort.run.pipeline import score_all, scores_of
 from clipsort.run.report import Report
@@ -78,6 +79,26 @@ def _cached_models(photo: Path, embedder: Embedder) -> list[dict[str, object]]:
     return [{"model": name, "current": size == st.st_size and mtime == st.st_mtime_ns} for name, size, mtime in rows]
 
 
+def _best_frames(clip: Path, decisions: Decisions, embedder: Embedder) -> dict[str, dict[str, float]]:
+    """For a clip whose frames the cache keeps: per label, the time of the frame that shows it
+    best, and that frame's score (the clip itself is judged by its frames' mean)."""
+    cache = embedder.cache
+    if cache is None:
+        return {}
+    model_id = embedder.cache_model_id()
+    fingerprints = [row[0] for rows in cache.scan(model_id, [clip], columns="fingerprint") for row in rows]
+    frames = cache.frames(model_id, fingerprints).get(fingerprints[0]) if fingerprints else None
+    if frames is None:
+        return {}
+    times, vectors = frames
+    scores = decide.sigmoid(decisions.scorer.logits(vectors))
+    best = scores.argmax(axis=0)
+    return {
+        label.name: {"time": round(float(times[b]), 3), "score": round(float(scores[b, i]), 6)}
+        for i, (label, b) in enumerate(zip(decisions.labels.labels, best.tolist(), strict=True))
+    }
+
+
 def run_show(
     photos: Sequence[Path],
     labels: LabelSet | None,
@@ -106,6 +127,8 @@ def run_show(
                 "tag": [labels.labels[i].name for i in kept],
                 "sort": labels.labels[best].name if best is not None else None,
             }
+            if is_video(ref.path.name):
+                descriptions[ref.path]["best_frames"] = _best_frames(ref.path, decisions, embedder)
     described = []
     for ref in refs:
         if labels is not None and ref.path not in descriptions:

@@ -104,6 +104,25 @@ GPU_BATCH_SIZE = 256
 SMALL_GPU_BATCH_SIZE = 64
 
 
+def confirm_device(requested: str, likely: str, precision: str) -> tuple[str, str, str]:
+    """The device and precision a run taken for ``likely`` (a CUDA device, before torch was
+    imported) really gets, and what it should be told ("" when all is as expected). ``cuda`` that
+    is not usable is refused as :func:`resolve_device` refuses it; ``auto`` runs on what torch
+    finds, in float vectors still (those the cache was asked for)."""
+    actual = resolve_device(requested)
+    if actual == likely:
+        return likely, precision, ""
+    import torch
+
+    precision = precision if actual.startswith(("cuda", "mps")) or precision != "fp16" else "fp32"
+    warning = (
+        f"this machine has an NVIDIA device and torch {torch.__version__} is built for CUDA"
+        f" {torch.version.cuda}, but torch cannot use it; the model runs on {actual} in {precision}"
+        f"{' (--device cpu runs it in int8, faster)' if actual == 'cpu' else ''}"
+    )
+    return actual, precision, warning
+
+
 def default_batch_size(device: str) -> int:
     """Images per model call for ``device``: 32 on CPUs (larger batches were no faster on the
     2-core reference machine), 256 on GPUs with 8 GiB or more, 64 on smaller GPUs and MPS."""

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clipsort.errors import DecodeError, ModelError
+from clipsort.model import clip_frames
 from clipsort.model.calibration import UNRELATED_FACT, plain_vectors, unrelated_level_of
-from clipsort.model.devices import likely_device, resolve_device
+from clipsort.model.devices import confirm_device, likely_device, resolve_device
 from clipsort.model.model_files import embed_dim, identity_version, model_identity, sticky_precision
 from clipsort.model.model_spec import ModelSpec
-from clipsort.photos.decode import load_image
 from clipsort.photos.discover import ImageRef
 from clipsort.photos.location import fingerprint_before_decoding
 from clipsort.photos.phash import perceptual_hash
@@ -45,6 +45,10 @@ class Resolved:
     decoded_for: int = 0
     #: The photo's perceptual hash (:mod:`clipsort.photos.phash`), when it was decoded or its content known.
     phash: int | None = None
+    #: A clip's frames' times in seconds (empty for a photo); ``picture`` and ``prepared`` are then
+    #: lists, one per frame, and its frames' vectors are kept (:mod:`clipsort.model.clip_frames`).
+    times: tuple[float, ...] = ()
+    frame_vectors: np.ndarray | None = None
 
 
 class Embedder:
@@ -148,22 +152,11 @@ class Embedder:
         self._on_load(model)
 
     def _confirm_device(self, requested: str) -> None:
-        """Ask torch about the device taken for CUDA before it was imported. ``cuda`` that is not
-        usable is refused as :func:`resolve_device` refuses it; ``auto`` runs on what torch finds,
-        in float vectors still (those the cache was asked for), and the run is told."""
+        """Ask torch about the device taken for CUDA before it was imported (:func:`confirm_device`)."""
         self._unconfirmed = None
-        actual = resolve_device(requested)
-        if actual == self.device:
-            return
-        import torch
-
-        precision = self.precision if actual.startswith(("cuda", "mps")) or self.precision != "fp16" else "fp32"
-        self.warnings.append(
-            f"this machine has an NVIDIA device and torch {torch.__version__} is built for CUDA"
-            f" {torch.version.cuda}, but torch cannot use it; the model runs on {actual} in {precision}"
-            f"{' (--device cpu runs it in int8, faster)' if actual == 'cpu' else ''}"
-        )
-        self.device, self.precision = actual, precision
+        self.device, self.precision, warning = confirm_device(requested, self.device, self.precision)
+        if warning:
+            self.warnings.append(warning)
 
     def _register(self, model: ClipModel) -> None:
         """Tell the cache about the model just loaded. Never in the loading thread: a run that
@@ -297,7 +290,6 @@ class Embedder:
 
     def decode(self, resolved: Resolved) -> Resolved:
         """Decode a photo :meth:`lookup` did not find, on the CPU, and prepare it for the model."""
-        ref = resolved.ref
         model = self._model
         if model is None:
             if self._load_error is not None:  # no use decoding photos for a model that will not load
@@ -308,22 +300,27 @@ class Embedder:
                 # the weights) in the background; photos are decoded meanwhile at the size the
                 # model's config gives, and prepared once it is there.
                 self._start_loading()
-                picture = load_image(ref.path, min_side=hint)
-                resolved.phash = perceptual_hash(picture)
-                self._seen(ref, picture)
+                picture = self._read(resolved, hint)
                 model = self._model
                 if model is None:
                     resolved.picture, resolved.decoded_for = picture, hint
                     return resolved
                 if model.min_side <= hint:
-                    resolved.prepared = model.prepare(picture)
+                    resolved.prepared = clip_frames.prepare(model.prepare, picture)
                     return resolved
             model = self.model()
-        picture = load_image(ref.path, min_side=model.min_side)
-        resolved.prepared = model.prepare(picture)
-        resolved.phash = perceptual_hash(picture)
-        self._seen(ref, picture)
+        picture = self._read(resolved, model.min_side)
+        resolved.prepared = clip_frames.prepare(model.prepare, picture)
         return resolved
+
+    def _read(self, resolved: Resolved, min_side: int) -> Any:
+        """Decode a photo (a picture) or a clip (its frames' pictures, their times kept), hash it and
+        hand it to :attr:`on_picture`."""
+        picture, resolved.times = clip_frames.read(resolved.ref.path, min_side)
+        main = clip_frames.main_picture(picture)
+        resolved.phash = perceptual_hash(main)
+        self._seen(resolved.ref, main)
+        return picture
 
     def _seen(self, ref: ImageRef, picture: Any) -> None:
         """Hand a decoded picture to :attr:`on_picture` (a review page's thumbnails), in the decode thread."""
@@ -348,10 +345,12 @@ class Embedder:
         picture = resolved.picture
         if resolved.decoded_for < model.min_side:  # the config's size was not the model's: decode again
             try:
-                picture = load_image(resolved.ref.path, min_side=model.min_side)
+                again, times = clip_frames.read(resolved.ref.path, model.min_side)
+                if times == resolved.times:
+                    picture = again
             except DecodeError:  # the file changed since: the early picture still serves
                 pass
-        resolved.prepared = model.prepare(picture)
+        resolved.prepared = clip_frames.prepare(model.prepare, picture)
         resolved.picture = None
 
     def finish(self, batch: Sequence[Resolved]) -> np.ndarray:
@@ -365,9 +364,8 @@ class Embedder:
             model = self.model()
             for resolved in to_embed:
                 self.prepare_late(resolved)
-            vectors = as_stored(model.encode_prepared([r.prepared for r in to_embed]))
-            for resolved, vector in zip(to_embed, vectors, strict=True):
-                resolved.vector = vector
+            clip_frames.spread(to_embed, as_stored(model.encode_prepared(clip_frames.flattened(to_embed))))
+            for resolved in to_embed:
                 resolved.prepared = None
             if (
                 not self._pictures_known and self.cache is not None
@@ -388,6 +386,7 @@ class Embedder:
                 for r in batch
                 if r.source in ("alias", "decode") and r.vector is not None
             ]
+            frames = [(r.fingerprint, r.times, r.frame_vectors) for r in batch if r.frame_vectors is not None]
             if rows:
-                self.cache.put_images(self._model_id, rows)
+                self.cache.put_images(self._model_id, rows, frames)
         return np.stack([r.vector for r in batch if r.vector is not None])

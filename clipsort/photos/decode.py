@@ -7,6 +7,8 @@
   exact box filter. The short side always stays at or above ``min_side``.
 * Every Pillow mode becomes RGB: transparency is composited onto white, 16-bit
   and float images are scaled to 8 bits, animations give their first frame.
+* A video is judged by a few frames (:func:`load_clip`, :mod:`clipsort.photos.video`); where one
+  picture stands for it (a thumbnail, ``dupes``), its middle frame does.
 
 Failures raise :class:`clipsort.errors.DecodeError` with a reason a person can act on.
 """
@@ -17,6 +19,7 @@ import os
 import stat
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -24,6 +27,9 @@ from PIL import Image, UnidentifiedImageError
 from clipsort.errors import DecodeError
 from clipsort.photos.formats import available, format_of, register_plugins
 from clipsort.safe_files import not_regular_reason
+
+if TYPE_CHECKING:
+    from clipsort.photos.video import Clip
 
 _ORIENTATION_TAG = 0x0112
 #: EXIF orientation -> the transpose that makes the picture upright.
@@ -165,6 +171,8 @@ def load_image(path: Path | str, min_side: int | None = None) -> Image.Image:
 
             picture, orientation = load_raw(path, min_side, _MAX_PIXELS)
             return _finish(picture, orientation, min_side)
+        if fmt is not None and fmt.video:  # a clip's picture is its middle frame (a thumbnail, dupes)
+            return _clip(path, min_side, count=1).frames[0].picture
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # EXIF and ICC warnings are not the user's problem
             with Image.open(path) as image:
@@ -207,6 +215,33 @@ def load_image(path: Path | str, min_side: int | None = None) -> Image.Image:
     return _finish(picture, orientation, min_side)
 
 
+def load_clip(path: Path | str, min_side: int | None = None) -> Clip:
+    """The frames a clip is judged by (:func:`clipsort.photos.video.read_clip`), each upright with
+    its short side at least ``min_side``. Raises :class:`DecodeError` saying why for a clip that
+    gives none."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise DecodeError(path, f"cannot read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DecodeError(path, not_regular_reason(st.st_mode))
+    if st.st_size == 0:
+        raise DecodeError(path, "empty file (0 bytes)")
+    return _clip(path, min_side)
+
+
+def _clip(path: Path, min_side: int | None, count: int | None = None) -> Clip:
+    from clipsort.photos.video import UnreadableVideo, read_clip
+
+    try:
+        return read_clip(path, min_side, count, _MAX_PIXELS)
+    except UnreadableVideo as exc:
+        raise DecodeError(path, str(exc)) from None
+    except MemoryError:
+        raise DecodeError(path, "not enough memory to decode") from None
+
+
 def dimensions(path: Path | str) -> tuple[int, int] | None:
     """Width and height of the upright picture, from the file's header (no pixels decoded); None
     for a file that cannot be read."""
@@ -216,6 +251,10 @@ def dimensions(path: Path | str) -> tuple[int, int] | None:
         from clipsort.photos.decode_raw import raw_dimensions
 
         return raw_dimensions(path)
+    if fmt is not None and fmt.video:
+        from clipsort.photos.video import dimensions as clip_dimensions
+
+        return clip_dimensions(path)
     register_plugins()
     try:
         with warnings.catch_warnings():

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import cast
 
 from clipsort.photos import managed
-from clipsort.photos.formats import KNOWN_EXTENSIONS, format_of, is_raw
+from clipsort.photos.formats import COMPANION_EXTENSIONS, KNOWN_EXTENSIONS, format_of, is_raw, is_video
 from clipsort.photos.ignore import IgnoreFileError, Rules
 from clipsort.photos.remote import is_url
 from clipsort.safe_files import not_regular_reason
@@ -130,7 +130,7 @@ def discover(
         elif not stat.S_ISREG(st.st_mode):
             on_error(root, not_regular_reason(st.st_mode) + " or folder; not read")
         elif not is_image_name(root.name):
-            on_error(root, f"not an image file name (known extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+            on_error(root, f"not a photo or video file name (known extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
         elif _first_sight(st, seen_files):
             yield ImageRef(root, st.st_size, st.st_mtime_ns)
 
@@ -285,3 +285,24 @@ def pair_raw_with_jpeg(refs: Sequence[ImageRef]) -> tuple[list[ImageRef], dict[P
 def _pairs_with_raw(name: str) -> bool:
     fmt = format_of(name)
     return fmt is not None and fmt.name in ("JPEG", "HEIC/HEIF")
+
+
+def live_photo_videos(
+    refs: Sequence[ImageRef], beside: Sequence[ImageRef] = ()
+) -> tuple[list[ImageRef], list[ImageRef]]:
+    """Split off the video halves of Live Photos: a ``.mov`` beside a photo of the same name
+    (``IMG_0001.HEIC`` + ``IMG_0001.MOV``) is that photo's companion, which travels with it
+    (:func:`clipsort.writes.mover.companions_of`), not a clip judged on its own. Returns (the
+    files to judge, the companions split off). ``beside``: other photos found (of formats this
+    installation cannot read), whose videos are companions all the same."""
+    stems = {os.path.splitext(str(ref.path))[0] for ref in (*refs, *beside) if not is_video(ref.path.name)}
+    kept: list[ImageRef] = []
+    companions: list[ImageRef] = []
+    for ref in refs:
+        name = str(ref.path)
+        stem, extension = os.path.splitext(name)
+        if extension.lower() in COMPANION_EXTENSIONS and stem in stems:
+            companions.append(ref)
+        else:
+            kept.append(ref)
+    return kept, companions

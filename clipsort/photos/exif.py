@@ -84,7 +84,12 @@ def parse_exif_date(text: str) -> datetime | None:
 
 
 def read_facts(path: Path) -> PhotoFacts:
-    """Date taken (with its source), camera and GPS presence of ``path``. Never raises for bad metadata."""
+    """Date taken (with its source), camera and GPS presence of ``path``. Never raises for bad metadata.
+    A clip's date is its container's creation time (QuickTime ``CreateDate``, kept in UTC, given in
+    local time as phones and cameras mean it)."""
+    fmt = format_of(path.name)
+    if fmt is not None and fmt.video:
+        return _clip_facts(path)
     fields = _exifread_fields(path) or _pillow_fields(path)
     if "DateTimeOriginal" not in fields:
         for name, text in _xmp_dates(path).items():
@@ -97,10 +102,7 @@ def read_facts(path: Path) -> PhotoFacts:
             taken, source = value, name
             break
     if taken is None:
-        try:
-            taken = datetime.fromtimestamp(os.stat(path).st_mtime)
-        except (OSError, ValueError, OverflowError):
-            taken = datetime(1970, 1, 1)
+        taken = _mtime(path)
     return PhotoFacts(
         taken=taken,
         taken_source=source,
@@ -108,6 +110,22 @@ def read_facts(path: Path) -> PhotoFacts:
         model=fields.get("Model") or None,
         gps=fields.get("GPS") == "yes",
     )
+
+
+def _clip_facts(path: Path) -> PhotoFacts:
+    from clipsort.photos.video import read_facts as clip_facts
+
+    facts = clip_facts(path)
+    if facts.created is not None:
+        return PhotoFacts(facts.created, "CreateDate", facts.make, facts.model)
+    return PhotoFacts(_mtime(path), "mtime", facts.make, facts.model)
+
+
+def _mtime(path: Path) -> datetime:
+    try:
+        return datetime.fromtimestamp(os.stat(path).st_mtime)
+    except (OSError, ValueError, OverflowError):
+        return datetime(1970, 1, 1)
 
 
 def _exifread_fields(path: Path) -> dict[str, str]:
@@ -228,6 +246,11 @@ def embedded_keywords(photo: Path) -> EmbeddedKeywords:
     fmt = format_of(photo.name)
     if fmt is None or fmt.raw or not available(fmt):
         return NONE
+    if fmt.video:
+        from clipsort.photos.video import xmp_packet
+
+        packet = xmp_packet(photo, XMP_LIMIT)
+        return EmbeddedKeywords(packet.rstrip(b"\x00") if packet else None, ())
     from PIL import Image, IptcImagePlugin
 
     register_plugins()

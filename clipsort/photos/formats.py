@@ -1,4 +1,4 @@
-"""The image formats clipsort knows, which of them this installation reads, and what the rest need.
+"""The image and video formats clipsort knows, which of them this installation reads, and what the rest need.
 
 One table (:data:`FORMATS`) is the single place for file extensions: discovery
 finds every file of a known format; the decoder reads those whose reader is
@@ -6,7 +6,7 @@ installed; the others are counted, per format, with the package that would read
 them (``clipsort formats`` prints the table, docs/formats.md explains it).
 
 Readers are plain Pillow, Pillow plugins (pillow-heif, pillow-jxl-plugin,
-pillow-avif-plugin) and rawpy (LibRaw) for camera RAW files. Plugins are
+pillow-avif-plugin), rawpy (LibRaw) for camera RAW files and PyAV (FFmpeg) for videos. Plugins are
 registered once, the first time a photo is decoded, so ``--help`` imports none.
 """
 
@@ -29,7 +29,13 @@ class Format:
     #: What to install when the reader is missing ("" for formats plain Pillow always reads).
     install: str = ""
     raw: bool = False
+    #: A video container: judged by a few of its frames (:mod:`clipsort.photos.video`).
+    video: bool = False
 
+
+#: Videos are read by PyAV, whose wheels carry FFmpeg's decoders (docs/formats.md says why).
+_VIDEO_READER = "PyAV (FFmpeg)"
+_VIDEO_INSTALL = "pip install av"
 
 RAW_EXTENSIONS = (".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf", ".pef", ".srw")
 
@@ -44,12 +50,23 @@ FORMATS: tuple[Format, ...] = (
     Format("AVIF", (".avif",), "Pillow (11.3+) or pillow-avif-plugin", "pip install 'clipsort[avif]'"),
     Format("JPEG XL", (".jxl",), "pillow-jxl-plugin", "pip install 'clipsort[jxl]'"),
     Format("camera RAW", RAW_EXTENSIONS, "rawpy (LibRaw)", "pip install rawpy", raw=True),
+    Format("MP4 video", (".mp4", ".m4v"), _VIDEO_READER, _VIDEO_INSTALL, video=True),
+    Format("QuickTime video", (".mov", ".qt"), _VIDEO_READER, _VIDEO_INSTALL, video=True),
+    Format("3GP video", (".3gp", ".3g2"), _VIDEO_READER, _VIDEO_INSTALL, video=True),
+    Format("Matroska video", (".mkv",), _VIDEO_READER, _VIDEO_INSTALL, video=True),
+    Format("WebM video", (".webm",), _VIDEO_READER, _VIDEO_INSTALL, video=True),
+    Format("AVI video", (".avi",), _VIDEO_READER, _VIDEO_INSTALL, video=True),
 )
 
 _BY_EXTENSION = {ext: fmt for fmt in FORMATS for ext in fmt.extensions}
 
-#: Every extension (lower case, with the dot) of a known image format.
+#: Every extension (lower case, with the dot) of a known image or video format.
 KNOWN_EXTENSIONS = frozenset(_BY_EXTENSION)
+#: Same-stem files that belong to a photo and travel with it: Apple's edit files and the video
+#: half of a Live Photo (``IMG_0001.HEIC`` + ``IMG_0001.MOV``), which is not a clip of its own.
+COMPANION_EXTENSIONS = (".aae", ".mov")
+#: The extensions of the video formats.
+VIDEO_EXTENSIONS = frozenset(ext for fmt in FORMATS if fmt.video for ext in fmt.extensions)
 
 
 def format_of(name: str) -> Format | None:
@@ -60,6 +77,10 @@ def format_of(name: str) -> Format | None:
 def is_raw(name: str) -> bool:
     fmt = format_of(name)
     return fmt is not None and fmt.raw
+
+
+def is_video(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
 
 
 @functools.cache
@@ -75,6 +96,8 @@ def available(fmt: Format) -> bool:
         return _importable("pillow_jxl")
     if fmt.raw:
         return _importable("rawpy")
+    if fmt.video:
+        return _importable("av")
     return False
 
 

@@ -5,6 +5,8 @@ the original's place (:mod:`clipsort.writes.in_photo`).
   ICC...) and everything from the start of the scan to the end of the file, byte for byte.
 * **PNG**: every chunk but the text and time chunks (XMP lives in an ``iTXt`` chunk), byte for
   byte, in order.
+* **Videos** (MP4, MOV, 3GP): every stream's packets (video, sound, the rest) with their times,
+  byte for byte, in order; nothing decoded (:func:`clipsort.photos.video.streams_digest`).
 * **Every other format** (TIFF, HEIF, AVIF, JPEG XL, WebP): decoded by Pillow, the same mode,
   size and pixels.
 """
@@ -30,6 +32,10 @@ def same_picture(original: Path, candidate: Path) -> bool:
             return _jpeg_picture(original.read_bytes()) == _jpeg_picture(candidate.read_bytes())
         if fmt is not None and fmt.name == "PNG":
             return _png_picture(original.read_bytes()) == _png_picture(candidate.read_bytes())
+        if fmt is not None and fmt.video:
+            from clipsort.photos.video import streams_digest
+
+            return streams_digest(original) == streams_digest(candidate)
         return _decoded(original) == _decoded(candidate)
     except (OSError, ValueError, SyntaxError, struct.error):
         return False

@@ -29,8 +29,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-#: Video containers clipsort reads (the codecs inside are FFmpeg's: H.264, HEVC, VP9, AV1...).
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".3gp", ".mkv", ".webm", ".avi")
 #: Frames taken from a clip, spread over it: one every SECONDS_PER_FRAME, from FEWEST_FRAMES to
 #: FRAMES (a minute's clip then costs about five photos' work on a CPU: docs/performance.md).
 FRAMES = 6
@@ -65,10 +63,11 @@ class Clip:
     created: datetime | None
 
 
-def read_clip(path: Path, min_side: int | None = None, count: int | None = None) -> Clip:
+def read_clip(path: Path, min_side: int | None = None, count: int | None = None, max_pixels: int | None = None) -> Clip:
     """The frames of ``path`` (see the module), each scaled so its short side is at least
-    ``min_side`` (None: as stored); ``count`` frames (None: :func:`frames_for` its duration).
-    Raises :class:`UnreadableVideo`."""
+    ``min_side`` (None: as stored); ``count`` frames (None: :func:`frames_for` its duration); a clip
+    whose frames are larger than ``max_pixels`` is refused before any is decoded (the decoder
+    holds several at full size). Raises :class:`UnreadableVideo`."""
     av = _pyav()
     try:
         container = av.open(str(path), metadata_errors="replace")
@@ -78,11 +77,19 @@ def read_clip(path: Path, min_side: int | None = None, count: int | None = None)
         if not container.streams.video:
             raise UnreadableVideo("no video stream (audio only?)")
         stream = container.streams.video[0]
+        pixels = (stream.width or 0) * (stream.height or 0)
+        if max_pixels and pixels > max_pixels:
+            raise UnreadableVideo(
+                f"too large to decode safely: frames of {stream.width}x{stream.height} are"
+                f" {pixels / 1e6:.0f} megapixels (limit {max_pixels / 1e6:.0f}; see --max-megapixels)"
+            )
         stream.thread_type = "AUTO"
         duration = _duration(container, stream)
         wanted = count or frames_for(duration)
         frames: dict[int | None, Frame] = {}
-        tolerance = (duration or 0.0) / wanted / 2  # half the span each frame stands for
+        # half the span each frame stands for (as when the clip is judged, when fewer are asked:
+        # the one frame that stands for a clip is its middle one, not its first keyframe)
+        tolerance = (duration or 0.0) / max(wanted, frames_for(duration)) / 2
         for group in _plan(_targets(duration, wanted), _keyframes(stream), tolerance):
             try:
                 found = _walk(container, stream, group, tolerance)
@@ -95,6 +102,132 @@ def read_clip(path: Path, min_side: int | None = None, count: int | None = None)
             raise UnreadableVideo("no frame could be decoded (empty or cut short)")
         created = _created(container.metadata)
     return Clip(tuple(sorted(frames.values(), key=lambda f: f.time)), duration, created)
+
+
+@dataclass(frozen=True)
+class ClipFacts:
+    """What a clip's container says of it: its creation time (local time, None when it has none),
+    and the camera or phone that made it where the container names them."""
+
+    created: datetime | None
+    make: str | None = None
+    model: str | None = None
+
+
+#: Container metadata keys naming the maker and model (Apple's QuickTime keys, Android's, plain ones).
+_MAKE_KEYS = ("com.apple.quicktime.make", "com.android.manufacturer", "make")
+_MODEL_KEYS = ("com.apple.quicktime.model", "com.android.model", "model")
+
+
+def read_facts(path: Path) -> ClipFacts:
+    """The clip's :class:`ClipFacts` from its container's header (no frame decoded). Never raises:
+    a clip that cannot be opened has no facts."""
+    try:
+        av = _pyav()
+        with av.open(str(path), metadata_errors="replace") as container:
+            metadata = dict(container.metadata or {})
+            for stream in container.streams:  # MOV keeps creation_time in its tracks too
+                for key, value in (stream.metadata or {}).items():
+                    metadata.setdefault(key, value)
+    except Exception:  # noqa: BLE001 - metadata is optional; the frames say whether the clip reads
+        return ClipFacts(None)
+    make = next((metadata[k].strip() for k in _MAKE_KEYS if metadata.get(k, "").strip()), None)
+    model = next((metadata[k].strip() for k in _MODEL_KEYS if metadata.get(k, "").strip()), None)
+    return ClipFacts(_created(metadata), make, model)
+
+
+def dimensions(path: Path) -> tuple[int, int] | None:
+    """The clip's frame size as stored (width, height; its display rotation aside), from its
+    header; None for a file that is not a readable clip."""
+    try:
+        av = _pyav()
+        with av.open(str(path), metadata_errors="replace") as container:
+            stream = container.streams.video[0]
+            size = (int(stream.width), int(stream.height))
+    except Exception:  # noqa: BLE001 - unreadable: no size
+        return None
+    return size if min(size) > 0 else None
+
+
+def streams_digest(path: Path) -> bytes:
+    """A digest of every stream of the clip (its codec parameters, and each packet's bytes and
+    times, in the order stored): the same for two files that differ only in their metadata, as
+    when exiftool has written XMP into a clip. Nothing is decoded. Raises ValueError for a file
+    that is not a readable clip."""
+    import hashlib
+
+    av = _pyav()
+    digest = hashlib.sha256()
+    try:
+        with av.open(str(path), metadata_errors="replace") as container:
+            for stream in container.streams:
+                digest.update(repr((stream.index, stream.type, stream.codec_context.name)).encode())
+                digest.update(bytes(stream.codec_context.extradata or b""))
+            for packet in container.demux():
+                if packet.size == 0 and packet.pts is None:
+                    continue  # the flush packet demux ends each stream with
+                digest.update(repr((packet.stream.index, packet.pts, packet.dts, packet.is_keyframe)).encode())
+                digest.update(bytes(packet))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise ValueError(_reason(exc)) from None
+    return digest.digest()
+
+
+#: The UUID of the box that holds XMP in MP4 files (Adobe's XMP specification, part 3).
+_XMP_UUID = bytes.fromhex("BE7ACFCB97A942E89C71999491E3AFAC")
+
+
+def xmp_packet(path: Path, limit: int) -> bytes | None:
+    """The XMP packet inside an MP4, MOV or 3GP clip (a top-level ``uuid`` box, or ``moov/udta/XMP_``
+    where QuickTime keeps it), None when it has none, it is larger than ``limit`` bytes or the file
+    cannot be read. Only box headers are read on the way."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, 2)
+            for kind, start, end in _boxes(handle, 0, size):
+                if kind == b"uuid" and end - start >= 16:
+                    handle.seek(start)
+                    if handle.read(16) == _XMP_UUID:
+                        return _payload(handle, start + 16, end, limit)
+                elif kind == b"moov":
+                    for inner, inner_start, inner_end in _boxes(handle, start, end):
+                        if inner == b"udta":
+                            for leaf, leaf_start, leaf_end in _boxes(handle, inner_start, inner_end):
+                                if leaf == b"XMP_":
+                                    return _payload(handle, leaf_start, leaf_end, limit)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _boxes(handle: Any, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """The (type, payload start, payload end) of the ISO boxes between ``start`` and ``end``."""
+    found: list[tuple[bytes, int, int]] = []
+    at = start
+    while at + 8 <= end and len(found) < 10_000:
+        handle.seek(at)
+        header = handle.read(16)
+        if len(header) < 8:
+            break
+        size, kind = int.from_bytes(header[:4], "big"), header[4:8]
+        body = at + 8
+        if size == 1 and len(header) == 16:  # a 64-bit size follows
+            size, body = int.from_bytes(header[8:16], "big"), at + 16
+        elif size == 0:  # to the end
+            size = end - at
+        if size < body - at or at + size > end:
+            break  # a box that does not fit: the rest is not read
+        found.append((kind, body, at + size))
+        at += size
+    return found
+
+
+def _payload(handle: Any, start: int, end: int, limit: int) -> bytes | None:
+    if end - start > limit:
+        return None
+    handle.seek(start)
+    data = handle.read(end - start)
+    return data if data.strip(b"\x00 \r\n\t") else None
 
 
 def frames_for(duration: float | None) -> int:

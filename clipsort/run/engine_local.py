@@ -119,7 +119,8 @@ def local_embedded_photos(
                         fail(report, events, FileFailure(ref.path, f"cannot decode: {exc}"))
                     else:
                         chunk.append(resolved)
-                        to_embed += resolved.vector is None
+                        if resolved.vector is None:  # a clip's frames count one by one in the batch
+                            to_embed += len(resolved.times) or 1
                 if to_embed >= size or len(chunk) >= ahead * 2 or (not pending and chunk):
                     late = [r for r in chunk if r.vector is None and r.prepared is None]
                     if len(late) > 1:  # decoded while the model loaded: prepared in the decode threads

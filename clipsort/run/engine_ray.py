@@ -39,6 +39,7 @@ import numpy as np
 
 from clipsort import settings
 from clipsort.errors import ClipsortError, FileFailure, UsageError
+from clipsort.photos.formats import is_video
 from clipsort.privacy import (
     FORWARDED,
     TELEMETRY_OFF,
@@ -325,7 +326,7 @@ def ray_embedded_photos(
             f" ({where.precision}); the cluster has {int(cluster.get('CPU', 0))} CPUs,"
             f" {int(cluster.get('GPU', 0))} GPUs"
         )
-        position = 0
+        position = clips = 0
         for batch in dataset.iter_batches(batch_size=size, batch_format="numpy"):
             done: list[Resolved] = []
             for path, vector, fingerprint, phash, error in zip(
@@ -341,10 +342,20 @@ def ray_embedded_photos(
                 resolved.vector = np.asarray(vector, dtype=np.float16)
                 resolved.fingerprint = bytes(fingerprint)
                 resolved.phash = int(phash)
+                if is_video(resolved.ref.path.name):
+                    # judged by its middle frame here (decode_batch's one picture), and not cached:
+                    # the local engine's vector of a clip is its frames' mean, and it keeps them
+                    resolved.source = "middle frame"
+                    clips += 1
                 done.append(resolved)
             if done:
                 vectors = embedder.commit(done, len(done))
                 yield [(r.ref, v) for r, v in zip(done, vectors, strict=True)]
+        if clips:
+            report.notes.append(
+                f"{clips} video clip(s) judged by their middle frame on Ray, and not cached:"
+                " the local engine judges a clip by its frames"
+            )
     except ClipsortError:
         raise
     except (KeyboardInterrupt, GeneratorExit):

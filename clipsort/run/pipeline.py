@@ -15,7 +15,7 @@ from clipsort.errors import FileFailure, LabelFileError, UsageError
 from clipsort.labels import decide
 from clipsort.labels.label_set import LabelSet
 from clipsort.model.embed import Embedder
-from clipsort.photos.discover import ImageRef, SideFiles, WalkOptions, discover, pair_raw_with_jpeg
+from clipsort.photos.discover import ImageRef, SideFiles, WalkOptions, discover, live_photo_videos, pair_raw_with_jpeg
 from clipsort.photos.formats import Format, available, format_of
 from clipsort.photos.ignore import check_excludes
 from clipsort.photos.location import missing, require_local
@@ -75,6 +75,12 @@ def find_photos(
             refs.append(ref)
         if len(refs) % 1000 == 0:
             events.discovering(len(refs))
+    refs, live = live_photo_videos(refs, [ref for skipped in unreadable.values() for ref in skipped])
+    if live:
+        report.notes.append(
+            f"{len(live)} Live Photo video(s) (a .mov beside a photo of the same name) go with their photos,"
+            " not judged on their own"
+        )
     report.found = len(refs)
     for fmt, skipped in unreadable.items():
         note = f"{fmt.name} needs {fmt.reader}: {fmt.install}"

@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import math
-import os
 import sqlite3
 import threading
 import time
@@ -37,6 +36,7 @@ import numpy as np
 
 from clipsort.photos.location import path_key
 from clipsort.store.cache_file import connect, open_file, transaction
+from clipsort.store.cache_upkeep import Upkeep
 
 #: Bumped whenever decoding or preprocessing changes the pixels a model sees.
 DECODE_VERSION = "decode-1"
@@ -67,7 +67,7 @@ class ModelInfo:
     used_ns: int
 
 
-class EmbeddingCache:
+class EmbeddingCache(Upkeep):
     """An open cache file. Not thread-safe: worker threads use :meth:`reader` connections."""
 
     def __init__(self, path: Path, warn: Callable[[str], None] | None = None) -> None:
@@ -271,24 +271,69 @@ class EmbeddingCache:
         vector = self.vectors(model_id, [row[0]])[0]
         return None if vector is None else (vector, row[1])
 
-    def put_images(self, model_id: int, rows: Iterable[tuple[Path, int, int, bytes, np.ndarray, int | None]]) -> None:
-        """Store (path, size, mtime_ns, fingerprint, vector, perceptual hash or None) rows in one transaction."""
+    def put_images(
+        self,
+        model_id: int,
+        rows: Iterable[tuple[Path, int, int, bytes, np.ndarray, int | None]],
+        frames: Iterable[tuple[bytes, Sequence[float], np.ndarray]] = (),
+    ) -> None:
+        """Store (path, size, mtime_ns, fingerprint, vector, perceptual hash or None) rows, and the
+        clips' frames (fingerprint, times, vectors), in one transaction."""
         with transaction(self.db):
             self.db.executemany(
                 "INSERT OR REPLACE INTO images(model_id, path, size, mtime_ns, fingerprint, vector, phash)"
                 " VALUES(?, ?, ?, ?, ?, ?, ?)",
                 [(model_id, path_key(p), s, m, f, to_blob(v), h) for p, s, m, f, v, h in rows],
             )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO frames(model_id, fingerprint, times, vectors) VALUES(?, ?, ?, ?)",
+                [
+                    (model_id, f, np.asarray(t, dtype=np.float32).tobytes(), to_blob(v))
+                    for f, t, v in frames
+                    if f and len(t) == len(v)  # an object in a store has no fingerprint: not kept
+                ],
+            )
+
+    def frames(self, model_id: int, fingerprints: Sequence[bytes]) -> dict[bytes, tuple[np.ndarray, np.ndarray]]:
+        """The frames kept for the clips of ``fingerprints``: (times in seconds, float32 vectors in
+        rows) by fingerprint. Frames that do not hold up (times and vectors that do not agree in
+        number, damaged vectors, times that are not finite) are left out: the clip then stands by
+        its own vector."""
+        found: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        for chunk in _chunks(sorted(set(fingerprints)), LOOKUP_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT fingerprint, times, vectors FROM frames WHERE model_id=? AND fingerprint IN ({marks})"
+            for fingerprint, times_blob, blob in self.db.execute(query, (model_id, *chunk)):
+                if not isinstance(times_blob, bytes) or not isinstance(blob, bytes) or len(times_blob) % 4:
+                    continue
+                times = np.frombuffer(times_blob, dtype=np.float32)
+                count = len(times)
+                if not count or len(blob) % count or not np.isfinite(times).all():
+                    continue
+                size = len(blob) // count
+                matrix, mask = self.checked_matrix(model_id, [blob[i * size : (i + 1) * size] for i in range(count)])
+                if mask.all():
+                    found[bytes(fingerprint)] = (times.astype(np.float64), matrix.astype(np.float32))
+        return found
 
     def retouched(self, path: Path, before: tuple[int, int], after: tuple[int, int, bytes]) -> int:
         """A photo whose metadata alone clipsort rewrote (its picture checked the same): its vectors,
         of every model, follow it to its new (size, mtime_ns, fingerprint). Only rows of the file as
         it was (``before``: size, mtime_ns) move; returns how many did."""
+        where = (path_key(path), before[0], before[1])
         with transaction(self.db):
+            # a clip's frames, kept by content, follow it too
+            self.db.execute(
+                "INSERT OR REPLACE INTO frames(model_id, fingerprint, times, vectors)"
+                " SELECT f.model_id, ?, f.times, f.vectors FROM frames f JOIN images i"
+                " ON i.model_id = f.model_id AND i.fingerprint = f.fingerprint"
+                " WHERE i.path = ? AND i.size = ? AND i.mtime_ns = ?",
+                (after[2], *where),
+            )
             moved = self.db.execute(
                 "UPDATE images SET size = ?, mtime_ns = ?, fingerprint = ?"
                 " WHERE path = ? AND size = ? AND mtime_ns = ?",
-                (after[0], after[1], after[2], path_key(path), before[0], before[1]),
+                (*after, *where),
             )
         return moved.rowcount
 
@@ -328,62 +373,6 @@ class EmbeddingCache:
         if model_id is None:
             return int(self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
         return int(self.db.execute("SELECT COUNT(*) FROM images WHERE model_id=?", (model_id,)).fetchone()[0])
-
-    # -- maintenance --------------------------------------------------------------------------
-    def prune(self, on_progress: Callable[[int], None] | None = None) -> int:
-        """Drop entries of files that no longer exist. Returns how many were dropped."""
-        gone: list[tuple[int, bytes]] = []
-        seen = 0
-        for model_id, raw in self.db.execute("SELECT model_id, path FROM images"):
-            seen += 1
-            if not os.path.lexists(os.fsdecode(raw)):
-                gone.append((model_id, raw))
-            if on_progress and seen % 1000 == 0:
-                on_progress(seen)
-        with transaction(self.db):
-            self.db.executemany("DELETE FROM images WHERE model_id=? AND path=?", gone)
-        self.vacuum()
-        return len(gone)
-
-    def prune_models(self) -> list[str]:
-        """Drop the models that hold no photo's vector (and their prompts'). Returns their names."""
-        with transaction(self.db):
-            rows = self.db.execute(
-                "SELECT id, name FROM models m WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.model_id=m.id)"
-            ).fetchall()
-            self.db.executemany("DELETE FROM models WHERE id=?", [(row[0],) for row in rows])
-        self.vacuum()
-        return [str(row[1]) for row in rows]
-
-    def matching(self, model: str | None = None) -> list[ModelInfo]:
-        """The models :meth:`clear` drops: all, or those whose name or identity contains ``model``."""
-        return [info for info in self.models() if model is None or model in info.name or model in info.identity]
-
-    def clear(self, model: str | None = None) -> int:
-        """Drop every entry, or those of models whose name or identity contains ``model``. Returns models dropped."""
-        identities = [info.identity for info in self.matching(model)]
-        with transaction(self.db):
-            if model is None:
-                self.db.execute("DELETE FROM images")
-                self.db.execute("DELETE FROM texts")
-                self.db.execute("DELETE FROM models")
-            else:
-                self.db.executemany("DELETE FROM models WHERE identity=?", [(i,) for i in identities])
-        self.vacuum()
-        return len(identities)
-
-    def vacuum(self) -> None:
-        self.db.execute("VACUUM")
-
-    def integrity(self) -> str:
-        return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
-
-    def size_on_disk(self) -> int:
-        return sum(
-            Path(str(self.path) + suffix).stat().st_size
-            for suffix in ("", "-wal", "-shm")
-            if Path(str(self.path) + suffix).exists()
-        )
 
 
 def _finite(value: object) -> float | None:

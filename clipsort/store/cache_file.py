@@ -45,6 +45,19 @@ CREATE TABLE IF NOT EXISTS {name}(
     UNIQUE(model_id, text)
 );
 """
+# A clip's frames (their times, float32 seconds, and their vectors, float16 rows), by content:
+# a copy of the clip elsewhere shares them. Added without a new schema version: a clipsort
+# that does not know videos leaves the table alone.
+_FRAMES = """
+CREATE TABLE IF NOT EXISTS frames(
+    id INTEGER PRIMARY KEY,
+    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+    fingerprint BLOB NOT NULL,
+    times BLOB NOT NULL,
+    vectors BLOB NOT NULL,
+    UNIQUE(model_id, fingerprint)
+);
+"""
 _INDEX = "CREATE INDEX IF NOT EXISTS images_by_fingerprint ON images(model_id, fingerprint);\n"
 
 _SCHEMA = (
@@ -61,6 +74,7 @@ CREATE TABLE IF NOT EXISTS models(
     + _IMAGES.format(name="images")
     + _TEXTS.format(name="texts")
     + _INDEX
+    + _FRAMES
 )
 
 

@@ -63,6 +63,11 @@ IN_FILE_FORMATS: dict[str, tuple[str, bool]] = {
     "HEIC/HEIF": ("HEIC", False),
     "AVIF": ("AVIF", False),
     "JPEG XL": ("JXL", False),
+    # XMP in the movie's metadata (where Adobe's apps, digiKam and exiftool read it); the streams'
+    # packets are checked byte for byte before the clip is replaced
+    "MP4 video": ("MP4", False),
+    "QuickTime video": ("MOV", False),
+    "3GP video": ("3GP", False),
 }
 _TOKEN_LENGTH = 16  # hex digits of a temporary file's random part
 #: The largest record of a photo's keywords kept for undo (a journal line may hold 1 MiB).

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from clipsort.errors import DestinationFullError, MoveError
 from clipsort.labels.names import NameLimits
+from clipsort.photos.formats import COMPANION_EXTENSIONS
 from clipsort.safe_files import inside, not_regular_reason, real_location
 from clipsort.writes.placing import identical, place, undo_one
 from clipsort.writes.sidecar import json_path, xmp_path
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
 
 MODES = ("move", "copy", "link")
 _FULL = {errno.ENOSPC, errno.EDQUOT}
-#: Same-stem files that belong to a photo (Apple edit files, the video half of a Live Photo).
-COMPANION_EXTENSIONS = (".aae", ".mov")
 
 
 @dataclass(frozen=True)
