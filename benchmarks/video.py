@@ -144,6 +144,7 @@ def whole_runs(tmp: Path, model: Path, photos: list[Path], seconds: float, count
     phone clips against as many photos (each the median of 3), less a run over one photo (the
     start, the model's load): what one more clip and one more photo cost in a whole run."""
     folders = {"clips": tmp / "whole-clips", "photos": tmp / "whole-photos", "one photo": tmp / "whole-one"}
+    folders["clips"].mkdir()
     for i in range(count):
         make_clip(folders["clips"] / f"phone {i}.mp4", seconds, (1920, 1080), "libx264", 30 + i, 30)
     folders["photos"].mkdir()

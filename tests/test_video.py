@@ -169,8 +169,8 @@ def test_a_clip_whose_duration_lies_is_read_in_bounded_time(tmp_path: Path):
 
 
 def test_a_phone_clip_gives_its_keyframes_one_frame_decoded_for_each_time(tmp_path: Path):
-    """Keyframes every 2 s, as phones write them, over 16 s: each of the six times takes the keyframe
-    before it (within half the 2.7 s each frame stands for) instead of decoding forward to it."""
+    """Keyframes every 2 s, as phones write them, over 16 s: each of the five times takes the keyframe
+    before it (within half the 3.2 s each frame stands for) instead of decoding forward to it."""
     clip = read_clip(make_clip(tmp_path / "phone.mp4", 16.0, size=(160, 120), keyint=48, rate=24))
     targets = [16.0 * (i + 0.5) / FRAMES for i in range(FRAMES)]
     assert frames_for(16.0) == FRAMES == len(clip.frames)

@@ -116,7 +116,7 @@ def test_clips_are_tagged_sorted_by_their_date_found_and_undone(tmp_path: Path, 
 
 
 def test_a_clip_red_only_in_its_last_second_is_found_above_clips_without(tmp_path: Path):
-    """The clip's own vector (the mean of six frames, one of them red) says little of red; its best
+    """The clip's own vector (the mean of four frames, one of them red) says little of red; its best
     frame says it all: search ranks clips by their best frame and says when it comes."""
     grey = Image.new("RGB", (320, 240), (128, 128, 128))
     circle = make_picture("red", (320, 240), random.Random(7), shape="circle")
