@@ -97,6 +97,13 @@ MODULES: dict[str, list[str]] = {
     "clipsort/writes/sort_plan.py": ["tests/test_sort_plan.py"],
     "clipsort/commands/apply_plan.py": ["tests/test_sort_plan.py"],
     "clipsort/photos/ignore.py": ["tests/test_discover.py"],
+    "clipsort/photos/discover.py": [
+        "tests/test_discover.py",
+        "tests/test_clip_frames.py",
+        "tests/test_library_files.py",
+        "tests/test_pairs_and_dates.py",
+    ],
+    "clipsort/model/clip_frames.py": ["tests/test_clip_frames.py"],
     "clipsort/model/prepare/weights.py": ["tests/test_graphs.py"],
 }
 #: Operators left out (see the module's docstring).

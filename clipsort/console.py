@@ -7,8 +7,6 @@ scripts can pipe it.
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import sys
 import threading
@@ -31,61 +29,11 @@ from rich.table import Table
 from rich.text import Text
 
 from clipsort.errors import FileFailure
+from clipsort.render import explanation, json_text, not_photos_line, plan_line, printable, summary_line
 from clipsort.run.report import PhotoResult, Report
 
-_SUMMARY_ORDER = (
-    "indexed", "paired", "learned", "evaluated", "tagged", "untagged", "moved", "copied", "linked", "unsorted",
-    "left", "in-place", "duplicate", "already-tagged",
-)  # fmt: skip
-#: Paths left out on purpose that the summary names one by one (--log has them all).
+#: Paths left out on purpose that the summary names one by one (--log has them all; --verbose too).
 _LEFT_OUT_SHOWN = 20
-_DRY_VERBS = {
-    "tagged": "would tag",
-    "untagged": "no label",
-    "moved": "would move",
-    "copied": "would copy",
-    "linked": "would link",
-    "unsorted": "would unsort",
-    "left": "would leave",
-    "in-place": "in place",
-    "duplicate": "duplicate",
-}
-
-
-def json_text(record: object, ascii_only: bool = False) -> str:
-    """``record`` as one line of JSON, always valid: a number that is not finite (NaN, infinity),
-    which JSON cannot hold, is written as null."""
-    try:
-        return json.dumps(record, ensure_ascii=ascii_only, allow_nan=False)
-    except ValueError:
-        return json.dumps(_finite_only(record), ensure_ascii=ascii_only, allow_nan=False)
-
-
-def _finite_only(value: object) -> object:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite_only(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_only(item) for item in value]
-    return value
-
-
-def printable(text: str) -> str:
-    """``text`` on one line: control characters escaped (a file name may hold a newline), and
-    bytes that are not UTF-8 (kept by Python as surrogates) shown as \\xNN."""
-    if text.isprintable():
-        return text
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if 0xDC80 <= code <= 0xDCFF:
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif ch.isprintable() or ch == " ":
-            out.append(ch)
-        else:
-            out.append(ch.encode("unicode_escape").decode("ascii"))
-    return "".join(out)
 
 
 class Ui:
@@ -100,6 +48,8 @@ class Ui:
         self._task: TaskID | None = None
         self._log: TextIO | None = None
         self.explain = False
+        #: Name every file left out in the summary (``--verbose``), not only counts and the first few.
+        self.verbose = False
         #: Per-photo messages held back until the model line is out (:meth:`hold`); None: not holding.
         self._held: list[tuple[Callable[[str], None], str]] | None = None
         self._held_lock = threading.Lock()
@@ -220,7 +170,7 @@ class Ui:
                 self._out(json_text(record, ascii_only=True) + "\n")
         else:
             if result.dry_run or self.explain:
-                self._out(_plan_line(result) + "\n")
+                self._out(plan_line(result) + "\n")
             if self.explain:
                 self._out(explanation(result))
 
@@ -306,6 +256,8 @@ class Ui:
         line = summary_line(report)
         for path, reason in report.left_out:
             self._write_log(printable(f"left out: {path}: {reason}"))
+        for path in report.not_photo_paths:
+            self._write_log(printable(f"left out: {path}: not a photo or video"))
         self._write_log("done: " + line + f" (exit {int(report.exit_code)})")
         if report.fatal:
             self.error(report.fatal)
@@ -323,77 +275,18 @@ class Ui:
             self.err.print(Text(f"not read: {count} {name} file(s); to read them: {install}"))
         for note in report.notes:
             self.err.print(Text(f"note: {note}"))
-        for path, reason in report.left_out[:_LEFT_OUT_SHOWN]:
+        shown = None if self.verbose else _LEFT_OUT_SHOWN
+        for path, reason in report.left_out[:shown]:
             self.err.print(Text(printable(f"left out: {path}: {reason}")))
-        if len(report.left_out) > _LEFT_OUT_SHOWN:
-            self.err.print(Text(f"left out: {len(report.left_out) - _LEFT_OUT_SHOWN} more (see --log for all)"))
+        if shown is not None and len(report.left_out) > shown:
+            self.err.print(Text(f"left out: {len(report.left_out) - shown} more (--verbose or --log names all)"))
+        if not_photos_line(report):
+            hint = "" if self.verbose or self.json_lines else " (--verbose names them)"
+            self.err.print(Text(not_photos_line(report) + hint))
+        if self.verbose:
+            for path in report.not_photo_paths:
+                self.err.print(Text(printable(f"  {path}")))
         if report.dry_run:
             self.err.print(Text("dry run: nothing was changed"))
         elif report.journal is not None:
             self.err.print(Text(f"journal {report.journal} ('clipsort undo' puts everything back)"))
-
-
-def explanation(result: PhotoResult) -> str:
-    """``--explain``'s lines for one photo: every label, best first, with score, threshold and why."""
-    if not result.explained:
-        return ""
-    width = max(len(name) for name in result.explained)
-    rows = sorted(result.explained.items(), key=lambda item: -item[1].score)
-    lines = []
-    for name, judgement in rows:
-        sign = ">=" if judgement.score >= judgement.threshold else "< "
-        mark = "+" if judgement.kept else " "
-        lines.append(
-            printable(
-                f"  {mark} {name.ljust(width)}  {judgement.score:.3f} {sign} {judgement.threshold:.3f}  {judgement.why}"
-            )
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _plan_line(result: PhotoResult) -> str:
-    return printable(_plan_text(result))
-
-
-def _plan_text(result: PhotoResult) -> str:
-    verb = _DRY_VERBS.get(result.action, result.action) if result.dry_run else result.action
-    labels = ", ".join(result.labels) if result.labels else "-"
-    if result.destination is not None and result.destination != result.path:
-        return f"{verb}: {result.path} -> {result.destination}"
-    if result.sidecar is not None:
-        return f"{verb}: {result.path} [{labels}] -> {result.sidecar}"
-    if result.action == "left" and result.note:
-        return f"{verb}: {result.path} [{labels}] ({result.note})"
-    return f"{verb}: {result.path} [{labels}]"
-
-
-def summary_line(report: Report) -> str:
-    """e.g. ``tagged 98, untagged 1, failed 2 | 101 photos in 12.3 s, 8.2 images/s``."""
-    names = _DRY_VERBS if report.dry_run else {}
-    parts = [f"{names.get(a, a)} {report.actions[a]}" for a in _SUMMARY_ORDER if report.actions.get(a)]
-    parts += [f"{a} {n}" for a, n in sorted(report.actions.items()) if a not in _SUMMARY_ORDER and n]
-    if report.failures:
-        parts.append(f"failed {len(report.failures)}")
-    if report.unchanged:
-        parts.append(f"sidecars unchanged {report.unchanged}")
-    if report.unchanged_in_photos:
-        parts.append(f"photos unchanged {report.unchanged_in_photos}")
-    counts = ", ".join(parts) if parts else "nothing to do"
-    return (
-        f"{counts} | {report.found} photos in {report.elapsed:.1f} s, {report.rate:.1f} images/s"
-        f" | embedded {report.embedded}, from cache {report.cached}"
-    )
-
-
-def clock(seconds: float) -> str:
-    """A time within a clip as people read it: ``0:03.5``, ``1:02:07.0``."""
-    tenths = round(max(seconds, 0.0) * 10)
-    minutes, rest = divmod(tenths, 600)
-    hours, minutes = divmod(minutes, 60)
-    text = f"{minutes}:{rest // 10:02d}.{rest % 10}"
-    return f"{hours}:{minutes:02d}:{rest // 10:02d}.{rest % 10}" if hours else text
-
-
-def percent(value: float | None) -> str:
-    """A share as a percentage with one decimal; ``-`` when there is none."""
-    return "-" if value is None else f"{value:.1%}"

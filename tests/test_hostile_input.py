@@ -392,7 +392,7 @@ def test_damaged_cached_vectors_are_not_used_and_json_stays_json(tmp_path, capsy
 
 
 def test_json_output_never_holds_bare_nan():
-    from clipsort.console import json_text
+    from clipsort.render import json_text
 
     text = json_text({"score": float("nan"), "scores": {"a": float("inf"), "b": 0.5}})
     assert json.loads(text) == {"score": None, "scores": {"a": None, "b": 0.5}}

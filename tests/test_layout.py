@@ -14,8 +14,9 @@ STAGES = ("photos", "labels", "store", "model", "writes", "run", "review", "comm
 #: Top-level modules every stage may use; they import no stage ("clipsort": the package's own
 #: __init__, its version and the telemetry switch).
 BASE = {"errors", "settings", "safe_files", "privacy", "clipsort"}
-#: How the CLI shows things: may import any stage but the CLI, which alone imports it.
-CONSOLE = "console"
+#: How the CLI shows things (the console, and the text it renders): may import any stage but the
+#: CLI, which alone imports them.
+CONSOLE = ("console", "render")
 TOP_MODULES_MAX = 8
 STAGE_MODULES_MAX = 14
 #: "No module over ~400 lines" (the house rule): the exact figure, with no slack.
@@ -75,8 +76,8 @@ def violations(package: Path = PACKAGE) -> list[str]:
                 continue
             if unit in STAGES:
                 ok = target in allowed(unit, package)
-            elif unit == CONSOLE:
-                ok = target in STAGES and target != "cli"
+            elif unit in CONSOLE:
+                ok = (target in STAGES and target != "cli") or target in CONSOLE
             elif unit == "__main__":
                 ok = target == "cli"
             else:  # the base and the package's own __init__: nothing above the base
@@ -94,7 +95,7 @@ def test_each_stage_may_import_only_stages_below_it():
     """The declared rules themselves run one way (so no cycle between stages is possible)."""
     for stage in STAGES:
         below = set(STAGES[: STAGES.index(stage)])
-        extra = {CONSOLE} if stage == "cli" else set()
+        extra = set(CONSOLE) if stage == "cli" else set()
         assert allowed(stage) <= below | extra, f"{stage} may import {sorted(allowed(stage) - below)}"
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from clipsort.console import summary_line
 from clipsort.errors import ExitCode, FileFailure
 from clipsort.labels.decide import Judgement
+from clipsort.render import summary_line
 from clipsort.run.report import PhotoResult, Report
 
 

@@ -202,8 +202,9 @@ def test_a_second_tag_with_json_output_still_gives_every_photo_its_scores_and_si
     code, second, err = run_cli(capsys, "tag", str(tmp_path), "-l", str(label_file), *MODEL, "--json")
     assert code == 0, err
     assert "sidecars unchanged 3" in err  # left alone, and still reported in full
-    before = {r["path"]: r for r in map(json.loads, first.splitlines())}
-    after = {r["path"]: r for r in map(json.loads, second.splitlines())}
+    # the label file lies in the folder tagged: named as left out, not a photo
+    before = {r["path"]: r for r in map(json.loads, first.splitlines()) if r["action"] != "left-out"}
+    after = {r["path"]: r for r in map(json.loads, second.splitlines()) if r["action"] != "left-out"}
     assert sorted(after) == sorted(str(p) for p in pictures)
     for path, result in after.items():
         assert result["sidecar"] == path + ".xmp" and result["labels"] == [Path(path).stem]
@@ -248,7 +249,10 @@ def test_only_untagged_skips_photos_clipsort_already_tagged(tmp_path, capsys):
     code, out, err = run_cli(capsys, "tag", str(tmp_path), "-l", str(label_file), *MODEL, "--only-untagged", "--json")
     assert code == 0, err
     actions = {Path(r["path"]).name: r["action"] for r in map(json.loads, out.splitlines())}
-    assert actions == {"a.jpg": "already-tagged", "b.jpg": "tagged", "c.jpg": "tagged"}
+    left_out = [name for name, action in actions.items() if action == "left-out"]  # the label file beside them
+    photos = {name: action for name, action in actions.items() if name not in left_out}
+    assert photos == {"a.jpg": "already-tagged", "b.jpg": "tagged", "c.jpg": "tagged"}
+    assert left_out == [label_file.name]
     assert "<rdf:li>green</rdf:li>" in Path(str(second) + ".xmp").read_text()
     assert "mine" in Path(str(other_tool) + ".xmp").read_text()
 

@@ -4,7 +4,7 @@ One module per command or command group; the options they share are declared onc
 in :mod:`clipsort.cli.options`. torch and open_clip are imported only by commands
 that need a model, so ``clipsort --help`` answers at once.
 
-May import: commands, review, run, model, writes, store, labels, photos, console.
+May import: commands, review, run, model, writes, store, labels, photos, console, render.
 """
 
 from __future__ import annotations
@@ -57,7 +57,23 @@ def run(argv: list[str] | None = None) -> None:
     operating system takes back anyway. Frozen objects are left alone; files are closed and sidecars,
     journals and the cache written before this point, and exit handlers (atexit) still run.
     """
+    _own_stderr()
     try:
         main(argv)
     finally:
         gc.freeze()
+
+
+def _own_stderr() -> None:
+    """clipsort's own lines go to a copy of file descriptor 2, which C libraries print on: what they
+    say while decoding a file becomes part of that file's message, not raw lines among clipsort's
+    (:func:`clipsort.photos.decode.capture_library_output`)."""
+    try:
+        sys.stderr.flush()
+        own = os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding, errors=sys.stderr.errors)
+    except (OSError, ValueError, AttributeError):  # no stderr at all (a service without one): nothing to keep apart
+        return
+    sys.stderr = own
+    from clipsort.photos.decode import capture_library_output
+
+    capture_library_output()

@@ -48,7 +48,7 @@ def cache_prune(cache: CacheOpt = None, no_wait: NoWaitOpt = False) -> None:
       clipsort cache prune
     """
     from clipsort import settings
-    from clipsort.console import printable
+    from clipsort.render import printable
     from clipsort.store.cache import EmbeddingCache
     from clipsort.store.cache_lock import CacheLock
 
@@ -89,7 +89,7 @@ def cache_clear(
     import sys
 
     from clipsort import settings
-    from clipsort.console import printable
+    from clipsort.render import printable
     from clipsort.store.cache import EmbeddingCache
     from clipsort.store.cache_lock import CacheLock
 

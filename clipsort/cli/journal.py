@@ -62,7 +62,7 @@ def history() -> None:
 
       clipsort history
     """
-    from clipsort.console import printable
+    from clipsort.render import printable
     from clipsort.store.journal_read import history as past_runs
 
     runs = past_runs()

@@ -69,7 +69,7 @@ def show_learned(ui: Ui, outcome: LearnOutcome) -> None:
     """What ``learn`` fitted: examples per label, thresholds, held-out figures (stdout)."""
     from rich.table import Table
 
-    from clipsort.console import percent, printable
+    from clipsort.render import percent, printable
 
     learned = outcome.learned
     table = Table(title=f"learned {len(outcome.labels)} labels -> {outcome.output}", title_justify="left")
@@ -178,8 +178,8 @@ def show_evaluation(ui: Ui, evaluation: Evaluation) -> None:
     """``eval``'s figures on stdout: one JSON object with ``--json``, else tables."""
     from rich.table import Table
 
-    from clipsort.console import json_text, percent
     from clipsort.labels.evaluate import NONE
+    from clipsort.render import json_text, percent
 
     if ui.json_lines:
         record = {

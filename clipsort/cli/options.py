@@ -133,6 +133,7 @@ class RunSettings:
     log: Path | None = None
     json_out: bool = False
     quiet: bool = False
+    verbose: bool = False
 
 
 #: The shared options, in the order ``--help`` lists them (after each command's own).
@@ -332,6 +333,13 @@ _SHARED: dict[str, tuple[Any, Any]] = {
     ),
     "json_out": (JsonOpt, False),
     "quiet": (QuietOpt, False),
+    "verbose": (
+        Annotated[
+            bool,
+            typer.Option("--verbose", "-v", help="Name every file left out in the summary (not photos, links...)."),
+        ],
+        False,
+    ),
 }
 assert set(_SHARED) == {f.name for f in fields(RunSettings)}
 

@@ -66,6 +66,7 @@ def run_command(
     from clipsort.store.cache_lock import CacheLock
 
     ui = ui or Ui(quiet=common.quiet, json_lines=common.json_out)
+    ui.verbose = common.verbose
     with contextlib.ExitStack() as stack:
         if common.log is not None:
             stack.enter_context(ui.logging_to(common.log, ["clipsort", command, *map(str, paths)]))
@@ -159,7 +160,7 @@ def open_review(report: Report, open_page: bool) -> None:
 def stepper(ui: Any, status: Any) -> Callable[[str], None]:
     """What a long step says (a model's first preparation): its first line stays, the later ones (how
     far along it is) replace each other on the status line (a terminal's), and all go to the --log."""
-    from clipsort.console import printable
+    from clipsort.render import printable
 
     said: list[str] = []
 

@@ -153,7 +153,7 @@ def search(
         if paths_only or null:
             _emit_paths(ui, [hit.path for hit in hits], null, report)
         elif common.json_out:
-            from clipsort.console import json_text
+            from clipsort.render import json_text
 
             for rank, hit in enumerate(hits, 1):
                 row: dict[str, object] = {"rank": rank, "score": hit.score, "path": str(hit.path)}
@@ -161,7 +161,7 @@ def search(
                     row["frame_time"] = round(hit.at, 3)
                 ui.out(json_text(row, ascii_only=True) + "\n")
         else:
-            from clipsort.console import clock, printable
+            from clipsort.render import clock, printable
 
             for hit in hits:
                 frame = f"  (best frame at {clock(hit.at)})" if hit.at is not None else ""
@@ -247,7 +247,7 @@ def dupes(
         if paths_only or null:
             _emit_paths(ui, [m.path for g in groups for m in g.members[1:]], null, report)
         elif common.json_out:
-            from clipsort.console import json_text
+            from clipsort.render import json_text
 
             for number, group in enumerate(groups, 1):
                 ui.out(json_text(group.to_json(number)) + "\n")
@@ -261,7 +261,7 @@ def dupes(
 
 
 def _group_text(group) -> str:  # noqa: ANN001
-    from clipsort.console import printable
+    from clipsort.render import printable
     from clipsort.safe_files import human_size
 
     what = "copies of one picture" if group.kind == "copies" else "photos of one scene"

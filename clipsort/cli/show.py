@@ -45,7 +45,7 @@ def show(
       clipsort show photo.jpg --json
     """
     from clipsort.commands.show import run_show
-    from clipsort.console import json_text
+    from clipsort.render import json_text
 
     def work(label_set, embedder, run, ui):  # noqa: ANN001, ANN202
         report, described = run_show(photos, label_set, embedder, run, ui)
@@ -73,7 +73,8 @@ def _text(record: dict) -> str:
     lines = [str(record["path"])]
     readable = "readable" if record["readable"] else "not readable by this installation (see 'clipsort formats')"
     lines.append(f"  format   {record['format'] or 'unknown'} ({readable})")
-    lines.append(f"  taken    {record['taken']} (from {record['taken_source']})")
+    zone = record.get("taken_offset") or ""
+    lines.append(f"  taken    {record['taken']}{zone} (from {record['taken_source']})")
     lines.append(f"  camera   {record['camera'] or 'unknown'}; GPS: {'yes' if record['gps'] else 'no'}")
     in_file = record["in_file"]
     keywords = _keyword_lines(in_file) + ([f"    IPTC      {', '.join(in_file['iptc'])}"] if in_file["iptc"] else [])
@@ -96,7 +97,7 @@ def _text(record: dict) -> str:
         lines.append(f"  tag      {', '.join(record['tag']) or '(no label)'}")
         lines.append(f"  sort     {record['sort'] or '(none of these)'}")
     if record.get("best_frames"):
-        from clipsort.console import clock
+        from clipsort.render import clock
 
         ranked = sorted(record["best_frames"].items(), key=lambda kv: -kv[1]["score"])
         frames = ", ".join(f"{name} at {clock(best['time'])} ({best['score']:.3f})" for name, best in ranked)

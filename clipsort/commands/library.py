@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from clipsort.model.embed import Embedder
-from clipsort.photos.discover import ImageRef, pair_raw_with_jpeg
+from clipsort.photos.discover import ImageRef, capture_mismatch, pair_raw_with_jpeg
 from clipsort.photos.location import path_key
 from clipsort.run.events import Events, RunOptions
 from clipsort.run.pipeline import check_roots, embedded_photos, find_photos
@@ -75,7 +75,7 @@ def index_missing(
     events = _Indexing(events)
     refs = find_photos(roots, report, events, run=run)
     if run.pairs:
-        refs, _ = pair_raw_with_jpeg(refs)
+        refs, _ = pair_raw_with_jpeg(refs, capture_mismatch)
     wanted = {path_key(ref.path): ref for ref in refs}
     current: dict[bytes, tuple[int, int]] = {}
     for rows in cache.scan(model_id, roots, columns="path, size, mtime_ns", chunk=CHUNK):

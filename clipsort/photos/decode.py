@@ -15,9 +15,13 @@ Failures raise :class:`clipsort.errors.DecodeError` with a reason a person can a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import tempfile
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +29,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from clipsort.errors import DecodeError
-from clipsort.photos.formats import available, format_of, register_plugins
+from clipsort.photos.formats import Format, available, format_of, register_plugins
 from clipsort.safe_files import not_regular_reason
 
 if TYPE_CHECKING:
@@ -159,6 +163,55 @@ def load_image(path: Path | str, min_side: int | None = None) -> Image.Image:
     fmt = format_of(path.name)
     if fmt is not None and not available(fmt):
         raise DecodeError(path, f"{fmt.name} files need {fmt.reader}: {fmt.install}")
+    if not (_capturing and fmt is not None and fmt.name in _NOISY):
+        return _load(path, fmt, min_side)
+    with _library_lines() as said:
+        try:
+            return _load(path, fmt, min_side)
+        except DecodeError as exc:
+            failure = exc
+    if said:  # what the C library said of this file, as part of its message (dropped when it decodes)
+        lines = "; ".join(said[:3]) + (f"; and {len(said) - 3} more" if len(said) > 3 else "")
+        raise DecodeError(path, f"{failure.reason} ({_NOISY[fmt.name]} says: {lines})") from None
+    raise failure
+
+
+#: Formats whose C library prints its warnings on the process's stderr, and that library.
+_NOISY = {"TIFF": "libtiff"}
+_capturing = False
+_CAPTURE_LOCK = threading.Lock()
+#: The most a C library's lines about one file that are read.
+_SAID_LIMIT = 4096
+
+
+def capture_library_output() -> None:
+    """Take what C libraries print on file descriptor 2 while they decode a file of a noisy format
+    into that file's message (:func:`load_image`), so that a run's stderr holds only clipsort's own
+    lines. Called by the command line once its own output goes to a copy of that descriptor (a
+    library that writes to stderr itself is left as it is). Files of those formats are then decoded
+    one at a time: the descriptor is the process's."""
+    global _capturing
+    _capturing = True
+
+
+@contextlib.contextmanager
+def _library_lines() -> Iterator[list[str]]:
+    """File descriptor 2 pointed at a scratch file for the block; its lines are in the list after."""
+    said: list[str] = []
+    with _CAPTURE_LOCK, tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read(_SAID_LIMIT).decode("utf-8", "replace")
+            said.extend(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _load(path: Path, fmt: Format | None, min_side: int | None) -> Image.Image:
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):  # a FIFO would block the decoder for ever

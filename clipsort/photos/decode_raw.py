@@ -8,6 +8,8 @@
   smaller preview is used rather than failing the photo.
 * Orientation: LibRaw's own decode applies the camera's orientation; a preview
   gets its own EXIF orientation, or else the RAW file's.
+* Where the RAW kinds that are not TIFF-structured keep their EXIF (:func:`exif_blocks`: Canon's
+  CR3, Fujifilm's RAF), for :mod:`clipsort.photos.exif` to read their date and camera.
 """
 
 from __future__ import annotations
@@ -121,3 +123,44 @@ def _develop(raw: Any, path: Path, min_side: int | None, max_pixels: int) -> Ima
         )
     rgb = raw.postprocess(half_size=half, use_camera_wb=True, output_bps=8)
     return Image.fromarray(rgb)
+
+
+#: Canon's CR3 keeps its TIFF blocks in a box of this UUID inside ``moov``: CMT1 (the first IFD:
+#: make, model) and CMT2 (the Exif IFD: the dates).
+_CANON_UUID = bytes.fromhex("85C0B687820F11E08111F4CE462B6A48")
+#: The most read of a block, or of the head of a preview (its EXIF lives in its first 64 KiB).
+_BLOCK_LIMIT = 1 << 20
+
+
+def exif_blocks(path: Path) -> list[tuple[bytes, bool]]:
+    """The blocks of a RAW that hold its EXIF where a TIFF reader does not look: each as (bytes,
+    whether the block is an Exif IFD standing where a first IFD is). Fujifilm's RAF: the head of
+    the JPEG it holds; Canon's CR3: its CMT1 and CMT2 blocks. Empty for other files, and for any
+    that cannot be read."""
+    from clipsort.photos.video import iso_boxes
+
+    blocks: list[tuple[bytes, bool]] = []
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(100)
+            if head.startswith(b"FUJIFILMCCD-RAW") and len(head) >= 92:
+                offset, length = int.from_bytes(head[84:88], "big"), int.from_bytes(head[88:92], "big")
+                handle.seek(offset)
+                return [(handle.read(min(length, _BLOCK_LIMIT)), False)]
+            if head[4:12] != b"ftypcrx ":
+                return []
+            size = handle.seek(0, 2)
+            for kind, start, end in iso_boxes(handle, 0, size):
+                if kind != b"moov":
+                    continue
+                for inner, inner_start, inner_end in iso_boxes(handle, start, end):
+                    handle.seek(inner_start)
+                    if inner != b"uuid" or handle.read(16) != _CANON_UUID:
+                        continue
+                    for block, block_start, block_end in iso_boxes(handle, inner_start + 16, inner_end):
+                        if block in (b"CMT1", b"CMT2") and block_end - block_start <= _BLOCK_LIMIT:
+                            handle.seek(block_start)
+                            blocks.append((handle.read(block_end - block_start), block == b"CMT2"))
+    except (OSError, ValueError):
+        return blocks
+    return blocks

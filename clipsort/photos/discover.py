@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from clipsort.photos import managed
 from clipsort.photos.formats import COMPANION_EXTENSIONS, KNOWN_EXTENSIONS, format_of, is_raw, is_video
 from clipsort.photos.ignore import IgnoreFileError, Rules
 from clipsort.photos.remote import is_url
-from clipsort.safe_files import not_regular_reason
+from clipsort.safe_files import TEMP_SUFFIX, not_regular_reason
 
 #: File extensions (lower case) treated as images: every format of clipsort.photos.formats, readable here or not.
 IMAGE_EXTENSIONS = KNOWN_EXTENSIONS
@@ -87,12 +88,43 @@ class SideFiles:
         self.stats: dict[str, tuple[int, int]] = {}
 
 
+class Others:
+    """The files a walk met that are neither photos nor videos (a text file, a PDF, a format clipsort
+    does not know), by extension, named up to :attr:`limit`. Sidecars, Apple's edit files and
+    clipsort's own temporary files are not counted: they belong to photos."""
+
+    limit = 100_000
+
+    def __init__(self) -> None:
+        self.by_extension: Counter[str] = Counter()
+        self.paths: list[Path] = []
+
+    def add(self, path: Path) -> None:
+        self.by_extension[extension_of(path.name)] += 1
+        if len(self.paths) < self.limit:
+            self.paths.append(path)
+
+
+def extension_of(name: str) -> str:
+    """A file's kind as the summary counts it: its extension in lower case (``.txt``)."""
+    return os.path.splitext(name)[1].lower() or "(no extension)"
+
+
+#: Name endings of files that belong to photos, not counted among the others.
+_BELONGING = (".xmp", ".clipsort.json", *COMPANION_EXTENSIONS, TEMP_SUFFIX)
+
+
+def _belongs(name: str) -> bool:
+    return name.lower().endswith(_BELONGING)
+
+
 def discover(
     roots: Iterable[Path | str],
     on_error: OnError = _ignore,
     side_files: SideFiles | None = None,
     options: WalkOptions = WalkOptions(),
     on_left_out: OnError = _ignore,
+    others: Others | None = None,
 ) -> Iterator[ImageRef]:
     """Yield every image under ``roots`` once, in a deterministic order.
 
@@ -124,7 +156,7 @@ def discover(
                 on_error(root, managed.left_out_reason(owner[1] + where) + hint)
                 continue
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(root, st, seen_dirs, seen_files, on_error, side_files, options, on_left_out)
+            yield from _walk(root, st, seen_dirs, seen_files, on_error, side_files, options, on_left_out, others)
         elif Rules.for_root(root.parent, options.exclude).excludes(root, is_folder=False):
             continue  # a file named and excluded too (a shell's glob): excluded wins, as in git
         elif not stat.S_ISREG(st.st_mode):
@@ -168,6 +200,7 @@ def _walk(
     side_files: SideFiles | None = None,
     options: WalkOptions = WalkOptions(),
     on_left_out: OnError = _ignore,
+    others: Others | None = None,
 ) -> Iterator[ImageRef]:
     # An explicit stack instead of recursion: deep trees cannot hit the recursion limit.
     # Each folder to walk with the exclusion rules of its parent.
@@ -208,6 +241,10 @@ def _walk(
                     continue
                 image = is_image_name(name)
                 if not image and not entry.is_dir():
+                    if others is not None and not _belongs(name):
+                        other = Path(entry.path)
+                        if not (rules and rules.excludes(other, is_folder=False)):
+                            others.add(other)
                     continue
             except OSError:
                 continue
@@ -256,12 +293,43 @@ def _points_to_ancestor(link: Path) -> bool:
     return here == target or target in here.parents
 
 
-def pair_raw_with_jpeg(refs: Sequence[ImageRef]) -> tuple[list[ImageRef], dict[Path, list[ImageRef]]]:
+#: Capture times of a RAW and its JPEG further apart than this are two pictures, not one.
+PAIR_SECONDS = 2.0
+
+#: Why a RAW and a JPEG of one name are not one picture (None: they may be), given their paths.
+PairCheck = Callable[[Path, Path], "str | None"]
+
+
+def capture_mismatch(raw: Path, jpeg: Path) -> str | None:
+    """Why ``raw`` and ``jpeg`` (one folder, one name) are not one picture: capture times more than
+    :data:`PAIR_SECONDS` apart, or cameras that differ, where both files say. None when nothing
+    they say tells them apart (a file without a capture time is compared by its camera alone)."""
+    from clipsort.photos.exif import read_facts
+
+    a, b = read_facts(raw), read_facts(jpeg)
+    if a.taken_source != "mtime" and b.taken_source != "mtime":
+        apart = abs((a.taken - b.taken).total_seconds())
+        if apart > PAIR_SECONDS:
+            return f"taken {a.taken:%Y-%m-%d %H:%M:%S} and {b.taken:%Y-%m-%d %H:%M:%S}"
+    if a.camera and b.camera and _camera_key(a.camera) != _camera_key(b.camera):
+        return f"taken with {a.camera} and {b.camera}"
+    return None
+
+
+def _camera_key(camera: str) -> str:
+    return " ".join(camera.casefold().split())
+
+
+def pair_raw_with_jpeg(
+    refs: Sequence[ImageRef], check: PairCheck | None = None, apart: list[str] | None = None
+) -> tuple[list[ImageRef], dict[Path, list[ImageRef]]]:
     """Split RAW+JPEG pairs (same folder, same stem): the photos to score, and each JPEG's RAW partners.
 
     A camera shooting RAW+JPEG writes two files of one picture; the JPEG (or HEIC)
     stands for both: it is embedded and judged once, and its RAW partners get the
-    same labels and travel with it. A RAW without a JPEG beside it is a photo of its own.
+    same labels and travel with it. A RAW without a JPEG beside it is a photo of its own, and so
+    is one that ``check`` (:func:`capture_mismatch`) tells apart from the JPEG of its name: why is
+    added to ``apart``.
     """
     # Keyed by the path without its extension; only RAW files are collected, so a library
     # without RAW files costs one extension check per photo.
@@ -276,10 +344,20 @@ def pair_raw_with_jpeg(refs: Sequence[ImageRef]) -> tuple[list[ImageRef], dict[P
         key = os.path.splitext(str(ref.path))[0]
         raws = raws_by_key.get(key)
         if raws and _pairs_with_raw(ref.path.name):
-            partners[ref.path] = raws
+            if check is not None:
+                raws = [raw for raw in raws if _matches(raw.path, ref.path, check, apart)]
+            if raws:
+                partners[ref.path] = raws
             raws_by_key[key] = []  # the first JPEG (or HEIC) of the stem takes them; a second stays alone
     skipped = {r.path for raws in partners.values() for r in raws}
     return [r for r in refs if r.path not in skipped], partners
+
+
+def _matches(raw: Path, jpeg: Path, check: PairCheck, apart: list[str] | None) -> bool:
+    why = check(raw, jpeg)
+    if why is not None and apart is not None:
+        apart.append(f"{raw.name} and {jpeg.name} share a name but not a picture ({why}): each judged on its own")
+    return why is None
 
 
 def _pairs_with_raw(name: str) -> bool:

@@ -1,46 +1,76 @@
 """What a photo's metadata says: when it was taken, with which camera, whether it has GPS; and
 the keywords it carries inside its own file (:func:`embedded_keywords`).
 
-Read with exifread (JPEG, TIFF, HEIC, TIFF-based RAW, PNG, WebP), then Pillow for
-formats exifread does not parse (AVIF, JPEG XL through their plugins). The date
-taken is ``DateTimeOriginal``, then ``CreateDate`` (EXIF DateTimeDigitized), then
-``DateTime`` (the last change), then the file's modification time; which one was
-used is recorded, so a folder built from an mtime is never mistaken for one built
-from the camera's clock. Times are the camera's local time, as written.
+Read with exifread (JPEG, TIFF, HEIC, TIFF-based RAW, PNG, WebP; CR3 and RAF through the blocks
+:func:`clipsort.photos.decode_raw.exif_blocks` finds), then Pillow for formats exifread does not
+parse (AVIF, JPEG XL through their plugins), then the file's XMP packet and its IPTC block. The
+date taken is the first of :data:`DATE_ORDER` (the Metadata Working Group's order, as photo apps
+read it), then the file's modification time; which one was used is recorded, so a folder built
+from an mtime is never mistaken for one built from the camera's clock. Times are the camera's
+local time, as written, with their time zone where the field has one.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
-from clipsort.photos.formats import available, format_of, register_plugins
+from clipsort.photos.formats import available, format_of, is_raw, register_plugins
 from clipsort.safe_files import SIDECAR_LIMIT
 
-#: (exifread key, the name exiftool and people use), in order of preference.
+#: (exifread key, the name exiftool and people use) of EXIF's dates, and of their time zones.
 _DATE_TAGS = (
     ("EXIF DateTimeOriginal", "DateTimeOriginal"),
     ("EXIF DateTimeDigitized", "CreateDate"),
     ("Image DateTime", "DateTime"),
 )
+_OFFSET_TAGS = (
+    ("EXIF OffsetTimeOriginal", "OffsetTimeOriginal"),
+    ("EXIF OffsetTimeDigitized", "OffsetTimeDigitized"),
+    ("EXIF OffsetTime", "OffsetTime"),
+)
 #: Pillow's EXIF tag numbers for the same fields (IFD0 and the Exif IFD).
-_PIL_DATE_TAGS = ((0x9003, "DateTimeOriginal"), (0x9004, "CreateDate"), (0x0132, "DateTime"))
+_PIL_DATE_TAGS = (
+    (0x9003, "DateTimeOriginal"), (0x9004, "CreateDate"), (0x0132, "DateTime"),
+    (0x9011, "OffsetTimeOriginal"), (0x9012, "OffsetTimeDigitized"), (0x9010, "OffsetTime"),
+)  # fmt: skip
+#: Where the date taken is read, in order: the Metadata Working Group's guidelines (EXIF
+#: DateTimeOriginal, XMP exif:DateTimeOriginal, XMP photoshop:DateCreated, IPTC Date Created with
+#: Time Created), as photo apps read them; then, for files without any, when the picture was
+#: digitized, then last changed (EXIF, then XMP). Each with the EXIF field holding its time zone.
+DATE_ORDER = (
+    ("DateTimeOriginal", "OffsetTimeOriginal"),
+    ("XMP exif:DateTimeOriginal", ""),
+    ("XMP photoshop:DateCreated", ""),
+    ("IPTC DateCreated", ""),
+    ("CreateDate", "OffsetTimeDigitized"),
+    ("XMP xmp:CreateDate", ""),
+    ("DateTime", "OffsetTime"),
+    ("XMP xmp:ModifyDate", ""),
+)
+#: The fields of the guidelines' date taken: when none is there, the IPTC block is read too.
+_TAKEN = ("DateTimeOriginal", "XMP exif:DateTimeOriginal", "XMP photoshop:DateCreated")
 _EXIF_IFD = 0x8769
 _GPS_IFD = 0x8825
 
 
 @dataclass(frozen=True)
 class PhotoFacts:
+    #: The date taken, as the camera's clock said it (the local time where it was taken).
     taken: datetime
-    #: DateTimeOriginal, CreateDate, DateTime or mtime.
+    #: The field it came from (a name of :data:`DATE_ORDER`, ``CreateDate`` for a clip, or mtime).
     taken_source: str
     make: str | None = None
     model: str | None = None
     gps: bool = False
+    #: The date's time zone where its field holds one (``+02:00``), else None.
+    offset: str | None = None
 
     @property
     def camera(self) -> str | None:
@@ -57,6 +87,7 @@ class PhotoFacts:
         return {
             "taken": self.taken.isoformat(sep=" "),
             "taken_source": self.taken_source,
+            "taken_offset": self.offset,
             "make": self.make,
             "model": self.model,
             "camera": self.camera,
@@ -91,25 +122,73 @@ def read_facts(path: Path) -> PhotoFacts:
     if fmt is not None and fmt.video:
         return _clip_facts(path)
     fields = _exifread_fields(path) or _pillow_fields(path)
-    if "DateTimeOriginal" not in fields:
-        for name, text in _xmp_dates(path).items():
-            fields.setdefault(name, text)
+    if parse_exif_date(fields.get("DateTimeOriginal", "")) is None:
+        fields.update(_xmp_dates(path))
+        if not any(parse_exif_date(fields.get(name, "")) for name in _TAKEN):
+            fields.update(_iptc_date(path))
     taken: datetime | None = None
-    source = "mtime"
-    for _, name in _DATE_TAGS:
-        value = parse_exif_date(fields.get(name, ""))
+    source, offset = "mtime", None
+    for name, offset_field in DATE_ORDER:
+        text = fields.get(name, "")
+        value = parse_exif_date(text)
         if value is not None:
             taken, source = value, name
+            offset = _offset(fields.get(offset_field, "")) if offset_field else _offset(text, in_time=True)
             break
-    if taken is None:
-        taken = _mtime(path)
     return PhotoFacts(
-        taken=taken,
+        taken=taken if taken is not None else _mtime(path),
         taken_source=source,
         make=fields.get("Make") or None,
         model=fields.get("Model") or None,
         gps=fields.get("GPS") == "yes",
+        offset=offset,
     )
+
+
+def _offset(text: str, in_time: bool = False) -> str | None:
+    """A time zone as ``+02:00`` from an EXIF offset field (``+02:00``), or from the end of a date
+    (``...T10:00:00+02:00``, ``...Z``, IPTC's ``100000+0200``: ``in_time``); None when there is none."""
+    text = text.strip().rstrip("\x00").strip()
+    if in_time:
+        clock = text.replace("T", " ").partition(" ")[2] or text
+        if clock.endswith("Z"):
+            return "+00:00"
+        match = re.search(r"([+-])(\d{2}):?(\d{2})$", clock)
+    else:
+        match = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", text)
+    if match is None or int(match.group(2)) > 14 or int(match.group(3)) >= 60:
+        return None
+    return f"{match.group(1)}{match.group(2)}:{match.group(3)}"
+
+
+#: IPTC's Date Created and Time Created (record 2, datasets 55 and 60).
+_IPTC_DATE, _IPTC_TIME = (2, 55), (2, 60)
+
+
+def _iptc_date(path: Path) -> dict[str, str]:
+    """IPTC's Date Created (``CCYYMMDD``) with its Time Created (``HHMMSS+HHMM``) as one date, for
+    files that carry IPTC (JPEG, TIFF), read from the headers by Pillow."""
+    try:
+        from PIL import Image, IptcImagePlugin
+
+        register_plugins()
+        with warnings.catch_warnings(), Image.open(path) as image:
+            warnings.simplefilter("ignore")
+            iptc = IptcImagePlugin.getiptcinfo(image) or {}
+    except Exception:  # noqa: BLE001 - metadata is optional
+        return {}
+    day, clock = iptc.get(_IPTC_DATE), iptc.get(_IPTC_TIME)
+    day = day[0] if isinstance(day, list) and day else day
+    clock = clock[0] if isinstance(clock, list) and clock else clock
+    if not isinstance(day, bytes) or not re.fullmatch(rb"\d{8}", day.strip()):
+        return {}
+    text = day.decode("ascii")
+    date = f"{text[:4]}:{text[4:6]}:{text[6:8]}"
+    match = re.fullmatch(rb"(\d{2})(\d{2})(\d{2})([+-]\d{4})?", clock.strip()) if isinstance(clock, bytes) else None
+    if match is None:
+        return {"IPTC DateCreated": date}
+    hours, minutes, seconds, zone = (g.decode("ascii") if g else "" for g in match.groups())
+    return {"IPTC DateCreated": f"{date} {hours}:{minutes}:{seconds}{zone}"}
 
 
 def _clip_facts(path: Path) -> PhotoFacts:
@@ -130,17 +209,33 @@ def _mtime(path: Path) -> datetime:
 
 def _exifread_fields(path: Path) -> dict[str, str]:
     try:
+        with open(path, "rb") as handle:
+            fields = _exifread_of(handle)
+    except OSError:
+        return {}
+    if not fields and is_raw(path.name):  # a RAW kind that keeps its EXIF in blocks of its own
+        from clipsort.photos.decode_raw import exif_blocks
+
+        for block, first_ifd in exif_blocks(path):
+            fields.update(_exifread_of(io.BytesIO(block), first_ifd))
+    return fields
+
+
+def _exifread_of(handle: BinaryIO, first_ifd: bool = False) -> dict[str, str]:
+    """The facts exifread finds in an open file (a TIFF block's own fields with ``first_ifd``: a
+    CR3's CMT2 block is an Exif IFD in the place of the first)."""
+    try:
         import exifread
 
-        with warnings.catch_warnings(), open(path, "rb") as handle:
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tags = exifread.process_file(handle, details=False)
     except Exception:  # noqa: BLE001 - exifread raises many kinds on odd files; metadata is optional
         return {}
-    if not tags:
-        return {}
+    if first_ifd:
+        tags = {key.replace("Image ", "EXIF ", 1) if key != "Image DateTime" else key: v for key, v in tags.items()}
     fields: dict[str, str] = {}
-    for key, name in _DATE_TAGS:
+    for key, name in (*_DATE_TAGS, *_OFFSET_TAGS):
         if key in tags:
             fields[name] = _printable(tags[key])
     for key, name in (("Image Make", "Make"), ("Image Model", "Model")):
@@ -151,18 +246,25 @@ def _exifread_fields(path: Path) -> dict[str, str]:
     return fields
 
 
-#: Dates in an XMP packet embedded in the file, as attributes or elements -> the EXIF name they stand for.
+#: Dates in an XMP packet embedded in the file, as attributes or elements -> their names in DATE_ORDER.
 _XMP_DATES = (
-    ("exif:DateTimeOriginal", "DateTimeOriginal"),
-    ("photoshop:DateCreated", "DateTimeOriginal"),
-    ("xmp:CreateDate", "CreateDate"),
-    ("xmp:ModifyDate", "DateTime"),
+    ("http://ns.adobe.com/exif/1.0/", "DateTimeOriginal", "XMP exif:DateTimeOriginal"),
+    ("http://ns.adobe.com/photoshop/1.0/", "DateCreated", "XMP photoshop:DateCreated"),
+    ("http://ns.adobe.com/xap/1.0/", "CreateDate", "XMP xmp:CreateDate"),
+    ("http://ns.adobe.com/xap/1.0/", "ModifyDate", "XMP xmp:ModifyDate"),
 )
-_XMP_VALUE = r'{tag}(?:="([^"]*)"|>([^<]*)<)'
+#: The prefixes these namespaces usually take (``xap`` is the xmp namespace's older one).
+_XMP_PREFIXES = {
+    "http://ns.adobe.com/exif/1.0/": ("exif",),
+    "http://ns.adobe.com/photoshop/1.0/": ("photoshop",),
+    "http://ns.adobe.com/xap/1.0/": ("xmp", "xap"),
+}
+_XMP_VALUE = r"""{tag}(?:=["']([^"']*)["']|>([^<]*)<)"""
 
 
 def _xmp_dates(path: Path) -> dict[str, str]:
-    """Dates from the file's embedded XMP packet (files without EXIF, edited by Photoshop and others)."""
+    """Dates from the file's embedded XMP packet (files without EXIF, edited by Photoshop and
+    others), found by their namespaces whatever prefixes the packet binds them to."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(1 << 20)
@@ -172,11 +274,15 @@ def _xmp_dates(path: Path) -> dict[str, str]:
     if start < 0:
         return {}
     packet = head[start : head.find(b"</x:xmpmeta>", start) + 12].decode("utf-8", "replace")
+    bound: dict[str, set[str]] = {}
+    for prefix, uri in re.findall(r"""xmlns:([\w.-]+)=["']([^"']*)["']""", packet):
+        bound.setdefault(uri, set()).add(prefix)
     fields: dict[str, str] = {}
-    for tag, name in _XMP_DATES:
-        match = re.search(_XMP_VALUE.format(tag=re.escape(tag)), packet)
-        if match and name not in fields:
-            fields[name] = match.group(1) or match.group(2) or ""
+    for uri, local, name in _XMP_DATES:
+        for prefix in sorted(bound.get(uri, set()) | set(_XMP_PREFIXES[uri])):
+            match = re.search(_XMP_VALUE.format(tag=re.escape(f"{prefix}:{local}")), packet)
+            if match and name not in fields:
+                fields[name] = match.group(1) or match.group(2) or ""
     return fields
 
 

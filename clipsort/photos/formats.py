@@ -33,19 +33,34 @@ class Format:
     video: bool = False
 
 
+#: Pillow's wheels carry OpenJPEG; a Pillow built without it needs rebuilding.
+_JPEG2000_INSTALL = "pip install --force-reinstall pillow (its wheels read JPEG 2000 through OpenJPEG)"
 #: Videos are read by PyAV, whose wheels carry FFmpeg's decoders (docs/formats.md says why).
 _VIDEO_READER = "PyAV (FFmpeg)"
 _VIDEO_INSTALL = "pip install av"
 
-RAW_EXTENSIONS = (".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf", ".pef", ".srw")
+#: The RAW kinds LibRaw reads, by the extensions their files take: Canon (CR2, CR3, CRW), Nikon
+#: (NEF, NRW), Sony (ARW, SRF, SR2), Adobe DNG, Olympus (ORF), Panasonic and Leica (RW2, RAW, RWL),
+#: Fujifilm (RAF), Pentax (PEF, PTX), Samsung (SRW), Minolta (MRW, MDC), Sigma (X3F), Phase One
+#: (IIQ, CAP, EIP), Leaf (MOS), Hasselblad and Imacon (3FR, FFF), Kodak (DCR, KDC, K25, DCS, DRF),
+#: Mamiya (MEF), Epson (ERF), ARRI (ARI), Casio (BAY), GoPro (GPR), Sinar (STI), Logitech (PXN).
+RAW_EXTENSIONS = (
+    ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".orf", ".rw2", ".raw", ".rwl",
+    ".raf", ".pef", ".ptx", ".srw", ".mrw", ".mdc", ".x3f", ".iiq", ".mos", ".3fr", ".fff", ".dcr", ".kdc",
+    ".k25", ".dcs", ".drf", ".mef", ".erf", ".ari", ".bay", ".gpr", ".sti", ".pxn", ".cap", ".eip",
+)  # fmt: skip
 
 FORMATS: tuple[Format, ...] = (
-    Format("JPEG", (".jpg", ".jpeg", ".jpe"), "Pillow"),
+    Format("JPEG", (".jpg", ".jpeg", ".jpe", ".jfif", ".jfi", ".jif"), "Pillow"),
+    # Nintendo 3DS, Fujifilm W3, Samsung NX: a JPEG of each eye; the first is the one judged
+    Format("MPO (stereo JPEG)", (".mpo",), "Pillow"),
     Format("PNG", (".png",), "Pillow"),
     Format("WebP", (".webp",), "Pillow"),
     Format("TIFF", (".tif", ".tiff"), "Pillow"),
     Format("BMP", (".bmp",), "Pillow"),
     Format("GIF", (".gif",), "Pillow"),
+    Format("Photoshop PSD", (".psd",), "Pillow"),  # its composite picture, as saved with the layers
+    Format("JPEG 2000", (".jp2", ".j2k", ".j2c", ".jpc", ".jpf", ".jpx"), "Pillow with OpenJPEG", _JPEG2000_INSTALL),
     Format("HEIC/HEIF", (".heic", ".heif", ".hif"), "pillow-heif", "pip install pillow-heif"),
     Format("AVIF", (".avif",), "Pillow (11.3+) or pillow-avif-plugin", "pip install 'clipsort[avif]'"),
     Format("JPEG XL", (".jxl",), "pillow-jxl-plugin", "pip install 'clipsort[jxl]'"),
@@ -88,6 +103,8 @@ def available(fmt: Format) -> bool:
     """Whether this installation can decode ``fmt`` (its reader imports)."""
     if fmt.reader == "Pillow":
         return True
+    if fmt.name == "JPEG 2000":
+        return _pillow_has("jpg_2000")
     if fmt.name == "HEIC/HEIF":
         return _importable("pillow_heif")
     if fmt.name == "AVIF":

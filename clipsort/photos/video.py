@@ -186,15 +186,15 @@ def xmp_packet(path: Path, limit: int) -> bytes | None:
     try:
         with open(path, "rb") as handle:
             size = handle.seek(0, 2)
-            for kind, start, end in _boxes(handle, 0, size):
+            for kind, start, end in iso_boxes(handle, 0, size):
                 if kind == b"uuid" and end - start >= 16:
                     handle.seek(start)
                     if handle.read(16) == _XMP_UUID:
                         return _payload(handle, start + 16, end, limit)
                 elif kind == b"moov":
-                    for inner, inner_start, inner_end in _boxes(handle, start, end):
+                    for inner, inner_start, inner_end in iso_boxes(handle, start, end):
                         if inner == b"udta":
-                            for leaf, leaf_start, leaf_end in _boxes(handle, inner_start, inner_end):
+                            for leaf, leaf_start, leaf_end in iso_boxes(handle, inner_start, inner_end):
                                 if leaf == b"XMP_":
                                     return _payload(handle, leaf_start, leaf_end, limit)
     except (OSError, ValueError):
@@ -202,8 +202,9 @@ def xmp_packet(path: Path, limit: int) -> bytes | None:
     return None
 
 
-def _boxes(handle: Any, start: int, end: int) -> list[tuple[bytes, int, int]]:
-    """The (type, payload start, payload end) of the ISO boxes between ``start`` and ``end``."""
+def iso_boxes(handle: Any, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """The (type, payload start, payload end) of the ISO base media boxes (MP4, MOV, CR3, HEIF)
+    between ``start`` and ``end`` of an open file; a box that does not fit ends the list."""
     found: list[tuple[bytes, int, int]] = []
     at = start
     while at + 8 <= end and len(found) < 10_000:

@@ -16,7 +16,7 @@ from clipsort.labels.label_set import DEFAULT_MARGIN, LabelSet
 from clipsort.photos.location import file_fingerprint
 from clipsort.review.charts import histogram
 from clipsort.review.page import Card, Section
-from clipsort.run.report import PhotoResult
+from clipsort.run.report import LEFT_OUT, PhotoResult
 from clipsort.writes.sort_plan import LEAVE, UNSORTED, PlanFile, PlanLabel, PlanPhoto, SortPlan
 
 #: Keys that send a card: one per label in the label file's order; u and x for the two others.
@@ -69,7 +69,7 @@ def sort_plan(results: Sequence[PhotoResult], labels: LabelSet, settings: SortSe
             partners.setdefault(Path(os.path.abspath(result.pair_of)), []).append(result.path)
     photos: list[PlanPhoto] = []
     for result in results:
-        if result.pair_of is not None or result.action in ("unreadable", "failed"):
+        if result.pair_of is not None or result.action in ("unreadable", "failed", LEFT_OUT):  # not photos judged
             continue
         path = Path(os.path.abspath(result.path))
         moved = result.destination if not dry_run and result.destination is not None else None

@@ -15,14 +15,27 @@ from clipsort.errors import FileFailure, LabelFileError, UsageError
 from clipsort.labels import decide
 from clipsort.labels.label_set import LabelSet
 from clipsort.model.embed import Embedder
-from clipsort.photos.discover import ImageRef, SideFiles, WalkOptions, discover, live_photo_videos, pair_raw_with_jpeg
+from clipsort.photos.discover import (
+    ImageRef,
+    Others,
+    SideFiles,
+    WalkOptions,
+    capture_mismatch,
+    discover,
+    extension_of,
+    live_photo_videos,
+    pair_raw_with_jpeg,
+)
 from clipsort.photos.formats import Format, available, format_of
 from clipsort.photos.ignore import check_excludes
 from clipsort.photos.location import missing, require_local
 from clipsort.run.classifier import Decisions
 from clipsort.run.engine_local import local_embedded_photos
 from clipsort.run.events import Events, RunOptions, SilentEvents, fail
-from clipsort.run.report import PhotoResult, Report
+from clipsort.run.report import LEFT_OUT, PhotoResult, Report
+
+#: RAW and JPEG files of one name judged apart that the summary names one by one.
+_APART_SHOWN = 20
 
 
 def check_run_options(run: RunOptions, device: str) -> None:
@@ -67,7 +80,11 @@ def find_photos(
     unreadable: dict[Format, list[ImageRef]] = {}
     check_excludes(run.exclude)
     walk = WalkOptions(follow_links=run.follow_links, include_managed=run.include_managed, exclude=run.exclude)
-    for ref in discover(roots, on_error=on_error, side_files=side_files, options=walk, on_left_out=on_left_out):
+    others = Others()
+    found = discover(
+        roots, on_error=on_error, side_files=side_files, options=walk, on_left_out=on_left_out, others=others
+    )
+    for ref in found:
         fmt = format_of(ref.path.name)
         if fmt is not None and not available(fmt):
             unreadable.setdefault(fmt, []).append(ref)
@@ -82,6 +99,10 @@ def find_photos(
             " not judged on their own"
         )
     report.found = len(refs)
+    report.not_photos, report.not_photo_paths = others.by_extension, others.paths
+    for path in others.paths:
+        note = f"not a photo or video ({extension_of(path.name)})"
+        record(report, events, PhotoResult(path, {}, (), LEFT_OUT, note=note))
     for fmt, skipped in unreadable.items():
         note = f"{fmt.name} needs {fmt.reader}: {fmt.install}"
         report.unreadable[fmt.name] = (len(skipped), fmt.install)
@@ -127,8 +148,12 @@ def photos_to_score(
         require_local(roots, "URLs are read by the Ray engine: add --engine ray (docs/scale-out.md)")
     refs = find_photos(roots, report, events, side_files, run)
     partners: dict[Path, list[ImageRef]] = {}
+    apart: list[str] = []
     if run.pairs:
-        refs, partners = pair_raw_with_jpeg(refs)
+        refs, partners = pair_raw_with_jpeg(refs, capture_mismatch, apart)
+    report.notes += apart[:_APART_SHOWN]
+    if len(apart) > _APART_SHOWN:
+        report.notes.append(f"{len(apart) - _APART_SHOWN} more RAW and JPEG files of one name judged apart")
     if partners:
         report.notes.append(
             f"{len(partners)} RAW+JPEG pair(s) judged once, through the JPEG; the RAW files share its labels"

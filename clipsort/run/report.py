@@ -15,6 +15,8 @@ NONE_OF_THESE = "none of these"
 LEFT_AS_PLANNED = "left where it is"
 #: The note of a photo that a sort plan leaves where it is (``_leave`` on the review page).
 LEFT_BY_PLAN = "left where it is by the plan"
+#: The action of a file the walk met that is not a photo or video (counted, named, never read).
+LEFT_OUT = "left-out"
 #: Actions of photos that were judged (not the unreadable ones).
 _JUDGED = frozenset(
     {"tagged", "untagged", "moved", "copied", "linked", "in-place", "duplicate", "unsorted", "left", "deduplicated"}
@@ -104,6 +106,9 @@ class Report:
     review: Path | None = None
     #: Paths the walk did not enter on purpose, and why (links not followed, managed folders).
     left_out: list[tuple[Path, str]] = field(default_factory=list)
+    #: Files the walk met that are not photos or videos, by extension (each is a ``left-out`` result).
+    not_photos: Counter[str] = field(default_factory=Counter)
+    not_photo_paths: list[Path] = field(default_factory=list)
 
     def record(self, result: PhotoResult) -> None:
         self.actions[result.action] += 1
