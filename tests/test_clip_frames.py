@@ -229,3 +229,31 @@ def test_the_xmp_inside_a_clip_is_read_from_its_boxes_and_damage_reads_as_none(t
     lying[0:4] = (1 << 31).to_bytes(4, "big")
     (tmp_path / "lying.mp4").write_bytes(bytes(lying))
     assert xmp_packet(tmp_path / "lying.mp4", 1 << 20) is None
+
+
+def test_a_clips_vector_is_the_unit_mean_of_its_frames_and_never_nan():
+    """Frames that show different things average to a shorter vector: it is made unit length again,
+    as a photo's is, so that clips and photos score alike; frames that cancel out give zeros (a
+    clip that scores nothing), never NaN."""
+    apart = pooled(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32))
+    assert np.allclose(apart, [0.7071, 0.7071, 0.0], atol=1e-3)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a division by zero would warn
+        cancelled = pooled(np.array([[1.0, 0.0], [-1.0, 0.0]], np.float32))
+    assert np.isfinite(cancelled).all() and not cancelled.any()
+
+
+def test_the_picture_handed_on_for_a_clip_is_its_middle_frame(tmp_path: Path, colour_model):
+    """A review page's thumbnail of a clip (Embedder.on_picture) is its middle frame: of five frames
+    over ten seconds, the one at five seconds."""
+    colours = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (220, 220, 30), (200, 30, 200)]
+    clip = write_clip(tmp_path / "five.mp4", lambda t: Image.new("RGB", (160, 120), colours[int(t // 2)]), 10.0,
+                      (160, 120), keyint=24)  # fmt: skip
+    embedder = Embedder(colour_model.spec, "cpu", None, loader=lambda spec, device, precision: colour_model)
+    handed: list = []
+    embedder.on_picture = lambda path, picture: handed.append(picture)
+    list(embedded_photos(refs(clip), embedder, RunOptions(), Report("index"), _Silent()))
+    centre = np.asarray(handed[0].convert("RGB"))[handed[0].height // 2, handed[0].width // 2].astype(int)
+    assert len(handed) == 1 and np.abs(centre - np.array(colours[2])).max() < 40

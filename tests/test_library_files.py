@@ -320,3 +320,31 @@ def test_xmp_dates_are_found_by_their_namespace_whatever_the_prefix(tmp_path: Pa
         "2004-01-02 03:04:05",
         "XMP exif:DateTimeOriginal",
     )
+
+
+def test_what_tells_a_raw_and_a_jpeg_of_one_name_apart(tmp_path: Path):
+    """Capture times more than 2 s apart when both are dated; cameras that differ, whichever name
+    sorts first; a file without a capture time compared by its camera alone."""
+    from clipsort.photos.discover import capture_mismatch
+
+    def jpeg(name: str, taken: str | None, model: str | None) -> Path:
+        path = tmp_path / name
+        picture("red").save(path, exif=exif_bytes(taken, "NIKON CORPORATION" if model else None, model))
+        return path
+
+    raw = raw_with_exif(tmp_path / "a.NEF", "2020:05:05 09:00:00", "NIKON CORPORATION", "NIKON D750")
+    assert capture_mismatch(raw, jpeg("two seconds.jpg", "2020:05:05 09:00:02", "NIKON D750")) is None
+    assert "taken 2020-05-05 09:00:00 and 2020-05-05 09:00:03" in (
+        capture_mismatch(raw, jpeg("three seconds.jpg", "2020:05:05 09:00:03", "NIKON D750")) or ""
+    )
+    # the JPEG names the camera whose name sorts after the RAW's, and the one before
+    assert capture_mismatch(raw, jpeg("z6.jpg", "2020:05:05 09:00:00", "NIKON Z 6")) == (
+        "taken with NIKON D750 and NIKON Z 6"
+    )
+    assert capture_mismatch(raw, jpeg("d70.jpg", "2020:05:05 09:00:00", "NIKON D70")) is not None
+    # a JPEG without a capture time (its file's time is today's): compared by its camera alone
+    undated = jpeg("undated.jpg", None, "NIKON D750")
+    os.utime(undated, (1_700_000_000, 1_700_000_000))
+    assert read_facts(undated).taken_source == "mtime" and capture_mismatch(raw, undated) is None
+    picture("red").save(tmp_path / "bare.NEF", "TIFF")  # a RAW that says nothing: its JPEG's partner
+    assert capture_mismatch(tmp_path / "bare.NEF", jpeg("dated.jpg", "2001:01:01 00:00:00", "E775")) is None

@@ -208,7 +208,9 @@ def _library_lines() -> Iterator[list[str]]:
             os.close(saved)
             sink.seek(0)
             text = sink.read(_SAID_LIMIT).decode("utf-8", "replace")
-            said.extend(line.strip() for line in text.splitlines() if line.strip())
+            # each line once, without the stand-in file name Pillow gives libtiff
+            lines = (line.strip().removeprefix("tempfile.tif: ") for line in text.splitlines())
+            said.extend(dict.fromkeys(line for line in lines if line))
 
 
 def _load(path: Path, fmt: Format | None, min_side: int | None) -> Image.Image:
