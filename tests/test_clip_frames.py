@@ -257,3 +257,22 @@ def test_the_picture_handed_on_for_a_clip_is_its_middle_frame(tmp_path: Path, co
     list(embedded_photos(refs(clip), embedder, RunOptions(), Report("index"), _Silent()))
     centre = np.asarray(handed[0].convert("RGB"))[handed[0].height // 2, handed[0].width // 2].astype(int)
     assert len(handed) == 1 and np.abs(centre - np.array(colours[2])).max() < 40
+
+
+def test_a_rewritten_clip_replaces_the_original_only_when_its_streams_are_the_same(tmp_path: Path):
+    """`tag --into photo` accepts exiftool's rewrite of a clip only when every stream's packets are
+    the same bytes at the same times: metadata alone may change. Another picture, a re-encoding, a
+    cut-short copy or a file that is not a clip is refused, never an error."""
+    from clipsort.photos.image_data import same_picture
+
+    clip = shape_clip(tmp_path / "a.mp4", "red", seed=1)
+    tagged = tmp_path / "tagged.mp4"
+    tagged.write_bytes(clip.read_bytes() + b"\x00\x00\x00\x10free" + b"\x00" * 8)  # a box more: metadata only
+    assert same_picture(clip, tagged)
+    other = shape_clip(tmp_path / "b.mp4", "red", seed=2)
+    reencoded = shape_clip(tmp_path / "c.mp4", "red", seed=1, bit_rate=100_000)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a clip" * 100)
+    assert not any(same_picture(clip, candidate) for candidate in (other, reencoded, cut, junk))
