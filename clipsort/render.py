@@ -126,8 +126,12 @@ def summary_line(report: Report) -> str:
     counts = ", ".join(parts) if parts else "nothing to do"
     if not report.found and not report.failures and not report.unreadable:
         counts = "no photo or video found" + (f" ({counts})" if parts else "")
+    found = f"{report.found} photos"
+    if report.videos:  # clips counted apart: "2 photos and 6 videos", "4 videos"
+        clips = f"{report.videos} video{'s' if report.videos != 1 else ''}"
+        found = f"{report.found - report.videos} photos and {clips}" if report.found > report.videos else clips
     return (
-        f"{counts} | {report.found} photos in {report.elapsed:.1f} s, {report.rate:.1f} images/s"
+        f"{counts} | {found} in {report.elapsed:.1f} s, {report.rate:.1f} images/s"
         f" | embedded {report.embedded}, from cache {report.cached}"
     )
 

@@ -61,6 +61,18 @@ def test_the_summary_counts_and_rate_are_the_runs_own():
     )
 
 
+def test_the_summary_counts_clips_apart_and_files_that_are_not_photos_last():
+    report = Report("tag", started=0.0, finished=2.0, found=8, videos=6, embedded=8)
+    for action in ["tagged"] * 8 + ["left-out"] * 2:
+        report.record(PhotoResult(Path("x"), {}, (), action))
+    assert summary_line(report).startswith("tagged 8, not photos 2 | 2 photos and 6 videos in 2.0 s")
+    report.found = report.videos = 1
+    assert "| 1 video in" in summary_line(report)
+    empty = Report("tag", started=0.0, finished=1.0)
+    empty.record(PhotoResult(Path("notes.txt"), {}, (), "left-out"))
+    assert summary_line(empty).startswith("no photo or video found (not photos 1) | 0 photos in")
+
+
 def test_a_run_that_took_no_time_reports_no_rate_and_a_short_one_its_rate():
     report = Report("index", started=5.0)
     report.finished = 5.0

@@ -80,6 +80,7 @@ def test_clips_are_tagged_sorted_by_their_date_found_and_undone(tmp_path: Path, 
 
     tagged = clipsort("tag", str(inbox), "--labels", str(labels_file), *COLOURS)
     assert tagged.returncode == 0, tagged.stderr
+    assert "| 2 photos and 6 videos in " in tagged.stderr  # the summary counts clips apart
     for name, colour in colours.items():
         assert keywords(inbox / f"{name}.xmp") == {colour}, name  # video.mp4.xmp, as digiKam and Immich read
     assert "Live Photo video" in tagged.stderr and not (inbox / "IMG_0001.MOV.xmp").exists()

@@ -26,7 +26,7 @@ from clipsort.photos.discover import (
     live_photo_videos,
     pair_raw_with_jpeg,
 )
-from clipsort.photos.formats import Format, available, format_of
+from clipsort.photos.formats import Format, available, format_of, is_video
 from clipsort.photos.ignore import check_excludes
 from clipsort.photos.location import missing, require_local
 from clipsort.run.classifier import Decisions
@@ -99,6 +99,7 @@ def find_photos(
             " not judged on their own"
         )
     report.found = len(refs)
+    report.videos = sum(is_video(ref.path.name) for ref in refs)
     report.not_photos, report.not_photo_paths = others.by_extension, others.paths
     for path in others.paths:
         note = f"not a photo or video ({extension_of(path.name)})"

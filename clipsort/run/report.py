@@ -109,6 +109,8 @@ class Report:
     #: Files the walk met that are not photos or videos, by extension (each is a ``left-out`` result).
     not_photos: Counter[str] = field(default_factory=Counter)
     not_photo_paths: list[Path] = field(default_factory=list)
+    #: Of the files found, the video clips (the summary line counts them apart).
+    videos: int = 0
 
     def record(self, result: PhotoResult) -> None:
         self.actions[result.action] += 1
