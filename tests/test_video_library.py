@@ -239,6 +239,10 @@ def test_tags_inside_mp4_and_mov_keep_the_streams_and_the_frames(tmp_path: Path,
         original = tmp_path / f"original-{name}"
         original.write_bytes(data)
         assert streams_digest(original) == streams_digest(library / name)  # only the metadata changed
+    tagged = {p.name: p.read_bytes() for p in library.iterdir()}
+    again = clipsort("tag", str(library), "--labels", str(labels_file), "--into", "photo", *COLOURS)
+    assert again.returncode == 0, again.stderr  # a second run: the clips hold their keywords already
+    assert "photos unchanged 2" in again.stderr and {p.name: p.read_bytes() for p in library.iterdir()} == tagged
     shown = json.loads(clipsort("show", str(library / "blue.mov"), "--json").stdout)
     assert shown["in_file"]["clipsort"]["subject"] == ["blue"]  # read back from the clip's XMP
     found = clipsort("search", "red", str(library), "--json", *COLOURS)  # frames kept through the rewrite
@@ -250,3 +254,19 @@ def test_tags_inside_mp4_and_mov_keep_the_streams_and_the_frames(tmp_path: Path,
     assert [r.get("Subject") for r in json.loads(read.stdout)] == [None, None]
     for name in before:
         assert streams_digest(tmp_path / f"original-{name}") == streams_digest(library / name)
+
+
+@pytest.mark.skipif(EXIFTOOL is None, reason="exiftool writes XMP in MP4 and MOV (apt install libimage-exiftool-perl)")
+def test_a_linked_clip_is_never_rewritten_through_its_link(tmp_path: Path, labels_file: Path):
+    """A symbolic link where a clip was expected: `tag --into photo` does not rewrite the file it
+    points to (elsewhere, someone else's); the keywords go to a sidecar beside the link."""
+    elsewhere = shape_clip(tmp_path / "elsewhere" / "theirs.mp4", "red", seed=1)
+    before = elsewhere.read_bytes()
+    library = tmp_path / "lib"
+    library.mkdir()
+    (library / "link.mp4").symlink_to(elsewhere)
+    ran = clipsort("tag", str(library), "--labels", str(labels_file), "--into", "photo", *COLOURS)
+    assert ran.returncode == 0 and "it is a symbolic link" in ran.stderr, ran.stderr
+    assert elsewhere.read_bytes() == before and (library / "link.mp4").is_symlink()
+    assert not list((tmp_path / "elsewhere").glob("*.xmp"))
+    assert keywords(library / "link.mp4.xmp") == {"red"}
